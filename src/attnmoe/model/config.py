@@ -1,0 +1,104 @@
+"""Configuration shared by every model form (plain data, JSON round-trippable)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+BlockForm = Literal["pure", "bert"]
+
+
+@dataclass
+class AttentionConfig:
+    """Sizes and form of a bidirectional attention model.
+
+    The same config describes the attention form and its continuous-word-experts
+    form: converting between the two keeps it unchanged.
+
+    Parameters
+    ----------
+    vocab_size
+        Number of real words ``V``. Token ids are ``0..V-1``; id ``V`` is the mask
+        token ``m`` (``mask_id``). Predictions are over the ``V`` real words.
+    max_len
+        Number of word locations ``L`` (positional embeddings, experts per head).
+    d_model
+        Width of embeddings and of the context vectors.
+    n_heads
+        Heads per layer. Each head is one mixture of experts.
+    d_head
+        Query/key/value size per head (``d_k``). Defaults to ``d_model // n_heads``.
+    n_layers
+        Number of attention layers.
+    block
+        ``"pure"``: attention only (the theory's model). ``"bert"``: residual +
+        LayerNorm + position-wise feed-forward after each attention (the paper's
+        experiments).
+    d_ff
+        Hidden width of the bert feed-forward. Defaults to ``4 * d_model``.
+    activation
+        Feed-forward nonlinearity of the bert block, ``"relu"`` or ``"gelu"``.
+    dropout
+        Dropout on the attention output and the feed-forward output (bert form)
+        or on the attention output (pure form); inactive in ``eval()``.
+    bias
+        Whether the Q/K/V/O projections carry biases.
+    layer_norm_eps
+        LayerNorm epsilon of the bert block (the paper's Keras model: 1e-6).
+    """
+
+    vocab_size: int
+    max_len: int
+    d_model: int = 32
+    n_heads: int = 1
+    d_head: int | None = None
+    n_layers: int = 1
+    block: BlockForm = "pure"
+    d_ff: int | None = None
+    activation: Literal["relu", "gelu"] = "relu"
+    dropout: float = 0.0
+    bias: bool = True
+    layer_norm_eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "max_len", "d_model", "n_heads", "n_layers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.d_head is None:
+            if self.d_model % self.n_heads:
+                raise ValueError(
+                    f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
+                    "set d_head explicitly"
+                )
+            self.d_head = self.d_model // self.n_heads
+        if self.d_ff is None:
+            self.d_ff = 4 * self.d_model
+        if self.block not in ("pure", "bert"):
+            raise ValueError(f"block must be 'pure' or 'bert', got {self.block!r}")
+        if self.activation not in ("relu", "gelu"):
+            raise ValueError(f"activation must be 'relu' or 'gelu', got {self.activation!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+
+    @property
+    def mask_id(self) -> int:
+        """Token id of the mask token (one past the real words)."""
+        return self.vocab_size
+
+    @property
+    def one_pass_exact(self) -> bool:
+        """Whether all L masked predictions can be computed in one L x L pass."""
+        return self.n_layers == 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AttentionConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown AttentionConfig fields: {sorted(unknown)}")
+        return cls(**data)

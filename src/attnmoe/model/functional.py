@@ -1,0 +1,130 @@
+"""The mixture-of-experts arithmetic shared by both model forms.
+
+Every form computes, per head, a gate ``pi_ij = softmax_j(q_i . k_j)`` and a
+context ``o_i = sum_j pi_ij v_j``. The attention form gets ``q, k, v`` from
+projections of embeddings; the continuous-word-experts form looks them up in
+tables. Keeping the arithmetic here means the two forms cannot drift apart.
+
+Shapes: B batch, H heads, L locations, r gate rank, e expert width.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def _scores_to_gates(scores: Tensor, key_mask: Tensor | None) -> Tensor:
+    # scores: (B, H, L, L); key_mask: (B, L) True where a location holds a token
+    if key_mask is not None:
+        scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+    return torch.softmax(scores, dim=-1)
+
+
+def mix_experts(
+    q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """Gate and mix experts for every location of an already-masked input.
+
+    Parameters
+    ----------
+    q, k
+        Gate queries and keys, ``(B, H, L, r)``; any scaling is already applied.
+    v
+        Experts, ``(B, H, L, e)``.
+    key_mask
+        ``(B, L)`` bool, False at padding (those experts get zero weight).
+
+    Returns
+    -------
+    context : Tensor
+        ``(B, H, L, e)``, ``context[..., i, :] = sum_j pi_ij v_j``.
+    gates : Tensor
+        ``(B, H, L, L)``, ``pi_ij``.
+    """
+    gates = _scores_to_gates(q @ k.transpose(-1, -2), key_mask)  # (B, H, L, L)
+    return gates @ v, gates
+
+
+def mix_experts_one_pass(
+    q_mask: Tensor,
+    k: Tensor,
+    k_mask: Tensor,
+    v: Tensor,
+    v_mask: Tensor,
+    key_mask: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """All L single-location maskings of a sentence in one L x L pass.
+
+    Row ``i`` is the prediction for location ``i`` when only ``i`` holds the mask
+    token: its query is the mask's query at ``i``, expert ``j != i`` sees the real
+    word ``x_j`` and expert ``i`` sees the mask. Masking ``i`` changes nothing
+    else in a one-layer model, so this equals ``L`` separate masked copies.
+
+    Parameters
+    ----------
+    q_mask, k_mask
+        Query and key of the mask token at each location, ``(B or 1, H, L, r)``.
+    k
+        Keys of the real words, ``(B, H, L, r)``.
+    v, v_mask
+        Experts of the real words ``(B, H, L, e)`` and of the mask token at each
+        location ``(B or 1, H, L, e)``.
+    key_mask
+        ``(B, L)`` bool, False at padding.
+
+    Returns
+    -------
+    context : Tensor
+        ``(B, H, L, e)``.
+    gates : Tensor
+        ``(B, H, L, L)``; row ``i`` is the gate when ``i`` is masked.
+    """
+    scores = q_mask @ k.transpose(-1, -2)  # (B, H, L, L), off-diagonal entries exact
+    diag = (q_mask * k_mask).sum(-1)  # (B, H, L): the masked location's own score
+    eye = torch.eye(scores.shape[-1], dtype=torch.bool, device=scores.device)
+    scores = torch.where(eye, diag.unsqueeze(-1), scores)
+    gates = _scores_to_gates(scores, key_mask)
+    own = torch.diagonal(gates, dim1=-2, dim2=-1)  # (B, H, L)
+    off_diagonal = gates.masked_fill(eye, 0.0)
+    context = off_diagonal @ v + own.unsqueeze(-1) * v_mask
+    return context, gates
+
+
+def mask_locations(x: Tensor, positions: Tensor, mask_id: int) -> Tensor:
+    """Copies of ``x`` with one location masked each.
+
+    Parameters
+    ----------
+    x
+        ``(B, L)`` token ids.
+    positions
+        ``(B, P)`` locations to mask.
+
+    Returns
+    -------
+    Tensor
+        ``(B * P, L)``; copy ``b * P + p`` has ``positions[b, p]`` masked.
+    """
+    batch, n_pos = positions.shape
+    copies = x.repeat_interleave(n_pos, dim=0)  # (B*P, L)
+    rows = torch.arange(batch * n_pos, device=x.device)
+    copies[rows, positions.reshape(-1)] = mask_id
+    return copies
+
+
+def as_positions(positions: Tensor | int | None, x: Tensor) -> Tensor:
+    """Normalize a ``positions`` argument to a ``(B, P)`` long tensor."""
+    batch, length = x.shape
+    if positions is None:
+        return torch.arange(length, device=x.device).expand(batch, length)
+    positions = torch.as_tensor(positions, device=x.device, dtype=torch.long)
+    if positions.ndim == 0:
+        positions = positions.expand(batch, 1)
+    elif positions.ndim == 1:
+        positions = positions.expand(batch, -1)
+    if positions.shape[0] != batch or positions.ndim != 2:
+        raise ValueError(f"positions must be int, (P,) or (B, P); got shape {tuple(positions.shape)}")
+    if positions.numel() and (positions.min() < 0 or positions.max() >= length):
+        raise ValueError(f"positions must lie in [0, {length}); got {positions.tolist()}")
+    return positions

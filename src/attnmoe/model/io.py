@@ -1,0 +1,148 @@
+"""Save and load models as ``config.json`` + ``model.safetensors`` (no pickle)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .. import __version__
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT_VERSION = 1
+
+T = TypeVar("T", bound="PretrainedMixin")
+
+
+class ModelFileError(ValueError):
+    """A model directory is missing, corrupted or incompatible."""
+
+
+def write_directory_atomically(directory: str | os.PathLike, files: dict[str, bytes]) -> Path:
+    """Write ``files`` into ``directory`` so a crash never leaves a half-written one.
+
+    The files are written to a temporary sibling directory which then replaces
+    ``directory`` by renames; an existing directory is kept until the new one is
+    complete.
+    """
+    target = Path(directory)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        for name, data in files.items():
+            with open(staging / name, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        backup = None
+        if target.exists():
+            backup = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, backup)
+        os.replace(staging, target)
+        if backup is not None:
+            shutil.rmtree(backup, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def read_model_directory(directory: str | os.PathLike) -> tuple[dict[str, Any], dict]:
+    """Read and validate ``config.json`` and the safetensors weights of a model directory."""
+    path = Path(directory)
+    if not path.is_dir():
+        raise ModelFileError(f"{path} is not a model directory")
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        if not (path / name).is_file():
+            raise ModelFileError(f"{path} has no {name}; was it written by save_pretrained?")
+    try:
+        meta = json.loads((path / CONFIG_NAME).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelFileError(f"{path / CONFIG_NAME} is not valid JSON: {err}") from err
+    if not isinstance(meta, dict) or "model_type" not in meta or "config" not in meta:
+        raise ModelFileError(f"{path / CONFIG_NAME} lacks 'model_type' or 'config'")
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} uses format version {meta['format_version']}; this attnmoe reads "
+            f"up to {FORMAT_VERSION}. Upgrade attnmoe."
+        )
+    try:
+        state = load_file(path / WEIGHTS_NAME)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ModelFileError(f"{path / WEIGHTS_NAME} is corrupted: {err}") from err
+    return meta, state
+
+
+def model_type_of(directory: str | os.PathLike) -> str:
+    """The ``model_type`` recorded in a saved model directory."""
+    path = Path(directory) / CONFIG_NAME
+    try:
+        return json.loads(path.read_text())["model_type"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ModelFileError(f"cannot read model_type from {path}: {err}") from err
+
+
+class PretrainedMixin:
+    """``save_pretrained`` / ``from_pretrained`` for modules with a dataclass ``config``."""
+
+    config_class: ClassVar[type]
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory`` atomically."""
+        meta = {
+            "model_type": type(self).__name__,
+            "format_version": FORMAT_VERSION,
+            "attnmoe_version": __version__,
+            "config": self.config.to_dict(),
+        }
+        # safetensors refuses shared or non-contiguous storage: store plain copies
+        state = {k: v.detach().contiguous().clone() for k, v in self.state_dict().items()}
+        with tempfile.TemporaryDirectory() as tmp:
+            save_file(state, os.path.join(tmp, WEIGHTS_NAME))
+            weights = Path(tmp, WEIGHTS_NAME).read_bytes()
+        files = {CONFIG_NAME: json.dumps(meta, indent=2).encode(), WEIGHTS_NAME: weights}
+        return write_directory_atomically(directory, files)
+
+    @classmethod
+    def from_pretrained(cls: type[T], directory: str | os.PathLike) -> T:
+        """Load a model written by :meth:`save_pretrained`."""
+        meta, state = read_model_directory(directory)
+        if meta["model_type"] != cls.__name__:
+            raise ModelFileError(
+                f"{directory} holds a {meta['model_type']}, not a {cls.__name__}; "
+                f"use attnmoe.load_model() to load any model type"
+            )
+        try:
+            config = cls.config_class.from_dict(meta["config"])
+        except (TypeError, ValueError) as err:
+            raise ModelFileError(f"{directory}: incompatible config: {err}") from err
+        model = cls(config)
+        dtypes = {t.dtype for t in state.values()}
+        if len(dtypes) == 1:
+            model.to(dtypes.pop())
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as err:
+            raise ModelFileError(f"{directory}: weights do not match the config: {err}") from err
+        return model.eval()
+
+
+def load_model(directory: str | os.PathLike) -> torch.nn.Module:
+    """Load any attnmoe model from a directory, whatever its form."""
+    from .attention import BidirectionalAttention
+    from .cbow import CBOW
+    from .experts import ContinuousWordExperts
+
+    classes = {c.__name__: c for c in (BidirectionalAttention, ContinuousWordExperts, CBOW)}
+    kind = model_type_of(directory)
+    if kind not in classes:
+        raise ModelFileError(f"{directory}: unknown model_type {kind!r}")
+    return classes[kind].from_pretrained(directory)
