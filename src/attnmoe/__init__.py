@@ -2,13 +2,17 @@
 
 __version__ = "0.1.0"
 
-from .model import (  # noqa: E402  (version first: model.io reads it)
+from .model import (
     CBOW,
     AttentionConfig,
     BidirectionalAttention,
     ContinuousWordExperts,
     ModelFileError,
+    TrainingHistory,
+    evaluate_mlm,
     load_model,
+    mlm_loss,
+    train_mlm,
 )
 
 __all__ = [
@@ -17,6 +21,10 @@ __all__ = [
     "BidirectionalAttention",
     "ContinuousWordExperts",
     "ModelFileError",
+    "TrainingHistory",
     "__version__",
+    "evaluate_mlm",
     "load_model",
+    "mlm_loss",
+    "train_mlm",
 ]

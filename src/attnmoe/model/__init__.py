@@ -14,3 +14,7 @@ __all__ = [
     "ModelFileError",
     "load_model",
 ]
+
+from .training import TrainingHistory, evaluate_mlm, mlm_loss, train_mlm
+
+__all__ += ["TrainingHistory", "evaluate_mlm", "mlm_loss", "train_mlm"]

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from .config import AttentionConfig
 from .base import MaskedWordModel
+from .config import AttentionConfig
 from .functional import mix_experts, mix_experts_one_pass
 from .layers import LayerOutput
 
@@ -74,7 +74,7 @@ class AttentionLayer(nn.Module):
         ``h``: inputs with real words ``(B, L, d)``; ``h_mask``: the mask token's
         input at each location ``(1, L, d)``.
         """
-        q, k, v = self.attention.project(h)
+        _q, k, v = self.attention.project(h)
         q_mask, k_mask, v_mask = self.attention.project(h_mask)
         context, gates = mix_experts_one_pass(q_mask, k, k_mask, v, v_mask, key_mask)
         return self.output(h_mask, self.attention.merge(context)), gates

@@ -178,11 +178,11 @@ class ContinuousWordExperts(MaskedWordModel):
         return self._run_layers(self._masked_copy(x, i), key_mask)[1]
 
     def gates(self, x: Tensor, i: int, key_mask: Tensor | None = None) -> Tensor:
-        """Final-layer gate ``pi_i.`` behind the prediction at masked location ``i``: ``(B, H, L)``."""
+        """Final-layer gate ``pi_i.`` behind the prediction at masked ``i``: ``(B, H, L)``."""
         return self.gate_matrices(x, i, key_mask)[-1][:, :, i]
 
     def experts(self, x: Tensor, i: int | None = None) -> Tensor:
-        """Word-layer experts ``alpha^h_j(x_j)``: ``(B, H, L, d)``; location ``i`` masked if given."""
+        """Word-layer experts ``alpha^h_j(x_j)``: ``(B, H, L, d)``; ``i`` masked if given."""
         if i is None:
             self.check_input(x)
         else:
@@ -208,7 +208,7 @@ class ContinuousWordExperts(MaskedWordModel):
         matrices = self.gate_matrices(x, i, key_mask)
         weights = matrices[-1][:, :, i]  # (B, H, L)
         for gates in reversed(matrices[:-1]):
-            b, paths, _ = weights.shape
+            b, _paths, _ = weights.shape
             weights = torch.einsum("bpk,bhkj->bphj", weights, gates).reshape(b, -1, gates.shape[-1])
         return weights
 
@@ -228,7 +228,7 @@ class ContinuousWordExperts(MaskedWordModel):
         experts = self.experts(x, i)  # (B, H, L, d)
         constant = self.word_layer.context_bias
         for layer in self.context_layers:
-            b, paths, length, d = experts.shape
+            b, _paths, length, d = experts.shape
             # new path (h_l, old path): apply M^{l, h_l}
             experts = torch.einsum("hed,bpld->bhple", layer.expert_map, experts)
             experts = experts.reshape(b, -1, length, d)
@@ -306,6 +306,10 @@ class ContinuousWordExperts(MaskedWordModel):
         ref = self.output.weight
         if tol is None:
             tol = 1e-7 if ref.dtype == torch.float64 else 1e-4
+        if ref.dtype != torch.float64:
+            # factorizations (SVD, least squares) in float64; the result keeps our dtype
+            wide = copy.deepcopy(self).double()
+            return wide.to_attention(tol).to(ref.dtype)
         model = BidirectionalAttention(copy.deepcopy(cfg)).to(dtype=ref.dtype, device=ref.device)
         scale = 1.0 / math.sqrt(r)
         word = self.word_layer
@@ -314,11 +318,7 @@ class ContinuousWordExperts(MaskedWordModel):
             return t.permute(1, 2, 0, 3).reshape(length, words, -1)
 
         tables = torch.cat([flat(word.gate_query), flat(word.gate_key), flat(word.experts)], -1)
-        embedding, linear, constant = _affine_embedding(
-            tables, None if word.residual is None else word.residual, d, tol
-        )
-        if not cfg.bias and constant.abs().max() > tol * max(1.0, tables.abs().max()):
-            raise ValueError("the tables need projection biases; this config has bias=False")
+        embedding, linear, constant = _affine_embedding(tables, word.residual, d, tol, cfg.bias)
         model.token_embedding.weight.copy_(embedding[0])
         model.position_embedding.weight.copy_(embedding[:, 0] - embedding[0, 0])
         n_q, n_k = h * r, 2 * h * r
@@ -337,20 +337,18 @@ class ContinuousWordExperts(MaskedWordModel):
 
         for source, target in zip(self.context_layers, model.layers[1:], strict=True):
             att = target.attention
-            w_q, w_k = [], []
+            w_q, w_k, b_q = [], [], []
             for head in range(h):
                 a, b = _low_rank(source.gate_bilinear[head] / scale, r, tol, "gate bilinear form")
+                u = source.gate_linear[head] / scale  # must equal W_K^T b_Q
+                b = _key_rows_spanning(b, u, tol)
                 w_q.append(a.T)
                 w_k.append(b)
+                b_q.append(_solve(b.T, u, tol, "gate linear term"))
             att.query.weight.copy_(torch.cat(w_q))
             att.key.weight.copy_(torch.cat(w_k))
             _set_value_output(att, source.expert_map, tol)
             if cfg.bias:
-                # u = W_K^T b_Q / sqrt(d_k): solve for b_Q head by head
-                b_q = [
-                    _solve(w_k[head].T, source.gate_linear[head] / scale, tol, "gate linear term")
-                    for head in range(h)
-                ]
                 att.query.bias.copy_(torch.cat(b_q))
                 att.key.bias.zero_()
                 att.value.bias.zero_()
@@ -370,24 +368,55 @@ def _bias(linear: nn.Linear, size: int) -> Tensor:
     return linear.bias
 
 
+def _numerical_rank(s: Tensor, tol: float) -> int:
+    return int((s > tol * max(float(s[0]), 1.0)).sum()) if s.numel() else 0
+
+
 def _low_rank(matrix: Tensor, rank: int, tol: float, what: str) -> tuple[Tensor, Tensor]:
-    """``matrix ~= a @ b`` with ``a: (m, rank)``, ``b: (rank, n)``; error if rank is higher."""
+    """``matrix ~= a @ b`` with ``a: (m, rank)``, ``b: (rank, n)``; error if rank is higher.
+
+    Directions beyond the numerical rank are exact zeros, so spare rows of ``b``
+    stay free for :func:`_key_rows_spanning`.
+    """
     u, s, vh = torch.linalg.svd(matrix, full_matrices=False)
-    if s.numel() > rank and s[rank] > tol * max(float(s[0]), 1.0):
+    found = _numerical_rank(s, tol)
+    if found > rank:
         raise ValueError(
             f"{what} has rank > {rank} (singular value {float(s[rank]):.3g}): "
             "these experts have no attention form of this size"
         )
-    root = s[:rank].sqrt()
-    a, b = u[:, :rank] * root, root[:, None] * vh[:rank]
-    if a.shape[1] < rank:  # fewer singular values than the rank: pad with zeros
-        a = torch.cat([a, a.new_zeros(a.shape[0], rank - a.shape[1])], 1)
-        b = torch.cat([b, b.new_zeros(rank - b.shape[0], b.shape[1])], 0)
+    root = s[:found].sqrt()
+    a = matrix.new_zeros(matrix.shape[0], rank)
+    b = matrix.new_zeros(rank, matrix.shape[1])
+    a[:, :found] = u[:, :found] * root
+    b[:found] = root[:, None] * vh[:found]
     return a, b
 
 
+def _key_rows_spanning(w_k: Tensor, u: Tensor, tol: float) -> Tensor:
+    """Let the key map's rows span ``u`` too, using a spare (all-zero) row if needed.
+
+    The gate's linear term ``u = W_K^T b_Q`` lies in the row space of the true
+    ``W_K``, which can be larger than that of ``G = W_Q^T W_K``.
+    """
+    used = w_k.abs().sum(1) > 0
+    residual = u
+    if used.any():
+        rows = w_k[used]
+        coeffs = torch.linalg.lstsq(rows.T, u.unsqueeze(-1)).solution.squeeze(-1)
+        residual = u - rows.T @ coeffs
+    if float(residual.norm()) <= tol * max(1.0, float(u.norm())):
+        return w_k
+    spare = (~used).nonzero()
+    if not len(spare):
+        raise ValueError("gate linear term is not in the span attention can express")
+    w_k = w_k.clone()
+    w_k[spare[0, 0]] = residual  # W_Q's matching column is zero: G is unchanged
+    return w_k
+
+
 def _solve(a: Tensor, y: Tensor, tol: float, what: str) -> Tensor:
-    x = torch.linalg.lstsq(a, y.unsqueeze(-1)).solution.squeeze(-1)
+    x = torch.linalg.lstsq(a, y.unsqueeze(-1), rcond=tol, driver="gelsd").solution.squeeze(-1)
     if (a @ x - y).abs().max() > tol * max(1.0, float(y.abs().max())):
         raise ValueError(f"{what} is not in the span attention can express")
     return x
@@ -395,7 +424,7 @@ def _solve(a: Tensor, y: Tensor, tol: float, what: str) -> Tensor:
 
 def _set_value_output(att: nn.Module, maps: Tensor, tol: float) -> None:
     """Factor each head's expert map ``M^h = W_O^h W_V^h`` (rank <= d_head)."""
-    h, d, _ = maps.shape
+    h, _d, _ = maps.shape
     r = att.d_head
     w_o, w_v = [], []
     for head in range(h):
@@ -407,13 +436,14 @@ def _set_value_output(att: nn.Module, maps: Tensor, tol: float) -> None:
 
 
 def _affine_embedding(
-    tables: Tensor, residual: Tensor | None, d: int, tol: float
+    tables: Tensor, residual: Tensor | None, d: int, tol: float, affine: bool
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Write ``tables[j, w] = e[j, w] @ linear + constant`` with ``e = E[w] + P[j]`` in R^d.
 
     With a residual table (bert form) ``e`` is that table; otherwise ``e`` is
     found from the tables: they must be additive in location and word and span
-    at most ``d`` dimensions.
+    at most ``d`` dimensions. ``affine=False`` (no projection biases) forces
+    ``constant = 0``.
 
     Returns
     -------
@@ -424,7 +454,6 @@ def _affine_embedding(
     constant : Tensor
         ``(D,)``.
     """
-    length, words, _ = tables.shape
     scale = max(1.0, float(tables.abs().max()))
 
     def check_additive(t: Tensor, what: str) -> None:
@@ -435,18 +464,23 @@ def _affine_embedding(
     if residual is not None:
         check_additive(residual, "the residual input table")
         e = residual.reshape(-1, d)
-        ones = e.new_ones(e.shape[0], 1)
-        solution = torch.linalg.lstsq(torch.cat([e, ones], 1), tables.reshape(e.shape[0], -1))
-        linear, constant = solution.solution[:d], solution.solution[d]
+        design = torch.cat([e, e.new_ones(e.shape[0], 1)], 1) if affine else e
+        # truncated (rcond) least squares: embeddings that do not span R^d leave
+        # directions free; the minimum-norm solution keeps the maps' rank
+        targets = tables.reshape(e.shape[0], -1)
+        solution = torch.linalg.lstsq(design, targets, rcond=tol, driver="gelsd").solution
+        linear = solution[:d]
+        constant = solution[d] if affine else solution.new_zeros(solution.shape[1])
         embedding = residual
     else:
         check_additive(tables, "the gate and expert tables")
-        constant = tables[0, 0]
-        rows = torch.cat([tables[0] - constant, tables[1:, 0] - constant])  # (V+1+L-1, D)
+        constant = tables[0, 0] if affine else tables.new_zeros(tables.shape[-1])
+        rows = torch.cat([tables[0] - constant, tables[1:, 0] - tables[0, 0]])  # (V+L, D)
         _, s, vh = torch.linalg.svd(rows, full_matrices=False)
         if s.numel() > d and s[d] > tol * max(float(s[0]), 1.0):
             raise ValueError(f"the tables span more than d_model={d} dimensions: no attention form")
-        basis = vh[:d]  # (<=d, D), orthonormal rows
+        rank = _numerical_rank(s, tol)
+        basis = vh[:rank]  # (rank <= d, D), orthonormal rows; null directions left out
         if basis.shape[0] < d:
             basis = torch.cat([basis, basis.new_zeros(d - basis.shape[0], basis.shape[1])])
         words_part = (tables[0] - constant) @ basis.T  # E[w] (with P[0] = 0)

@@ -124,7 +124,9 @@ def as_positions(positions: Tensor | int | None, x: Tensor) -> Tensor:
     elif positions.ndim == 1:
         positions = positions.expand(batch, -1)
     if positions.shape[0] != batch or positions.ndim != 2:
-        raise ValueError(f"positions must be int, (P,) or (B, P); got shape {tuple(positions.shape)}")
+        raise ValueError(
+            f"positions must be int, (P,) or (B, P); got shape {tuple(positions.shape)}"
+        )
     if positions.numel() and (positions.min() < 0 or positions.max() >= length):
         raise ValueError(f"positions must lie in [0, {length}); got {positions.tolist()}")
     return positions

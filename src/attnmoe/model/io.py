@@ -83,6 +83,8 @@ def read_model_directory(directory: str | os.PathLike) -> tuple[dict[str, Any], 
 
 def model_type_of(directory: str | os.PathLike) -> str:
     """The ``model_type`` recorded in a saved model directory."""
+    if not Path(directory).is_dir():
+        raise ModelFileError(f"{directory} is not a model directory")
     path = Path(directory) / CONFIG_NAME
     try:
         return json.loads(path.read_text())["model_type"]

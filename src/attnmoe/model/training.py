@@ -1,0 +1,287 @@
+"""Masked-language-model training for every model form.
+
+One-layer models see every location of every sentence masked once per epoch,
+computed in one L x L pass (exact: see :func:`~attnmoe.model.functional.mix_experts_one_pass`).
+Deeper models use BERT's random masking (15 %, 80/10/10) or, on request, one
+masked copy per location.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .base import MaskedWordModel
+
+Masking = Literal["auto", "all", "random"]
+
+
+@dataclass
+class TrainingHistory:
+    """What happened during :func:`train_mlm`."""
+
+    train_loss: list[float] = field(default_factory=list)
+    validation_loss: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+    epochs_run: int = 0
+    stopped_early: bool = False
+    seconds: float = 0.0
+    masked_predictions: int = 0
+
+
+def mlm_loss(
+    model: MaskedWordModel,
+    x: Tensor,
+    key_mask: Tensor | None = None,
+    position_weights: Tensor | None = None,
+    method: Literal["auto", "one_pass", "copies"] = "auto",
+) -> Tensor:
+    """Mean cross-entropy of every location masked alone.
+
+    Parameters
+    ----------
+    model
+        Any masked-word model.
+    x
+        ``(B, L)`` token ids.
+    key_mask
+        ``(B, L)`` bool, False at padding (padding is neither predicted nor seen).
+    position_weights
+        ``(L,)`` weight of each location in the loss (e.g. to stress a target
+        column); uniform when None.
+    method
+        Passed to :meth:`MaskedWordModel.masked_logits`.
+    """
+    logits = model.masked_logits(x, None, key_mask, method)  # (B, L, V)
+    losses = F.cross_entropy(logits.flatten(0, 1), x.flatten(), reduction="none").view(x.shape)
+    weights = (
+        torch.ones_like(losses) if position_weights is None else position_weights.expand_as(losses)
+    )
+    if key_mask is not None:
+        weights = weights * key_mask
+    return (losses * weights).sum() / weights.sum().clamp_min(1e-12)
+
+
+def random_mask_loss(
+    model: MaskedWordModel,
+    x: Tensor,
+    generator: torch.Generator,
+    key_mask: Tensor | None = None,
+    mask_prob: float = 0.15,
+) -> Tensor:
+    """BERT's masking: choose ``mask_prob`` of locations (at least one per sentence);
+    of those 80 % become the mask, 10 % a random word, 10 % stay; predict them all."""
+    cfg = model.config
+    present = torch.ones_like(x, dtype=torch.bool) if key_mask is None else key_mask
+    u = torch.rand(x.shape, generator=generator, device=x.device)
+    chosen = (u < mask_prob) & present
+    # make sure every sentence predicts something: its highest-u present location
+    forced = torch.argmax(torch.where(present, u, -1.0), dim=1)
+    chosen[torch.arange(x.shape[0], device=x.device), forced] = True
+    action = torch.rand(x.shape, generator=generator, device=x.device)
+    random_words = torch.randint(cfg.vocab_size, x.shape, generator=generator, device=x.device)
+    inputs = torch.where(chosen & (action < 0.8), cfg.mask_id, x)
+    inputs = torch.where(chosen & (action >= 0.8) & (action < 0.9), random_words, inputs)
+    logits = model.logits(inputs, key_mask)  # (B, L, V)
+    return F.cross_entropy(logits[chosen], x[chosen])
+
+
+def _as_tokens(data: Tensor | np.ndarray) -> Tensor:
+    tokens = torch.as_tensor(np.asarray(data) if not isinstance(data, Tensor) else data)
+    if tokens.ndim != 2:
+        raise ValueError(
+            f"training data must be (n_sentences, length) token ids, got {tuple(tokens.shape)}"
+        )
+    if tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
+        raise TypeError(f"training data must be integer token ids, got {tokens.dtype}")
+    return tokens.long()
+
+
+def train_mlm(
+    model: MaskedWordModel,
+    data: Tensor | np.ndarray,
+    *,
+    key_mask: Tensor | None = None,
+    epochs: int = 10,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    masking: Masking = "auto",
+    mask_prob: float = 0.15,
+    position_weights: Tensor | None = None,
+    validation: float | Tensor | np.ndarray = 0.0,
+    validation_key_mask: Tensor | None = None,
+    patience: int | None = None,
+    seed: int | None = 0,
+    verbose: int = 1,
+    on_epoch_end: Callable[[int, TrainingHistory], None] | None = None,
+) -> TrainingHistory:
+    """Fit any model form by maximum likelihood of masked words (Adam).
+
+    Parameters
+    ----------
+    model
+        :class:`BidirectionalAttention`, :class:`ContinuousWordExperts` or :class:`CBOW`.
+    data
+        ``(N, L)`` token ids.
+    key_mask
+        ``(N, L)`` bool, False at padding.
+    epochs, batch_size, lr, weight_decay
+        Optimisation budget; ``batch_size`` counts sentences.
+    masking
+        ``"all"``: every location masked once per sentence per epoch (one pass
+        for one-layer models, masked copies otherwise). ``"random"``: BERT's
+        15 % / 80-10-10 masking. ``"auto"``: ``"all"`` for one layer, else random.
+    mask_prob
+        Share of locations predicted under random masking.
+    position_weights
+        ``(L,)`` loss weight per location under ``"all"`` masking.
+    validation
+        A fraction of ``data`` held out (seeded), or separate ``(M, L)`` token ids.
+        The validation loss always uses all-locations masking, so it is comparable
+        across epochs.
+    patience
+        Stop after this many epochs without a lower validation loss and restore
+        the best weights. Needs a validation set.
+    seed
+        Seeds shuffling, masking and dropout: the same seed gives the same weights.
+    verbose
+        0 silent; 1 a progress bar over epochs.
+    on_epoch_end
+        Called as ``on_epoch_end(epoch, history)`` after each epoch.
+
+    Returns
+    -------
+    TrainingHistory
+
+    Raises
+    ------
+    FloatingPointError
+        If the loss becomes NaN or infinite; the weights are those of the last
+        finite step (the bad step is not applied).
+    """
+    tokens = _as_tokens(data)
+    cfg = model.config
+    if tokens.shape[1] > cfg.max_len:
+        raise ValueError(f"sentences of length {tokens.shape[1]} exceed max_len={cfg.max_len}")
+    if epochs < 1 or batch_size < 1:
+        raise ValueError("epochs and batch_size must be positive")
+    if masking == "auto":
+        masking = "all" if model.one_pass_exact else "random"
+    if masking not in ("all", "random"):
+        raise ValueError(f"masking must be 'auto', 'all' or 'random', got {masking!r}")
+    if seed is not None:
+        torch.manual_seed(seed)  # dropout draws from the global generator
+    generator = torch.Generator().manual_seed(0 if seed is None else seed)
+
+    device = next(model.parameters()).device
+    train_x, train_keys = tokens, key_mask
+    if isinstance(validation, float):
+        if not 0.0 <= validation < 1.0:
+            raise ValueError(f"validation fraction must be in [0, 1), got {validation}")
+        n_val = round(validation * len(tokens))
+        order = torch.randperm(len(tokens), generator=generator)
+        val_idx, train_idx = order[:n_val], order[n_val:]
+        val_x = tokens[val_idx] if n_val else None
+        val_keys = None if key_mask is None or not n_val else key_mask[val_idx]
+        train_x = tokens[train_idx]
+        train_keys = None if key_mask is None else key_mask[train_idx]
+    else:
+        val_x, val_keys = _as_tokens(validation), validation_key_mask
+    if len(train_x) == 0:
+        raise ValueError("no training sentences left after the validation split")
+    if patience is not None and val_x is None:
+        raise ValueError("early stopping (patience) needs a validation set")
+
+    train_x = train_x.to(device)
+    train_keys = None if train_keys is None else train_keys.to(device)
+    weights = (
+        None if position_weights is None else position_weights.to(device, model.output.weight.dtype)
+    )
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    history = TrainingHistory()
+    best_loss, best_state, stale = math.inf, None, 0
+    start = time.perf_counter()
+    bar = tqdm(range(epochs), desc="MLM", unit="epoch", disable=verbose <= 0, leave=False)
+    for epoch in bar:
+        model.train()
+        order = torch.randperm(len(train_x), generator=generator).to(device)
+        total, count = 0.0, 0
+        for first in range(0, len(order), batch_size):
+            idx = order[first : first + batch_size]
+            x = train_x[idx]
+            keys = None if train_keys is None else train_keys[idx]
+            if masking == "all":
+                loss = mlm_loss(model, x, keys, weights)
+                history.masked_predictions += int(x.numel() if keys is None else keys.sum())
+            else:
+                loss = random_mask_loss(model, x, generator, keys, mask_prob)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"MLM loss became {loss.item()} at epoch {epoch + 1}; the weights are kept "
+                    "from the last finite step. Try a lower learning rate."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(idx)
+            count += len(idx)
+        history.train_loss.append(total / count)
+        history.epochs_run = epoch + 1
+        postfix = {"loss": f"{history.train_loss[-1]:.4f}"}
+        if val_x is not None:
+            val_loss = evaluate_mlm(model, val_x, val_keys, batch_size=max(batch_size, 256))
+            history.validation_loss.append(val_loss)
+            postfix["val"] = f"{val_loss:.4f}"
+            if val_loss < best_loss - 1e-7:
+                best_loss, stale, history.best_epoch = val_loss, 0, epoch + 1
+                if patience is not None:
+                    best_state = copy.deepcopy(model.state_dict())
+            else:
+                stale += 1
+        bar.set_postfix(postfix)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, history)
+        if patience is not None and stale >= patience:
+            history.stopped_early = True
+            break
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    history.seconds = time.perf_counter() - start
+    return history
+
+
+@torch.no_grad()
+def evaluate_mlm(
+    model: MaskedWordModel,
+    data: Tensor | np.ndarray,
+    key_mask: Tensor | None = None,
+    batch_size: int = 256,
+) -> float:
+    """Mean masked-word cross-entropy over every (non-padding) location."""
+    tokens = _as_tokens(data)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0.0
+    for first in range(0, len(tokens), batch_size):
+        x = tokens[first : first + batch_size].to(device)
+        keys = None if key_mask is None else key_mask[first : first + batch_size].to(device)
+        n = float(x.numel() if keys is None else keys.sum())
+        total += mlm_loss(model, x, keys).item() * n
+        count += n
+    model.train(was_training)
+    return total / max(count, 1.0)

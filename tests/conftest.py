@@ -1,0 +1,20 @@
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    # CI has 2 cores; keep torch from oversubscribing them
+    torch.set_num_threads(2)
+    yield
+
+from hypothesis import settings  # noqa: E402
+
+# Same examples on every run: a CI failure must be reproducible locally.
+settings.register_profile("ci", derandomize=True, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -1,0 +1,119 @@
+"""save_pretrained / from_pretrained round trips and their failure modes."""
+
+import json
+
+import pytest
+import torch
+
+from attnmoe import (
+    CBOW,
+    AttentionConfig,
+    BidirectionalAttention,
+    ContinuousWordExperts,
+    ModelFileError,
+    load_model,
+)
+from attnmoe.model import io
+
+from .helpers import random_attention
+
+
+@pytest.mark.parametrize("form", ["attention", "experts", "cbow"])
+def test_round_trip_is_exact(tmp_path, form):
+    model = random_attention(0, vocab_size=6, max_len=4, d_model=4, n_heads=2, block="bert")
+    if form == "experts":
+        model = model.to_experts()
+    elif form == "cbow":
+        model = CBOW(AttentionConfig(vocab_size=6, max_len=4, d_model=4))
+    model.save_pretrained(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "config.json",
+        "model.safetensors",
+    ]
+    loaded = type(model).from_pretrained(tmp_path / "m")
+    x = torch.randint(0, 6, (3, 4))
+    assert torch.equal(loaded.masked_log_probs(x), model.eval().masked_log_probs(x))
+    assert loaded.config == model.config
+    assert type(load_model(tmp_path / "m")) is type(model)
+
+
+def test_overwrite_keeps_no_leftovers(tmp_path):
+    first = BidirectionalAttention(AttentionConfig(vocab_size=3, max_len=2))
+    second = BidirectionalAttention(AttentionConfig(vocab_size=5, max_len=3))
+    first.save_pretrained(tmp_path / "m")
+    second.save_pretrained(tmp_path / "m")
+    assert BidirectionalAttention.from_pretrained(tmp_path / "m").config.vocab_size == 5
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]
+
+
+def test_crash_while_writing_leaves_the_old_model_intact(tmp_path, monkeypatch):
+    model = BidirectionalAttention(AttentionConfig(vocab_size=3, max_len=2))
+    model.save_pretrained(tmp_path / "m")
+    before = (tmp_path / "m" / "model.safetensors").read_bytes()
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(io.os, "fsync", crash)
+    with pytest.raises(OSError, match="disk full"):
+        BidirectionalAttention(AttentionConfig(vocab_size=9, max_len=2)).save_pretrained(
+            tmp_path / "m"
+        )
+    assert (tmp_path / "m" / "model.safetensors").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]
+
+
+def test_corrupted_and_incompatible_directories(tmp_path):
+    with pytest.raises(ModelFileError, match="not a model directory"):
+        BidirectionalAttention.from_pretrained(tmp_path / "missing")
+
+    model = BidirectionalAttention(AttentionConfig(vocab_size=3, max_len=2))
+    model.save_pretrained(tmp_path / "m")
+    weights = tmp_path / "m" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:40])
+    with pytest.raises(ModelFileError, match="corrupted"):
+        BidirectionalAttention.from_pretrained(tmp_path / "m")
+
+    model.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text("{not json")
+    with pytest.raises(ModelFileError, match="not valid JSON"):
+        BidirectionalAttention.from_pretrained(tmp_path / "m")
+
+    model.save_pretrained(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "config.json").read_text())
+    meta["config"]["vocab_size"] = 7
+    (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError, match="do not match"):
+        BidirectionalAttention.from_pretrained(tmp_path / "m")
+
+    meta["config"]["vocab_size"] = 3
+    meta["config"]["flavour"] = "x"
+    (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError, match="incompatible config"):
+        BidirectionalAttention.from_pretrained(tmp_path / "m")
+
+    model.save_pretrained(tmp_path / "m")
+    with pytest.raises(ModelFileError, match="holds a BidirectionalAttention"):
+        ContinuousWordExperts.from_pretrained(tmp_path / "m")
+
+
+def test_dtype_is_kept(tmp_path):
+    model = random_attention(1, vocab_size=3, max_len=2)  # float64
+    model.save_pretrained(tmp_path / "m")
+    assert (
+        BidirectionalAttention.from_pretrained(tmp_path / "m").output.weight.dtype == torch.float64
+    )
+
+
+def test_no_pickle_in_the_package():
+    import pathlib
+
+    import attnmoe
+
+    root = pathlib.Path(attnmoe.__file__).parent
+    for path in root.rglob("*.py"):
+        text = path.read_text()
+        assert "import pickle" not in text, path
+        for line in text.splitlines():
+            if "torch.load(" in line:
+                assert "weights_only=True" in line, f"{path}: {line}"
