@@ -1,0 +1,142 @@
+"""Rows of a table as sentences: every column is a word location.
+
+Each column's values become category codes ``0..n_c-1`` shared across columns
+(the paper's scheme: location tells columns apart, so code ``k`` of column
+``c`` and code ``k`` of column ``c'`` are different (location, word) pairs).
+Numeric columns are cut into quantile bins unless they hold whole numbers with
+at most ``max_categories`` distinct values (those are categories).
+Missing or unseen values become the mask token.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class ColumnCoding:
+    """How one column's values map to codes."""
+
+    name: str
+    kind: str  # "categorical" or "binned"
+    categories: list = field(default_factory=list)  # categorical: code -> value
+    edges: np.ndarray | None = None  # binned: inner quantile edges
+    representatives: np.ndarray | None = None  # binned: a typical value per bin
+
+    @property
+    def n_codes(self) -> int:
+        return len(self.categories) if self.kind == "categorical" else len(self.edges) + 1
+
+
+def _is_numeric(series: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(series.dtype) and not (
+        isinstance(series.dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(series.dtype)
+    )
+
+
+def _is_whole(series: pd.Series) -> bool:
+    # integers stored as floats (pandas does this to an int column with gaps)
+    values = series.dropna().to_numpy(dtype=float)
+    return bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
+
+
+def _sorted_values(values: pd.Series) -> list:
+    unique = pd.unique(values.dropna())
+    try:
+        return sorted(unique)
+    except TypeError:  # mixed types: a stable, deterministic order
+        return sorted(unique, key=lambda v: (type(v).__name__, str(v)))
+
+
+class TableEncoder:
+    """Fit on a training table; encode any table with the same columns to codes.
+
+    Parameters
+    ----------
+    n_bins
+        Quantile bins for float columns (and integer columns with more than
+        ``max_categories`` distinct values).
+    max_categories
+        Whole-number columns with at most this many distinct values are categories.
+    """
+
+    def __init__(self, n_bins: int = 10, max_categories: int = 50) -> None:
+        self.n_bins = n_bins
+        self.max_categories = max_categories
+
+    def fit(self, frame: pd.DataFrame) -> TableEncoder:
+        self.columns_: list[ColumnCoding] = []
+        for name in frame.columns:
+            series = frame[name]
+            binned = _is_numeric(series) and (
+                not _is_whole(series) or series.nunique() > self.max_categories
+            )
+            if binned:
+                self.columns_.append(self._fit_bins(str(name), series.astype(float)))
+            else:
+                if isinstance(series.dtype, pd.CategoricalDtype):
+                    categories = list(series.cat.categories)
+                else:
+                    categories = _sorted_values(series)
+                self.columns_.append(ColumnCoding(str(name), "categorical", categories))
+        return self
+
+    def _fit_bins(self, name: str, values: pd.Series) -> ColumnCoding:
+        finite = values[np.isfinite(values)]
+        if finite.empty:
+            return ColumnCoding(name, "binned", edges=np.array([]), representatives=np.zeros(1))
+        quantiles = np.quantile(finite, np.linspace(0, 1, self.n_bins + 1)[1:-1])
+        edges = np.unique(quantiles)
+        codes = np.searchsorted(edges, finite, side="right")
+        representatives = np.array(
+            [
+                np.median(finite[codes == c]) if np.any(codes == c) else np.nan
+                for c in range(len(edges) + 1)
+            ]
+        )
+        return ColumnCoding(name, "binned", edges=edges, representatives=representatives)
+
+    @property
+    def n_codes(self) -> int:
+        """Size of the shared code vocabulary (the largest column's)."""
+        return max(c.n_codes for c in self.columns_) if self.columns_ else 1
+
+    def encode(self, frame: pd.DataFrame, mask_id: int, warn: bool = True) -> np.ndarray:
+        """Codes ``(n, n_columns)``; missing or unseen values become ``mask_id``."""
+        out = np.full((len(frame), len(self.columns_)), mask_id, dtype=np.int64)
+        n_missing = n_unseen = 0
+        for j, coding in enumerate(self.columns_):
+            series = frame.iloc[:, j]
+            missing = series.isna().to_numpy()
+            if coding.kind == "binned":
+                values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
+                ok = np.isfinite(values)
+                out[ok, j] = np.searchsorted(coding.edges, values[ok], side="right")
+                n_unseen += int((~ok & ~missing).sum())
+            else:
+                lookup = {value: code for code, value in enumerate(coding.categories)}
+                codes = series.map(lambda v, lookup=lookup: lookup.get(v, -1)).to_numpy()
+                codes = np.where(missing, -1, codes).astype(np.int64)
+                known = codes >= 0
+                out[known, j] = codes[known]
+                n_unseen += int((~known & ~missing).sum())
+            n_missing += int(missing.sum())
+        if warn and (n_missing or n_unseen):
+            warnings.warn(
+                f"{n_missing} missing and {n_unseen} unseen values were replaced by the mask "
+                "token; predictions still use the other columns",
+                UserWarning,
+                stacklevel=3,
+            )
+        return out
+
+    def decode(self, j: int, codes: np.ndarray) -> np.ndarray:
+        """Values for codes of column ``j`` (bin medians for binned columns)."""
+        coding = self.columns_[j]
+        if coding.kind == "binned":
+            return coding.representatives[codes]
+        return np.array(coding.categories, dtype=object)[codes]

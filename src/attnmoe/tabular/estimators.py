@@ -1,0 +1,403 @@
+"""scikit-learn estimators that model a whole table row by masked-word prediction.
+
+A row is a sentence and every column a word location (one expert per column);
+the target is the last location. Training masks every location of every row
+once per epoch (MLM); prediction masks the target.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import (
+    check_is_fitted,
+    check_random_state,
+    column_or_1d,
+    validate_data,
+)
+
+from ..model import AttentionConfig, BidirectionalAttention, TrainingHistory, train_mlm
+from .encoding import TableEncoder
+
+_PREDICT_CHUNK = 4096
+
+
+def keras_init_(model: BidirectionalAttention, generator: torch.Generator) -> None:
+    """Keras default initialisers (the paper's model): Glorot-uniform kernels,
+    zero biases, U(-0.05, 0.05) embeddings, unit LayerNorms."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                fan_out, fan_in = module.weight.shape
+                bound = math.sqrt(6.0 / (fan_in + fan_out))
+                module.weight.copy_(
+                    torch.rand(module.weight.shape, generator=generator) * 2 * bound - bound
+                )
+                if module.bias is not None:
+                    module.bias.zero_()
+            elif isinstance(module, torch.nn.Embedding):
+                module.weight.copy_(
+                    torch.rand(module.weight.shape, generator=generator) * 0.1 - 0.05
+                )
+
+
+class _TableMLM(BaseEstimator):
+    """Shared fitting machinery of the classifier and the imputer."""
+
+    def _frame(self, X, reset: bool) -> pd.DataFrame:
+        if isinstance(X, pd.DataFrame):
+            validate_data(self, X, reset=reset, skip_check_array=True)
+            if X.shape[1] == 0 or X.shape[0] == 0:
+                raise ValueError(f"Found array with shape {X.shape}; expected a non-empty table")
+            return X.reset_index(drop=True)
+        array = validate_data(
+            self, X, reset=reset, dtype=None, ensure_all_finite="allow-nan", ensure_min_samples=1
+        )
+        if array.dtype.kind in "fc":
+            if not np.isfinite(array[~np.isnan(array)]).all():
+                raise ValueError("Input X contains infinity or a value too large")
+        return pd.DataFrame(array)
+
+    def _config(self, vocab_size: int, length: int) -> AttentionConfig:
+        return AttentionConfig(
+            vocab_size=vocab_size,
+            max_len=length,
+            d_model=self.d_model,
+            n_heads=self.n_heads,
+            d_head=self.d_head,
+            n_layers=self.n_layers,
+            block=self.block,
+            d_ff=self.d_ff,
+            dropout=self.dropout,
+            layer_norm_eps=1e-6,
+        )
+
+    def _fit_models(self, tokens: np.ndarray, vocab_size: int, weights: torch.Tensor | None):
+        rng = check_random_state(self.random_state)
+        seeds = rng.randint(0, 2**31 - 1, size=self.n_ensembles)
+        length = tokens.shape[1]
+        rows_per_step = max(1, self.batch_size // length)  # batch_size counts masked predictions
+        models, histories = [], []
+        for seed in seeds:
+            model = BidirectionalAttention(self._config(vocab_size, length))
+            if self.init == "keras":
+                keras_init_(model, torch.Generator().manual_seed(int(seed)))
+            elif self.init != "torch":
+                raise ValueError(f"init must be 'keras' or 'torch', got {self.init!r}")
+            history = train_mlm(
+                model,
+                torch.as_tensor(tokens),
+                epochs=self.epochs,
+                batch_size=rows_per_step,
+                lr=self.learning_rate,
+                weight_decay=self.weight_decay,
+                masking="all",
+                position_weights=weights,
+                validation=self.validation_fraction,
+                patience=self.patience if self.validation_fraction else None,
+                seed=int(seed),
+                verbose=self.verbose,
+                num_threads=self.n_threads,
+            )
+            models.append(model)
+            histories.append(history)
+        return models, histories
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.input_tags.string = True
+        return tags
+
+
+class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
+    """Classifier that reads a row as a sentence of (column, value) words.
+
+    One bidirectional attention model (one expert per column) is trained by
+    masked-word prediction on every column and the target; the target is
+    predicted by masking it. Missing or unseen values become the mask token, so
+    rows with gaps still get a prediction. The defaults are the paper's model
+    (one BERT block, 5 heads of size 4, embedding 20, feed-forward 5, dropout
+    0.1, Adam 1e-3, 200 epochs, batches of 128 masked predictions).
+
+    Parameters
+    ----------
+    block : {"bert", "pure"}
+        Attention block form.
+    n_heads, d_head, d_model, d_ff, n_layers, dropout
+        Model sizes (``d_head`` None means ``d_model // n_heads``).
+    epochs : int
+        Passes over the training rows; each pass masks every location once.
+    batch_size : int
+        Masked predictions per optimiser step (rows per step = batch_size // n_columns).
+    learning_rate, weight_decay : float
+        Adam settings.
+    n_bins : int
+        Quantile bins for float columns.
+    max_categories : int
+        Integer columns with more distinct values are binned.
+    target_weight : float
+        Weight of the target location in the MLM loss (1 = every location equal).
+    n_ensembles : int
+        Independently seeded fits whose probabilities are averaged.
+    validation_fraction : float
+        Share of the training rows held out for early stopping (0 = none).
+    patience : int
+        Epochs without validation improvement before stopping.
+    init : {"keras", "torch"}
+        Weight initialisation (Keras defaults reproduce the paper's model).
+    random_state : int, RandomState or None
+        Seeds everything: the same value gives the same model.
+    n_threads : int or None
+        Torch threads while training; these models are small, so one thread is
+        fastest (run several fits in parallel instead). None keeps torch's setting.
+    verbose : int
+        0 silent, 1 progress bars.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        Target labels.
+    n_features_in_ : int
+    feature_names_in_ : ndarray
+        Column names, when fitted on a DataFrame.
+    encoder_ : TableEncoder
+        Value -> code mapping per column.
+    models_ : list of BidirectionalAttention
+        One per ensemble member.
+    histories_ : list of TrainingHistory
+
+    Examples
+    --------
+    >>> from attnmoe.bench.datasets import load_auto_mpg
+    >>> from attnmoe.tabular import AttentionMoEClassifier
+    >>> data = load_auto_mpg()
+    >>> clf = AttentionMoEClassifier(epochs=20, random_state=0).fit(data.X_train, data.y_train)
+    >>> clf.predict(data.X_test).shape
+    (140,)
+    """
+
+    def __init__(
+        self,
+        block: str = "bert",
+        n_heads: int = 5,
+        d_head: int | None = 4,
+        d_model: int = 20,
+        d_ff: int | None = 5,
+        n_layers: int = 1,
+        dropout: float = 0.1,
+        epochs: int = 200,
+        batch_size: int = 128,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 0.0,
+        n_bins: int = 10,
+        max_categories: int = 50,
+        target_weight: float = 1.0,
+        n_ensembles: int = 1,
+        validation_fraction: float = 0.0,
+        patience: int = 10,
+        init: str = "keras",
+        random_state=None,
+        n_threads: int | None = 1,
+        verbose: int = 0,
+    ) -> None:
+        self.block = block
+        self.n_heads = n_heads
+        self.d_head = d_head
+        self.d_model = d_model
+        self.d_ff = d_ff
+        self.n_layers = n_layers
+        self.dropout = dropout
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.n_bins = n_bins
+        self.max_categories = max_categories
+        self.target_weight = target_weight
+        self.n_ensembles = n_ensembles
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.init = init
+        self.random_state = random_state
+        self.n_threads = n_threads
+        self.verbose = verbose
+
+    def fit(self, X, y) -> AttentionMoEClassifier:
+        """Train on rows ``X`` (DataFrame or array) and labels ``y`` (any hashable)."""
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
+        frame = self._frame(X, reset=True)
+        y = column_or_1d(y, warn=True)
+        if len(y) != len(frame):
+            raise ValueError(f"X has {len(frame)} rows but y has {len(y)}")
+        if pd.isna(y).any():
+            raise ValueError("y contains missing labels")
+        check_classification_targets(y)
+        self.classes_, y_codes = np.unique(y, return_inverse=True)
+        self.encoder_ = TableEncoder(self.n_bins, self.max_categories).fit(frame)
+        self.mask_id_ = max(self.encoder_.n_codes, len(self.classes_))
+        codes = self.encoder_.encode(frame, self.mask_id_, warn=False)
+        tokens = np.column_stack([codes, y_codes]).astype(np.int64)  # target last
+        weights = torch.ones(tokens.shape[1])
+        weights[-1] = self.target_weight
+        self.models_, self.histories_ = self._fit_models(tokens, self.mask_id_, weights)
+        return self
+
+    def _tokens(self, X) -> torch.Tensor:
+        check_is_fitted(self)
+        frame = self._frame(X, reset=False)
+        codes = self.encoder_.encode(frame, self.mask_id_)
+        target = np.full((len(codes), 1), self.mask_id_)
+        return torch.as_tensor(np.hstack([codes, target]).astype(np.int64))
+
+    @torch.no_grad()
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities ``(n, n_classes)``, the target masked."""
+        tokens = self._tokens(X)
+        target = tokens.shape[1] - 1
+        n_classes = len(self.classes_)
+        proba = np.zeros((len(tokens), n_classes))
+        for model in self.models_:
+            for first in range(0, len(tokens), _PREDICT_CHUNK):
+                x = tokens[first : first + _PREDICT_CHUNK]
+                logits = model.masked_logits(x, positions=target)[:, 0, :n_classes]
+                proba[first : first + len(x)] += torch.softmax(logits, -1).double().numpy()
+        return proba / len(self.models_)
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable label per row."""
+        best = self.predict_proba(X).argmax(1)
+        return self.classes_[best]
+
+
+class AttentionMoEImputer(TransformerMixin, _TableMLM):
+    """Fill missing cells of any column with a masked-word model of the whole row.
+
+    The model is trained by MLM on every column; a missing cell is the mask
+    token and is filled with its most probable value (the bin's median for
+    binned numeric columns). Parameters as :class:`AttentionMoEClassifier`.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from attnmoe.tabular import AttentionMoEImputer
+    >>> df = pd.DataFrame({"a": list("xyxy") * 25, "b": list("uvuv") * 25})
+    >>> df.loc[0, "b"] = np.nan
+    >>> AttentionMoEImputer(epochs=30, random_state=0).fit_transform(df).loc[0, "b"]
+    'u'
+    """
+
+    def __init__(
+        self,
+        block: str = "bert",
+        n_heads: int = 5,
+        d_head: int | None = 4,
+        d_model: int = 20,
+        d_ff: int | None = 5,
+        n_layers: int = 1,
+        dropout: float = 0.1,
+        epochs: int = 200,
+        batch_size: int = 128,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 0.0,
+        n_bins: int = 10,
+        max_categories: int = 50,
+        n_ensembles: int = 1,
+        validation_fraction: float = 0.0,
+        patience: int = 10,
+        init: str = "keras",
+        random_state=None,
+        n_threads: int | None = 1,
+        verbose: int = 0,
+    ) -> None:
+        self.block = block
+        self.n_heads = n_heads
+        self.d_head = d_head
+        self.d_model = d_model
+        self.d_ff = d_ff
+        self.n_layers = n_layers
+        self.dropout = dropout
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.n_bins = n_bins
+        self.max_categories = max_categories
+        self.n_ensembles = n_ensembles
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.init = init
+        self.random_state = random_state
+        self.n_threads = n_threads
+        self.verbose = verbose
+
+    def fit(self, X, y=None) -> AttentionMoEImputer:
+        """Train the row model on ``X`` (missing cells allowed)."""
+        frame = self._frame(X, reset=True)
+        self.encoder_ = TableEncoder(self.n_bins, self.max_categories).fit(frame)
+        self.mask_id_ = self.encoder_.n_codes
+        tokens = self.encoder_.encode(frame, self.mask_id_, warn=False)
+        self.models_, self.histories_ = self._fit_models(tokens, self.mask_id_, None)
+        return self
+
+    @torch.no_grad()
+    def predict_proba_columns(self, X) -> list[np.ndarray]:
+        """Per column, ``(n, n_codes_of_column)`` probabilities of each value, the cell masked."""
+        check_is_fitted(self)
+        frame = self._frame(X, reset=False)
+        tokens = torch.as_tensor(self.encoder_.encode(frame, self.mask_id_, warn=False))
+        sizes = [c.n_codes for c in self.encoder_.columns_]
+        out = [np.zeros((len(tokens), n)) for n in sizes]
+        for model in self.models_:
+            for first in range(0, len(tokens), _PREDICT_CHUNK):
+                x = tokens[first : first + _PREDICT_CHUNK]
+                logits = model.masked_logits(x)  # every column masked alone: (B, L, V)
+                for j, n in enumerate(sizes):
+                    p = torch.softmax(logits[:, j, :n], -1).double().numpy()
+                    out[j][first : first + len(x)] += p
+        return [p / len(self.models_) for p in out]
+
+    def transform(self, X):
+        """``X`` with every missing cell filled (same type as the input)."""
+        check_is_fitted(self)
+        frame = self._frame(X, reset=False)
+        filled = frame.copy()
+        missing = frame.isna().to_numpy()
+        if missing.any():
+            rows = np.flatnonzero(missing.any(1))
+            probabilities = self.predict_proba_columns(frame.iloc[rows])
+            for j in range(frame.shape[1]):
+                holes = missing[rows, j]
+                if holes.any():
+                    best = probabilities[j][holes].argmax(1)
+                    values = self.encoder_.decode(j, best)
+                    column = filled.columns[j]
+                    if pd.api.types.is_numeric_dtype(filled[column].dtype):
+                        values = values.astype(float)
+                    else:
+                        filled[column] = filled[column].astype(object)
+                    filled.loc[rows[holes], column] = values
+        if isinstance(X, pd.DataFrame):
+            filled.index = X.index
+            return filled
+        result = filled.to_numpy()
+        if all(pd.api.types.is_numeric_dtype(t) for t in filled.dtypes):
+            result = result.astype(float)
+        return result
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        check_is_fitted(self)
+        if hasattr(self, "feature_names_in_"):
+            return np.asarray(self.feature_names_in_, dtype=object)
+        return np.asarray([f"x{i}" for i in range(self.n_features_in_)], dtype=object)
+
+
+__all__ = ["AttentionMoEClassifier", "AttentionMoEImputer", "TrainingHistory"]

@@ -1,0 +1,143 @@
+"""The scikit-learn estimators: API contract, inputs, missing values, reproducibility."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from attnmoe.tabular import AttentionMoEClassifier, AttentionMoEImputer, TableEncoder
+
+FAST = dict(epochs=15, batch_size=256, learning_rate=1e-2, random_state=0)
+
+
+def _rule_table(n=300, seed=0):
+    """Target is a deterministic function of two columns; one column is noise."""
+    rng = np.random.default_rng(seed)
+    colour = rng.choice(["red", "green", "blue"], n)
+    size = rng.integers(0, 4, n)
+    noise = rng.normal(size=n)
+    flag = rng.random(n) < 0.5
+    label = np.where((colour == "red") | (size >= 3), "yes", "no")
+    frame = pd.DataFrame(
+        {"colour": pd.Categorical(colour), "size": size, "noise": noise, "flag": flag}
+    )
+    return frame, label
+
+
+# Every check passes: none is skipped or expected to fail.
+@parametrize_with_checks([AttentionMoEClassifier(**FAST), AttentionMoEImputer(**FAST)])
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+def test_classifier_learns_rule_from_dataframe():
+    X, y = _rule_table()
+    clf = AttentionMoEClassifier(**FAST).fit(X, y)
+    assert list(clf.classes_) == ["no", "yes"]
+    assert list(clf.feature_names_in_) == ["colour", "size", "noise", "flag"]
+    assert clf.n_features_in_ == 4
+    X_new, y_new = _rule_table(seed=1)
+    assert clf.score(X_new, y_new) > 0.9
+    proba = clf.predict_proba(X_new)
+    np.testing.assert_allclose(proba.sum(1), 1.0)
+    assert clf.encoder_.columns_[2].kind == "binned"  # float column
+    assert clf.encoder_.columns_[0].kind == "categorical"
+
+
+def test_missing_and_unseen_values_are_masked_with_a_warning():
+    X, y = _rule_table()
+    clf = AttentionMoEClassifier(**FAST).fit(X, y)
+    X_new = X.iloc[:10].copy()
+    X_new["colour"] = X_new["colour"].astype(object)
+    X_new.loc[0, "colour"] = "purple"  # unseen
+    X_new.loc[1, "size"] = np.nan  # missing
+    with pytest.warns(UserWarning, match="1 missing and 1 unseen"):
+        predictions = clf.predict(X_new)
+    assert predictions.shape == (10,)
+
+
+def test_missing_values_in_training_are_allowed():
+    X, y = _rule_table()
+    X = X.copy()
+    X.loc[::7, "noise"] = np.nan
+    clf = AttentionMoEClassifier(**FAST).fit(X, y)
+    assert clf.score(*_rule_table(seed=2)) > 0.9
+
+
+def test_same_random_state_same_model_and_ensembles_average():
+    X, y = _rule_table(n=120)
+    a = AttentionMoEClassifier(**FAST).fit(X, y).predict_proba(X)
+    b = AttentionMoEClassifier(**FAST).fit(X, y).predict_proba(X)
+    np.testing.assert_array_equal(a, b)
+    ensemble = AttentionMoEClassifier(**{**FAST, "n_ensembles": 3}).fit(X, y)
+    assert len(ensemble.models_) == 3
+    members = []
+    for model in ensemble.models_:
+        single = AttentionMoEClassifier(**FAST).fit(X, y)
+        single.models_ = [model]
+        members.append(single.predict_proba(X))
+    np.testing.assert_allclose(ensemble.predict_proba(X), np.mean(members, 0))
+
+
+def test_early_stopping_uses_a_training_split():
+    X, y = _rule_table()
+    clf = AttentionMoEClassifier(
+        **{**FAST, "epochs": 200, "validation_fraction": 0.2, "patience": 2}
+    ).fit(X, y)
+    history = clf.histories_[0]
+    assert history.validation_loss and history.epochs_run <= 200
+
+
+def test_pure_block_and_deeper_models():
+    X, y = _rule_table()
+    for params in (dict(block="pure"), dict(n_layers=2, epochs=8)):
+        clf = AttentionMoEClassifier(**{**FAST, **params}).fit(X, y)
+        assert clf.score(X, y) > 0.7
+
+
+def test_bad_inputs():
+    clf = AttentionMoEClassifier(**FAST)
+    with pytest.raises(ValueError, match="rows"):
+        clf.fit(pd.DataFrame({"a": [1, 2, 3]}), [0, 1])
+    with pytest.raises(ValueError, match="missing labels"):
+        clf.fit(pd.DataFrame({"a": [1, 2, 3]}), np.array(["a", None, "b"], dtype=object))
+    X, y = _rule_table(n=60)
+    fitted = AttentionMoEClassifier(**{**FAST, "epochs": 1}).fit(X, y)
+    with pytest.raises(ValueError, match="feature"):
+        fitted.predict(X.drop(columns="flag"))
+
+
+def test_imputer_fills_every_column_type():
+    X, _ = _rule_table(n=400)
+    X["size_copy"] = X["size"]  # an exactly recoverable column
+    holes = X.copy()
+    holes = holes.astype({"colour": object})
+    holes.loc[:49, "size_copy"] = np.nan
+    holes.loc[50:59, "colour"] = None
+    holes.loc[60:69, "noise"] = np.nan
+    imputer = AttentionMoEImputer(**{**FAST, "epochs": 40}).fit(holes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        filled = imputer.transform(holes)
+    assert not filled.isna().any().any()
+    assert (filled.loc[:49, "size_copy"].to_numpy() == X.loc[:49, "size"].to_numpy()).mean() > 0.9
+    assert set(filled.loc[50:59, "colour"]) <= {"red", "green", "blue"}
+    assert filled.loc[60:69, "noise"].between(X["noise"].min(), X["noise"].max()).all()
+    untouched = holes.notna()
+    pd.testing.assert_frame_equal(
+        filled[untouched].dropna(how="all"), holes[untouched].dropna(how="all"), check_dtype=False
+    )
+    probabilities = imputer.predict_proba_columns(holes.iloc[:5])
+    assert [p.shape[1] for p in probabilities] == [3, 4, 10, 2, 4]
+
+
+def test_encoder_bins_and_masks():
+    frame = pd.DataFrame({"f": np.linspace(0, 1, 100), "c": ["a", "b"] * 50})
+    encoder = TableEncoder(n_bins=4).fit(frame)
+    codes = encoder.encode(frame, mask_id=9, warn=False)
+    assert sorted(np.unique(codes[:, 0])) == [0, 1, 2, 3]
+    assert np.bincount(codes[:, 0]).tolist() == [25, 25, 25, 25]
+    new = pd.DataFrame({"f": [np.nan, 0.5], "c": ["z", "a"]})
+    assert encoder.encode(new, mask_id=9, warn=False).tolist() == [[9, 9], [2, 0]]
