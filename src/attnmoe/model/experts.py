@@ -289,9 +289,11 @@ class ContinuousWordExperts(MaskedWordModel):
     def to_attention(self, tol: float | None = None) -> BidirectionalAttention:
         """Factor the experts and gates back into attention weights.
 
-        Possible when the tables have attention's low-rank structure (always the
-        case for a model made by :meth:`from_attention`, including after
-        training the attention form). Raises ``ValueError`` otherwise.
+        Possible when the tables have attention's low-rank structure, as every
+        model made by :meth:`from_attention` has. Raises ``ValueError`` otherwise.
+        The result makes the same predictions; its weights are one of many
+        equivalent choices (bases of ``W_Q``/``W_K`` and ``W_O``/``W_V`` are free,
+        value biases move into ``b_O``, ``P[0] = 0``).
 
         Parameters
         ----------

@@ -1,0 +1,213 @@
+"""Run the paper's tabular experiments: our model and the baselines, side by side.
+
+Every (dataset, seed, model) run is appended to a CSV as soon as it finishes, so
+an interrupted benchmark loses nothing; a rerun skips runs already recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from tqdm.auto import tqdm
+
+from ..tabular import AttentionMoEClassifier
+from .baselines import BASELINES, make_baseline
+from .datasets import SIMULATION_SEEDS, SIMULATION_SETTINGS, TabularSplit, load_auto_mpg
+from .paper import load_paper_results
+
+OURS = "attnmoe"
+AUTO_MPG = "auto-mpg"
+MODEL_NAMES = (OURS, *BASELINES)
+
+
+@dataclass(frozen=True)
+class Run:
+    dataset: str  # a simulation setting name or "auto-mpg"
+    seed: int
+    model: str
+
+
+def _data(dataset: str, seed: int) -> TabularSplit:
+    if dataset == AUTO_MPG:
+        return load_auto_mpg()
+    for setting in SIMULATION_SETTINGS:
+        if setting.name == dataset:
+            return setting.make(seed)
+    raise ValueError(f"unknown dataset {dataset!r}")
+
+
+def make_model(name: str, seed: int, attnmoe_params: dict[str, Any] | None = None):
+    """An unfitted model of the benchmark by name, seeded."""
+    if name == OURS:
+        return AttentionMoEClassifier(random_state=seed, **(attnmoe_params or {}))
+    return make_baseline(name, random_state=seed, n_jobs=1)
+
+
+def run_one(run: Run, attnmoe_params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Fit one model on one dataset; accuracy and squared bin error on the shifted test split."""
+    data = _data(run.dataset, run.seed)
+    model = make_model(run.model, run.seed, attnmoe_params)
+    start = time.perf_counter()
+    model.fit(data.X_train, data.y_train)
+    fit_seconds = time.perf_counter() - start
+    predicted = np.asarray(model.predict(data.X_test)).astype(int)
+    truth = data.y_test.to_numpy().astype(int)
+    return {
+        "dataset": run.dataset,
+        "seed": run.seed,
+        "model": run.model,
+        "test_accuracy": float(np.mean(predicted == truth)),
+        "test_mse": float(np.mean((predicted - truth) ** 2)),
+        "fit_seconds": fit_seconds,
+    }
+
+
+def plan_runs(
+    settings: Sequence[str] | None, n_seeds: int, models: Sequence[str], auto_mpg_seeds: int
+) -> list[Run]:
+    """The runs of a benchmark: settings x seeds x models, then auto-mpg x seeds x models."""
+    unknown = set(models) - set(MODEL_NAMES)
+    if unknown:
+        raise ValueError(f"unknown models {sorted(unknown)}; choose from {list(MODEL_NAMES)}")
+    names = [s.name for s in SIMULATION_SETTINGS]
+    chosen = names if settings is None else list(settings)
+    for name in chosen:
+        if name not in names:
+            raise ValueError(f"unknown setting {name!r}; choose from {names}")
+    runs = [Run(s, seed, m) for s in chosen for seed in SIMULATION_SEEDS[:n_seeds] for m in models]
+    runs += [Run(AUTO_MPG, seed, m) for seed in range(auto_mpg_seeds) for m in models]
+    return runs
+
+
+def run_benchmark(
+    runs: Iterable[Run],
+    out_csv: str | Path,
+    jobs: int = 1,
+    attnmoe_params: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Run (or resume) a benchmark, appending each finished run to ``out_csv``."""
+    out_csv = Path(out_csv)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    done = pd.read_csv(out_csv) if out_csv.exists() else pd.DataFrame()
+    seen = set()
+    if len(done):
+        seen = {
+            Run(d, int(s), m)
+            for d, s, m in done[["dataset", "seed", "model"]].itertuples(index=False)
+        }
+    todo = [r for r in runs if r not in seen]
+    bar = tqdm(total=len(todo), desc="runs", unit="fit", disable=not progress)
+    tasks = (delayed(run_one)(r, attnmoe_params) for r in todo)
+    for row in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks):
+        pd.DataFrame([row]).to_csv(out_csv, mode="a", header=not out_csv.exists(), index=False)
+        bar.update(1)
+    bar.close()
+    return pd.read_csv(out_csv)
+
+
+PAPER_MODEL_NAMES = {
+    "logistic_regression": "logistic_regression",
+    "random_forest": "random_forest",
+    "gradient_boosting": "gradient_boosting",
+    "mlp": "mlp",
+    "attention": "paper attention",
+}
+
+
+def summarize(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sd over seeds of accuracy, MSE and fit time per dataset and model."""
+    grouped = results.groupby(["dataset", "model"], sort=False)
+    summary = grouped.agg(
+        n_runs=("seed", "count"),
+        accuracy_mean=("test_accuracy", "mean"),
+        accuracy_sd=("test_accuracy", "std"),
+        mse_mean=("test_mse", "mean"),
+        mse_sd=("test_mse", "std"),
+        fit_seconds=("fit_seconds", "mean"),
+    )
+    return summary.reset_index()
+
+
+def markdown_report(results: pd.DataFrame, command: str = "") -> str:
+    """Tables of mean +- sd per dataset and model, next to the paper's numbers, with win counts."""
+    summary = summarize(results)
+    paper = load_paper_results()
+    paper = paper[paper["metric"].isin(["test_accuracy", "test_mse"])]
+    models = list(dict.fromkeys(summary["model"]))
+    lines = []
+    if command:
+        lines += [f"Command: `{command}`", ""]
+    header = [
+        "dataset",
+        *[f"{m} acc" for m in models],
+        "paper attention acc",
+        "paper best baseline",
+    ]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    wins_vs_paper = wins_vs_best = n_sets = 0
+    for dataset in dict.fromkeys(summary["dataset"]):
+        rows = summary[summary["dataset"] == dataset].set_index("model")
+        cells = [dataset]
+        for m in models:
+            if m in rows.index:
+                r = rows.loc[m]
+                sd = "" if np.isnan(r.accuracy_sd) else f" ± {r.accuracy_sd:.3f}"
+                cells.append(f"{r.accuracy_mean:.3f}{sd} (n={int(r.n_runs)})")
+            else:
+                cells.append("-")
+        setting = "train origin=USA, test origin=Europe+Japan" if dataset == AUTO_MPG else dataset
+        acc = paper[(paper["setting"] == setting) & (paper["metric"] == "test_accuracy")]
+        at = acc[acc["model"] == "attention"]
+        base = acc[acc["model"] != "attention"]
+        cells.append(f"{at['mean'].iloc[0]:.3f}" if len(at) else "-")
+        if len(base):
+            best = base.loc[base["mean"].idxmax()]
+            cells.append(f"{best['mean']:.3f} ({best['model']})")
+        else:
+            cells.append("-")
+        lines.append("| " + " | ".join(cells) + " |")
+        if OURS in rows.index and len(at):
+            n_sets += 1
+            ours = rows.loc[OURS].accuracy_mean
+            wins_vs_paper += ours >= at["mean"].iloc[0]
+            ours_best = max(
+                [rows.loc[m].accuracy_mean for m in rows.index if m != OURS], default=None
+            )
+            reference = max(best["mean"], ours_best) if ours_best is not None else best["mean"]
+            wins_vs_best += ours >= reference
+    lines += [
+        "",
+        "Mean fit time per model (s): "
+        + ", ".join(
+            f"{m} {summary[summary['model'] == m]['fit_seconds'].mean():.2f}" for m in models
+        ),
+    ]
+    if n_sets:
+        lines += [
+            f"attnmoe mean accuracy >= the paper's attention column in {wins_vs_paper} "
+            f"of {n_sets} datasets;",
+            f">= the best baseline (paper's published and ours) in {wins_vs_best} of {n_sets}.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def parse_params(text: str | None) -> dict[str, Any]:
+    """``--attnmoe-params`` JSON, e.g. ``'{"n_ensembles": 5}'``."""
+    if not text:
+        return {}
+    try:
+        params = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--attnmoe-params is not valid JSON: {err}") from err
+    if not isinstance(params, dict):
+        raise ValueError("--attnmoe-params must be a JSON object")
+    return params
