@@ -142,7 +142,8 @@ def markdown_report(results: pd.DataFrame, command: str = "") -> str:
     summary = summarize(results)
     paper = load_paper_results()
     paper = paper[paper["metric"].isin(["test_accuracy", "test_mse"])]
-    models = list(dict.fromkeys(summary["model"]))
+    present = set(summary["model"])
+    models = [m for m in MODEL_NAMES if m in present]  # ours first, then the baselines
     lines = []
     if command:
         lines += [f"Command: `{command}`", ""]
