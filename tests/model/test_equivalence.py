@@ -171,3 +171,38 @@ def test_positions_argument_forms():
     torch.testing.assert_close(got[:, 0], torch.stack([full[0, 1], full[1, 2]]))
     with pytest.raises(ValueError, match="positions"):
         model.masked_log_probs(x, [4])
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("knobs", [dict(top_k=2), dict(window=1), dict(top_k=3, window=2)])
+def test_sparse_gates_keep_the_forms_equal(knobs, layers):
+    model = random_attention(
+        6, vocab_size=7, max_len=6, d_model=4, n_heads=2, n_layers=layers, block="bert", **knobs
+    )
+    x = torch.randint(0, 7, (3, 6), generator=torch.Generator().manual_seed(0))
+    reference = model.masked_log_probs(x, method="copies")
+    torch.testing.assert_close(
+        model.to_experts().masked_log_probs(x), reference, atol=1e-10, rtol=0
+    )
+    if layers == 1:
+        one_pass = model.masked_log_probs(x, method="one_pass")
+        torch.testing.assert_close(one_pass, reference, atol=1e-10, rtol=0)
+    gates = model.to_experts().gate_matrices(x, 2)[-1]
+    if "top_k" in knobs:
+        assert ((gates > 0).sum(-1) <= knobs["top_k"]).all()
+    if "window" in knobs:
+        far = (torch.arange(6)[:, None] - torch.arange(6)[None, :]).abs() > knobs["window"]
+        assert (gates[..., far] == 0).all()
+
+
+def test_dense_when_top_k_covers_every_location():
+    dense = random_attention(7, vocab_size=5, max_len=4, n_heads=2, d_model=4)
+    sparse = random_attention(7, vocab_size=5, max_len=4, n_heads=2, d_model=4, top_k=4, window=9)
+    x = torch.randint(0, 5, (2, 4))
+    assert torch.equal(dense.masked_log_probs(x), sparse.masked_log_probs(x))
+
+
+@pytest.mark.parametrize("bad", [dict(top_k=0), dict(window=-1), dict(top_k=1.5)])
+def test_bad_sparsity_is_refused(bad):
+    with pytest.raises(ValueError):
+        AttentionConfig(vocab_size=3, max_len=3, **bad)

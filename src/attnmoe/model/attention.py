@@ -60,10 +60,11 @@ class AttentionLayer(nn.Module):
         super().__init__()
         self.attention = MultiHeadSelfAttention(config)
         self.output = LayerOutput(config)
+        self.sparsity = {"top_k": config.top_k, "window": config.window}
 
     def forward(self, h: Tensor, key_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         q, k, v = self.attention.project(h)
-        context, gates = mix_experts(q, k, v, key_mask)
+        context, gates = mix_experts(q, k, v, key_mask, **self.sparsity)
         return self.output(h, self.attention.merge(context)), gates
 
     def forward_one_pass(
@@ -76,7 +77,9 @@ class AttentionLayer(nn.Module):
         """
         _q, k, v = self.attention.project(h)
         q_mask, k_mask, v_mask = self.attention.project(h_mask)
-        context, gates = mix_experts_one_pass(q_mask, k, k_mask, v, v_mask, key_mask)
+        context, gates = mix_experts_one_pass(
+            q_mask, k, k_mask, v, v_mask, key_mask, **self.sparsity
+        )
         return self.output(h_mask, self.attention.merge(context)), gates
 
 

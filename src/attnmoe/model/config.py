@@ -46,6 +46,12 @@ class AttentionConfig:
         Whether the Q/K/V/O projections carry biases.
     layer_norm_eps
         LayerNorm epsilon of the bert block (the paper's Keras model: 1e-6).
+    top_k
+        Sparse gating: each prediction keeps only its ``top_k`` largest gate
+        weights (renormalised); None or ``>= L`` is dense.
+    window
+        Experts limited to locations within ``window`` of the predicted one
+        (text); None is unlimited.
     """
 
     vocab_size: int
@@ -60,6 +66,8 @@ class AttentionConfig:
     dropout: float = 0.0
     bias: bool = True
     layer_norm_eps: float = 1e-6
+    top_k: int | None = None
+    window: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "max_len", "d_model", "n_heads", "n_layers"):
@@ -79,6 +87,10 @@ class AttentionConfig:
             raise ValueError(f"block must be 'pure' or 'bert', got {self.block!r}")
         if self.activation not in ("relu", "gelu"):
             raise ValueError(f"activation must be 'relu' or 'gelu', got {self.activation!r}")
+        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 1):
+            raise ValueError(f"top_k must be None or a positive integer, got {self.top_k!r}")
+        if self.window is not None and (not isinstance(self.window, int) or self.window < 0):
+            raise ValueError(f"window must be None or a non-negative integer, got {self.window!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
 

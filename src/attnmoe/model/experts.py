@@ -60,6 +60,7 @@ class WordExpertLayer(nn.Module):
         # bert form: the residual path carries the input E[w] + P[j] itself
         self.residual = _table(length, words, d) if config.block == "bert" else None
         self.output = LayerOutput(config)
+        self.sparsity = {"top_k": config.top_k, "window": config.window}
 
     @staticmethod
     def lookup(table: Tensor, x: Tensor) -> Tensor:
@@ -78,7 +79,7 @@ class WordExpertLayer(nn.Module):
 
     def forward(self, x: Tensor, key_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         q, k, v = (self.lookup(t, x) for t in (self.gate_query, self.gate_key, self.experts))
-        context, gates = mix_experts(q, k, v, key_mask)  # (B, H, L, d), (B, H, L, L)
+        context, gates = mix_experts(q, k, v, key_mask, **self.sparsity)  # (B,H,L,d), (B,H,L,L)
         context = context.sum(1) + self.context_bias  # sum of H MoEs: (B, L, d)
         return self.output(self.residual_input(x), context), gates
 
@@ -88,7 +89,9 @@ class WordExpertLayer(nn.Module):
         q_mask, k_mask, v_mask = (
             self.lookup_mask(t, length) for t in (self.gate_query, self.gate_key, self.experts)
         )
-        context, gates = mix_experts_one_pass(q_mask, k, k_mask, v, v_mask, key_mask)
+        context, gates = mix_experts_one_pass(
+            q_mask, k, k_mask, v, v_mask, key_mask, **self.sparsity
+        )
         context = context.sum(1) + self.context_bias
         residual = None if self.residual is None else self.residual[:length, self.mask_id]
         return self.output(residual, context), gates
@@ -110,6 +113,7 @@ class ContextExpertLayer(nn.Module):
         self.expert_bias = nn.Parameter(torch.zeros(h, d))  # c
         self.context_bias = nn.Parameter(torch.zeros(d))
         self.output = LayerOutput(config)
+        self.sparsity = {"top_k": config.top_k, "window": config.window}
 
     def experts_of(self, h: Tensor) -> Tensor:
         # (B, L, d) -> (B, H, L, d)
@@ -118,7 +122,7 @@ class ContextExpertLayer(nn.Module):
     def forward(self, h: Tensor, key_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         q = torch.einsum("bld,hde->bhle", h, self.gate_bilinear) + self.gate_linear[:, None]
         k = h.unsqueeze(1)  # (B, 1, L, d), shared by the heads
-        context, gates = mix_experts(q, k, self.experts_of(h), key_mask)
+        context, gates = mix_experts(q, k, self.experts_of(h), key_mask, **self.sparsity)
         context = context.sum(1) + self.context_bias
         return self.output(h, context), gates
 

@@ -14,15 +14,35 @@ import torch
 from torch import Tensor
 
 
-def _scores_to_gates(scores: Tensor, key_mask: Tensor | None) -> Tensor:
+def _scores_to_gates(
+    scores: Tensor,
+    key_mask: Tensor | None,
+    top_k: int | None = None,
+    window: int | None = None,
+) -> Tensor:
     # scores: (B, H, L, L); key_mask: (B, L) True where a location holds a token
     if key_mask is not None:
         scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+    length = scores.shape[-1]
+    if window is not None and window < length - 1:
+        # cost knob: expert j may serve location i only when |i - j| <= window
+        locations = torch.arange(length, device=scores.device)
+        far = (locations[:, None] - locations[None, :]).abs() > window
+        scores = scores.masked_fill(far, float("-inf"))
+    if top_k is not None and top_k < length:
+        # cost knob: keep the k largest gate scores per prediction (ties kept), renormalise
+        kth = scores.topk(top_k, dim=-1).values[..., -1:]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
     return torch.softmax(scores, dim=-1)
 
 
 def mix_experts(
-    q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None = None
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    key_mask: Tensor | None = None,
+    top_k: int | None = None,
+    window: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Gate and mix experts for every location of an already-masked input.
 
@@ -34,6 +54,10 @@ def mix_experts(
         Experts, ``(B, H, L, e)``.
     key_mask
         ``(B, L)`` bool, False at padding (those experts get zero weight).
+    top_k
+        Sparse gating: only the ``top_k`` largest scores per row keep weight.
+    window
+        Only experts within ``window`` locations of the predicted one keep weight.
 
     Returns
     -------
@@ -42,7 +66,7 @@ def mix_experts(
     gates : Tensor
         ``(B, H, L, L)``, ``pi_ij``.
     """
-    gates = _scores_to_gates(q @ k.transpose(-1, -2), key_mask)  # (B, H, L, L)
+    gates = _scores_to_gates(q @ k.transpose(-1, -2), key_mask, top_k, window)  # (B, H, L, L)
     return gates @ v, gates
 
 
@@ -53,6 +77,8 @@ def mix_experts_one_pass(
     v: Tensor,
     v_mask: Tensor,
     key_mask: Tensor | None = None,
+    top_k: int | None = None,
+    window: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """All L single-location maskings of a sentence in one L x L pass.
 
@@ -72,6 +98,8 @@ def mix_experts_one_pass(
         location ``(B or 1, H, L, e)``.
     key_mask
         ``(B, L)`` bool, False at padding.
+    top_k, window
+        Gate sparsity, as in :func:`mix_experts`.
 
     Returns
     -------
@@ -84,7 +112,7 @@ def mix_experts_one_pass(
     diag = (q_mask * k_mask).sum(-1)  # (B, H, L): the masked location's own score
     eye = torch.eye(scores.shape[-1], dtype=torch.bool, device=scores.device)
     scores = torch.where(eye, diag.unsqueeze(-1), scores)
-    gates = _scores_to_gates(scores, key_mask)
+    gates = _scores_to_gates(scores, key_mask, top_k, window)
     own = torch.diagonal(gates, dim1=-2, dim2=-1)  # (B, H, L)
     off_diagonal = gates.masked_fill(eye, 0.0)
     context = off_diagonal @ v + own.unsqueeze(-1) * v_mask

@@ -75,6 +75,7 @@ class _TableMLM(BaseEstimator):
             d_ff=self.d_ff,
             dropout=self.dropout,
             layer_norm_eps=1e-6,
+            top_k=self.top_k,
         )
 
     def _fit_models(self, tokens: np.ndarray, vocab_size: int, weights: torch.Tensor | None):
@@ -131,6 +132,9 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         Attention block form.
     n_heads, d_head, d_model, d_ff, n_layers, dropout
         Model sizes (``d_head`` None means ``d_model // n_heads``).
+    top_k : int or None
+        Sparse gating: each prediction uses only its ``top_k`` strongest experts
+        (columns); None is dense.
     epochs : int
         Passes over the training rows; each pass masks every location once.
     batch_size : int
@@ -191,6 +195,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         d_ff: int | None = 5,
         n_layers: int = 1,
         dropout: float = 0.1,
+        top_k: int | None = None,
         epochs: int = 200,
         batch_size: int = 128,
         learning_rate: float = 1e-3,
@@ -213,6 +218,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         self.d_ff = d_ff
         self.n_layers = n_layers
         self.dropout = dropout
+        self.top_k = top_k
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -304,6 +310,7 @@ class AttentionMoEImputer(TransformerMixin, _TableMLM):
         d_ff: int | None = 5,
         n_layers: int = 1,
         dropout: float = 0.1,
+        top_k: int | None = None,
         epochs: int = 200,
         batch_size: int = 128,
         learning_rate: float = 1e-3,
@@ -325,6 +332,7 @@ class AttentionMoEImputer(TransformerMixin, _TableMLM):
         self.d_ff = d_ff
         self.n_layers = n_layers
         self.dropout = dropout
+        self.top_k = top_k
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
