@@ -14,7 +14,6 @@ Writes ``benchmarks/results/analogy_speed.md`` and prints it.
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import shlex
 import sys
@@ -26,27 +25,11 @@ import numpy as np
 import torch
 from gensim.test.utils import datapath
 
+from attnmoe.bench.machine import machine_description
 from attnmoe.text.analogy import evaluate_word_analogies_gensim
 from attnmoe.text.embeddings import glove_6b_50d
 
 RESULTS = Path(__file__).resolve().parent / "results" / "analogy_speed.md"
-
-
-def machine() -> str:
-    """CPU model and core count from /proc/cpuinfo, plus the load at start."""
-    model = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    load = ""
-    if hasattr(os, "getloadavg"):
-        load = ", load average at start {:.2f} / {:.2f} / {:.2f}".format(*os.getloadavg())
-    return f"{model}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}{load}"
 
 
 def main() -> int:
@@ -86,7 +69,7 @@ def main() -> int:
 
 Command: `{cmd}`
 
-Machine: {machine()}
+Machine: {machine_description()}
 
 Versions: Python {platform.python_version()}, gensim {gensim.__version__}, numpy {np.__version__}, \
 torch {torch.__version__}

@@ -29,7 +29,6 @@ Writes ``benchmarks/results/masking.md`` and prints it. Needs ``transformers``
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import shlex
 import statistics
@@ -45,6 +44,7 @@ from torch import Tensor
 from transformers import BertConfig, BertForMaskedLM
 
 from attnmoe import AttentionConfig, BidirectionalAttention
+from attnmoe.bench.machine import machine_description
 from attnmoe.model.functional import mask_locations
 from attnmoe.model.training import mlm_loss
 
@@ -56,23 +56,6 @@ LABELS = {
     "hf": "(c) HF BertForMaskedLM, copies, `.logits`",
     "hf_gather": "(c') HF BertForMaskedLM, copies, head at mask only",
 }
-
-
-def machine() -> str:
-    """CPU model (``/proc/cpuinfo``), core count and the load average at start."""
-    model = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    load = ""
-    if hasattr(os, "getloadavg"):
-        load = ", load average at start {:.2f} / {:.2f} / {:.2f}".format(*os.getloadavg())
-    return f"{model}, `nproc` = {os.cpu_count()}{load}"
 
 
 def build_models(args: argparse.Namespace, length: int) -> tuple[BidirectionalAttention, Tensor]:
@@ -203,7 +186,7 @@ def render(args: argparse.Namespace, rows: list[dict], checks: list[str]) -> str
         "",
         f"Command: `{cmd}`",
         "",
-        f"Machine: {machine()}; torch threads {torch.get_num_threads()} (`--threads`).",
+        f"Machine: {machine_description()}; torch threads {torch.get_num_threads()} (`--threads`).",
         "",
         f"Versions: Python {platform.python_version()}, torch {torch.__version__}, "
         f"transformers {transformers.__version__} (HF attention implementation: `{hf_attn}`).",

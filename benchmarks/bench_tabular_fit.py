@@ -13,8 +13,6 @@ rows (never the test split) so speed is not bought with accuracy unseen.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -23,14 +21,8 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from attnmoe.bench.datasets import SIMULATION_SEEDS, make_simulation
+from attnmoe.bench.machine import machine_description
 from attnmoe.tabular import AttentionMoEClassifier
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def main() -> None:
@@ -61,8 +53,7 @@ def main() -> None:
         f"Command: `.venv/bin/python benchmarks/bench_tabular_fit.py --batches "
         f"{' '.join(map(str, args.batches))} --seeds {args.seeds}`",
         "",
-        f"Machine: {cpu_name()}, {os.cpu_count()} cores, 1 torch thread, load average at end "
-        f"{' / '.join(f'{v:.2f}' for v in os.getloadavg())}; torch {torch.__version__}.",
+        f"Machine: {machine_description('at end')}.",
         "",
         "Setting k=5 corr=0.9 x_noise=0. Masked examples seen per fit: "
         f"{rows[0][4].masked_predictions:,} (every location of every row, 200 epochs).",
