@@ -243,6 +243,48 @@ class ContinuousWordExperts(MaskedWordModel):
             )
         return experts, constant
 
+    def contributions(self, x: Tensor, i: int, key_mask: Tensor | None = None) -> Tensor:
+        """Each expert's share ``pi_ij alpha_j`` of the final context vector at masked ``i``.
+
+        The final layer's context (the vector the output layer sees in the pure
+        form, the input of the link in the bert form) is exactly
+        ``contributions(x, i).sum((1, 2)) + bias``, with ``bias`` the final
+        layer's ``context_bias`` (one layer or bert form) or the constant of
+        :meth:`effective_experts` (deeper pure models).
+
+        Parameters
+        ----------
+        x
+            ``(B, L)`` token ids; location ``i`` is masked here.
+        i
+            The predicted (masked) location.
+        key_mask
+            ``(B, L)`` bool, False at padding.
+
+        Returns
+        -------
+        Tensor
+            ``(B, P, L, d)`` where ``P`` is ``H`` for one layer and for the bert
+            form (the final layer's heads; its experts are ``M^h h_j + c^h`` of
+            the previous layer's states), and ``H ** n_layers`` head paths for
+            deeper pure models (path order as :meth:`effective_gates`).
+        """
+        if self.config.n_layers == 1:
+            gates = self.gates(x, i, key_mask)
+            return gates.unsqueeze(-1) * self.experts(x, i)
+        if self.config.block == "pure":
+            # the unrolled stack is one MoE per head path: exact and additive
+            experts, _constant = self.effective_experts(x, i)
+            return self.effective_gates(x, i, key_mask).unsqueeze(-1) * experts
+        # bert: the final layer mixes experts of the previous layer's states
+        h, _ = self.word_layer(self._masked_copy(x, i), key_mask)
+        for layer in self.context_layers[:-1]:
+            h, _ = layer(h, key_mask)
+        last = self.context_layers[-1]
+        q = torch.einsum("bld,hde->bhle", h, last.gate_bilinear) + last.gate_linear[:, None]
+        _, gates = mix_experts(q, h.unsqueeze(1), last.experts_of(h), key_mask, **last.sparsity)
+        return gates[:, :, i].unsqueeze(-1) * last.experts_of(h)
+
     # -- conversions --------------------------------------------------------------
     @classmethod
     @torch.no_grad()

@@ -23,6 +23,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .base import MaskedWordModel
+from .functional import log_softmax_last
 
 Masking = Literal["auto", "all", "random"]
 
@@ -83,8 +84,8 @@ def mlm_loss(
     # a location whose true token is the mask (a missing value) has nothing to predict
     unknown = x == model.config.mask_id
     targets = x.masked_fill(unknown, 0)
-    losses = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
-    losses = losses.view(x.shape)
+    log_probs = log_softmax_last(logits)  # (B, L, V)
+    losses = -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (B, L)
     weights = (
         torch.ones_like(losses) if position_weights is None else position_weights.expand_as(losses)
     )
