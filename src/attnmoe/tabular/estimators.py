@@ -8,6 +8,7 @@ once per epoch (MLM); prediction masks the target.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,7 @@ from sklearn.utils.validation import (
 )
 
 from ..model import AttentionConfig, BidirectionalAttention, TrainingHistory, train_mlm
-from .encoding import TableEncoder
+from .encoding import ColumnCoding, TableEncoder
 
 _PREDICT_CHUNK = 4096
 
@@ -105,7 +106,8 @@ class _TableMLM(BaseEstimator):
                 verbose=self.verbose,
                 num_threads=self.n_threads,
             )
-            models.append(model)
+            # predict in float64: results then do not depend on the batch size (BLAS paths)
+            models.append(model.double().eval())
             histories.append(history)
         return models, histories
 
@@ -282,6 +284,150 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         """Most probable label per row."""
         best = self.predict_proba(X).argmax(1)
         return self.classes_[best]
+
+    def save_pretrained(self, directory) -> Path:
+        """Write the fitted classifier to ``directory`` (JSON + safetensors, no pickle).
+
+        Layout: ``classifier.json`` (parameters, classes and their dtype, the
+        column encodings, ``mask_id_``) and one ``member_<k>/`` folder per
+        ensemble member written by the model's own ``save_pretrained``. The
+        folder is written beside ``directory`` and renamed into place, so a
+        crash never leaves a half-written model; an existing one is replaced.
+        """
+        import json
+        import os
+        import shutil
+        import tempfile
+
+        check_is_fitted(self)
+
+        def plain(value):
+            # JSON-native value with a type tag, so the exact type comes back on load
+            if isinstance(value, (bool, np.bool_)):
+                return ["bool", bool(value)]
+            if isinstance(value, (int, np.integer)):
+                return ["int", int(value)]
+            if isinstance(value, (float, np.floating)):
+                return ["float", repr(float(value))]
+            if isinstance(value, str):
+                return ["str", value]
+            raise TypeError(
+                f"cannot save a category or class of type {type(value).__name__} "
+                f"({value!r}); use str, int, float or bool labels"
+            )
+
+        def floats(values):
+            return None if values is None else [repr(float(v)) for v in values]
+
+        columns = [
+            {
+                "name": c.name,
+                "kind": c.kind,
+                "categories": [plain(v) for v in c.categories],
+                "edges": floats(c.edges),
+                "representatives": floats(c.representatives),
+            }
+            for c in self.encoder_.columns_
+        ]
+        meta = {
+            "model_type": type(self).__name__,
+            "format_version": 1,
+            "params": self.get_params(),
+            "classes": [str(c) for c in self.classes_],
+            "classes_dtype": self.classes_.dtype.str,
+            "classes_typed": [plain(c) for c in self.classes_],
+            "encoder": {
+                "n_bins": self.encoder_.n_bins,
+                "max_categories": self.encoder_.max_categories,
+                "columns": columns,
+            },
+            "n_features_in_": int(self.n_features_in_),
+            "feature_names_in_": (
+                [str(c) for c in self.feature_names_in_]
+                if hasattr(self, "feature_names_in_")
+                else None
+            ),
+            "mask_id_": int(self.mask_id_),
+            "members": [f"member_{k}" for k in range(len(self.models_))],
+        }
+        if not isinstance(meta["params"]["random_state"], (int, type(None))):
+            meta["params"]["random_state"] = None  # a RandomState object is not data
+        target = Path(directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; a model dir is not
+        try:
+            for name, model in zip(meta["members"], self.models_, strict=True):
+                model.save_pretrained(staging / name)
+            with open(staging / "classifier.json", "w") as fh:
+                json.dump(meta, fh, indent=2)
+                fh.flush()
+                os.fsync(fh.fileno())
+            backup = None
+            if target.exists():
+                backup = target.with_name(f".{target.name}.old-{os.getpid()}")
+                os.replace(target, backup)
+            os.replace(staging, target)
+            if backup is not None:
+                shutil.rmtree(backup, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return target
+
+    @classmethod
+    def from_pretrained(cls, directory) -> AttentionMoEClassifier:
+        """Load a classifier written by :meth:`save_pretrained`."""
+        import json
+
+        from ..model.io import ModelFileError
+
+        path = Path(directory)
+        meta_path = path / "classifier.json"
+        if not meta_path.is_file():
+            raise ModelFileError(
+                f"{path} has no classifier.json; was it written by save_pretrained?"
+            )
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ModelFileError(f"{meta_path} is not valid JSON: {err}") from err
+        if meta.get("model_type") != cls.__name__:
+            raise ModelFileError(f"{path} holds a {meta.get('model_type')}, not a {cls.__name__}")
+        if meta.get("format_version", 0) > 1:
+            raise ModelFileError(f"{path} uses a newer format; upgrade attnmoe")
+
+        def typed(pair):
+            kind, value = pair
+            return {"bool": bool, "int": int, "float": float, "str": str}[kind](value)
+
+        def floats(values):
+            return None if values is None else np.array([float(v) for v in values])
+
+        clf = cls(**meta["params"])
+        classes = [typed(p) for p in meta["classes_typed"]]
+        clf.classes_ = np.array(classes, dtype=np.dtype(meta["classes_dtype"]))
+        encoder = TableEncoder(meta["encoder"]["n_bins"], meta["encoder"]["max_categories"])
+        encoder.columns_ = [
+            ColumnCoding(
+                name=c["name"],
+                kind=c["kind"],
+                categories=[typed(p) for p in c["categories"]],
+                edges=floats(c["edges"]),
+                representatives=floats(c["representatives"]),
+            )
+            for c in meta["encoder"]["columns"]
+        ]
+        clf.encoder_ = encoder
+        clf.n_features_in_ = meta["n_features_in_"]
+        if meta["feature_names_in_"] is not None:
+            clf.feature_names_in_ = np.asarray(meta["feature_names_in_"], dtype=object)
+        clf.mask_id_ = meta["mask_id_"]
+        clf.models_ = [BidirectionalAttention.from_pretrained(path / m) for m in meta["members"]]
+        clf.histories_ = []  # training curves are not part of a saved model
+        return clf
 
 
 class AttentionMoEImputer(TransformerMixin, _TableMLM):

@@ -1,0 +1,279 @@
+"""Bias audit: does the model, or its choice of experts, treat groups differently?
+
+For each group the audit measures accuracy, error rates, calibration (expected
+calibration error) and the distribution of expert usage; it then compares every
+group with the best one, with seeded bootstrap confidence intervals, and flags
+the gaps that are both larger than a threshold and distinguishable from zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .usage import expert_names, target_gates
+
+#: metric -> True when higher is better
+METRICS: dict[str, bool] = {
+    "accuracy": True,
+    "error_rate": False,
+    "false_negative_rate": False,
+    "false_positive_rate": False,
+    "ece": False,
+}
+
+
+def expected_calibration_error(
+    confidence: np.ndarray, correct: np.ndarray, bins: int = 10
+) -> float:
+    """ECE: mean |accuracy - confidence| over equal-width confidence bins, weighted by size."""
+    if len(confidence) == 0:
+        return float("nan")
+    which = np.minimum((np.asarray(confidence) * bins).astype(int), bins - 1)
+    conf = np.bincount(which, weights=confidence, minlength=bins)
+    acc = np.bincount(which, weights=np.asarray(correct, dtype=float), minlength=bins)
+    return float(np.abs(acc - conf).sum() / len(confidence))
+
+
+def _metrics(y: np.ndarray, pred: np.ndarray, conf: np.ndarray, n_classes: int) -> dict:
+    correct = y == pred
+    recalls, fprs = [], []
+    for c in range(n_classes):
+        positive = y == c
+        if positive.any():
+            recalls.append(float((pred[positive] == c).mean()))
+        if (~positive).any():
+            fprs.append(float((pred[~positive] == c).mean()))
+    accuracy = float(correct.mean()) if len(y) else float("nan")
+    return {
+        "accuracy": accuracy,
+        "error_rate": 1.0 - accuracy,
+        "false_negative_rate": 1.0 - float(np.mean(recalls)) if recalls else float("nan"),
+        "false_positive_rate": float(np.mean(fprs)) if fprs else float("nan"),
+        "ece": expected_calibration_error(conf, correct),
+    }
+
+
+def _tv(a: np.ndarray, b: np.ndarray) -> float:
+    # total variation distance between two usage distributions over experts
+    return 0.5 * float(np.abs(a - b).sum())
+
+
+@dataclass
+class AuditResult:
+    """What :func:`audit` found.
+
+    Attributes
+    ----------
+    groups : pandas.DataFrame
+        One row per group: ``n`` and every metric (accuracy, error_rate,
+        false_negative_rate and false_positive_rate as macro averages over
+        classes, ece).
+    gaps : pandas.DataFrame
+        One row per (group, metric): ``value``, ``best_group``, ``best_value``,
+        ``gap`` (how much worse than the best group, >= 0 means worse),
+        ``ci_low``/``ci_high`` (bootstrap percentile interval of the gap) and
+        ``flagged``. The metric ``expert_usage_tv`` is the total variation
+        distance between the group's expert usage and that of all other rows.
+    usage : pandas.DataFrame
+        Mean gate per expert (columns), averaged over heads, per group (rows).
+    threshold, usage_threshold : float
+        Flag limits for the performance gaps and for the usage distance.
+    """
+
+    groups: pd.DataFrame
+    gaps: pd.DataFrame
+    usage: pd.DataFrame
+    threshold: float
+    usage_threshold: float
+    n_bootstrap: int
+    confidence: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def flagged(self) -> pd.DataFrame:
+        """The flagged gaps only."""
+        return self.gaps[self.gaps["flagged"]].reset_index(drop=True)
+
+    @property
+    def any_flagged(self) -> bool:
+        return bool(self.gaps["flagged"].any())
+
+
+def _features(clf, X: pd.DataFrame) -> pd.DataFrame:
+    names = getattr(clf, "feature_names_in_", None)
+    if names is not None and isinstance(X, pd.DataFrame):
+        missing = [n for n in names if n not in X.columns]
+        if missing:
+            raise ValueError(f"X lacks the model's columns {missing}")
+        return X[list(names)]
+    return X
+
+
+def _class_index(clf, y: Sequence[Hashable]) -> np.ndarray:
+    known = {str(c): k for k, c in enumerate(clf.classes_)}
+    # labels the model never saw count as errors (index -1 never matches)
+    return np.array([known.get(str(v), -1) for v in np.asarray(y, dtype=object)])
+
+
+def audit(
+    model: Any,
+    X: Any,
+    y: Sequence[Hashable],
+    group: str | Sequence[Hashable],
+    *,
+    threshold: float = 0.05,
+    usage_threshold: float = 0.1,
+    n_bootstrap: int = 200,
+    confidence: float = 0.95,
+    min_group_size: int = 10,
+    random_state: int = 0,
+    proba: np.ndarray | None = None,
+    gates: np.ndarray | None = None,
+) -> AuditResult:
+    """Compare accuracy, error rates, calibration and expert usage across groups.
+
+    Parameters
+    ----------
+    model
+        A fitted :class:`~attnmoe.tabular.AttentionMoEClassifier`.
+    X
+        Rows (DataFrame); extra columns (e.g. the group) are ignored.
+    y
+        True labels.
+    group
+        A column of ``X`` or one label per row (need not be a model feature).
+    threshold
+        A performance gap larger than this (absolute, e.g. 0.05 = 5 accuracy
+        points) whose confidence interval excludes zero is flagged.
+    usage_threshold
+        An expert-usage distance (total variation, 0..1) is flagged when even
+        the low end of its interval exceeds this.
+    n_bootstrap, confidence, random_state
+        Bootstrap replicates (rows resampled within each group), interval level
+        and seed: the same seed gives the same intervals.
+    min_group_size
+        Smaller groups are reported but never flagged (too few rows to say).
+    proba, gates
+        Precomputed ``predict_proba(X)`` and :func:`target_gates` (optional).
+
+    Returns
+    -------
+    AuditResult
+    """
+    if isinstance(group, str) and isinstance(X, pd.DataFrame) and group in X.columns:
+        groups = X[group].to_numpy()
+    else:
+        groups = np.asarray(group, dtype=object)
+    features = _features(model, X)
+    if len(groups) != len(features):
+        raise ValueError(f"group has {len(groups)} labels for {len(features)} rows")
+    groups = pd.Series(groups, dtype=object).fillna("(missing)").astype(str).to_numpy()
+    if proba is None:
+        proba = model.predict_proba(features)
+    if gates is None:
+        gates = target_gates(model, features)
+    usage = gates.mean(1)  # (n, experts): head-averaged, sums to one per row
+    y_idx = _class_index(model, y)
+    pred = proba.argmax(1)
+    conf = proba.max(1)
+    n_classes = len(model.classes_)
+    names = sorted(pd.unique(groups))
+    members = {g: np.flatnonzero(groups == g) for g in names}
+
+    def evaluate(index: dict[str, np.ndarray]) -> tuple[dict, dict]:
+        metric = {g: _metrics(y_idx[i], pred[i], conf[i], n_classes) for g, i in index.items()}
+        all_rows = np.concatenate(list(index.values()))
+        total = usage[all_rows].sum(0)
+        tv = {}
+        for g, i in index.items():
+            rest = len(all_rows) - len(i)
+            mine = usage[i].mean(0)
+            other = (total - usage[i].sum(0)) / rest if rest else mine
+            tv[g] = _tv(mine, other)
+        return metric, tv
+
+    point, point_tv = evaluate(members)
+    rng = np.random.default_rng(random_state)
+    boot_metric, boot_tv = [], []
+    for _ in range(n_bootstrap):
+        sample = {g: rng.choice(i, size=len(i), replace=True) for g, i in members.items()}
+        m, t = evaluate(sample)
+        boot_metric.append(m)
+        boot_tv.append(t)
+
+    tail = (1.0 - confidence) / 2.0
+    eligible = [g for g in names if len(members[g]) >= min_group_size] or names
+    records = []
+    for metric, higher in METRICS.items():
+        values = {g: point[g][metric] for g in eligible if not np.isnan(point[g][metric])}
+        if not values:
+            continue
+        best = max(values, key=values.get) if higher else min(values, key=values.get)
+        sign = 1.0 if higher else -1.0
+        for g in names:
+            value = point[g][metric]
+            gap = sign * (point[best][metric] - value)
+            draws = np.array([sign * (b[best][metric] - b[g][metric]) for b in boot_metric])
+            draws = draws[~np.isnan(draws)]
+            low, high = np.quantile(draws, [tail, 1 - tail]) if len(draws) else (np.nan, np.nan)
+            records.append(
+                {
+                    "group": g,
+                    "n": len(members[g]),
+                    "metric": metric,
+                    "value": value,
+                    "best_group": best,
+                    "best_value": point[best][metric],
+                    "gap": gap,
+                    "ci_low": float(low),
+                    "ci_high": float(high),
+                    "flagged": bool(
+                        len(members[g]) >= min_group_size and gap > threshold and low > 0
+                    ),
+                }
+            )
+    for g in names:
+        draws = np.array([b[g] for b in boot_tv])
+        low, high = np.quantile(draws, [tail, 1 - tail])
+        records.append(
+            {
+                "group": g,
+                "n": len(members[g]),
+                "metric": "expert_usage_tv",
+                "value": point_tv[g],
+                "best_group": "(other groups)",
+                "best_value": 0.0,
+                "gap": point_tv[g],
+                "ci_low": float(low),
+                "ci_high": float(high),
+                "flagged": bool(len(members[g]) >= min_group_size and low > usage_threshold),
+            }
+        )
+    table = pd.DataFrame([{"group": g, "n": len(members[g]), **point[g]} for g in names]).set_index(
+        "group"
+    )
+    usage_frame = pd.DataFrame(
+        {g: usage[members[g]].mean(0) for g in names}, index=expert_names(model)
+    ).T
+    usage_frame.index.name = "group"
+    notes = []
+    small = [g for g in names if len(members[g]) < min_group_size]
+    if small:
+        notes.append(f"groups with fewer than {min_group_size} rows are never flagged: {small}")
+    if (y_idx < 0).any():
+        notes.append(f"{int((y_idx < 0).sum())} labels unknown to the model count as errors")
+    return AuditResult(
+        groups=table,
+        gaps=pd.DataFrame.from_records(records),
+        usage=usage_frame,
+        threshold=threshold,
+        usage_threshold=usage_threshold,
+        n_bootstrap=n_bootstrap,
+        confidence=confidence,
+        notes=notes,
+    )

@@ -1,0 +1,59 @@
+"""The bias audit finds a planted gap and stays quiet when there is none."""
+
+import numpy as np
+import pytest
+
+from attnmoe.explain import audit, expected_calibration_error
+
+
+def test_expected_calibration_error():
+    conf = np.array([0.95, 0.95, 0.55, 0.55])
+    correct = np.array([True, True, True, False])
+    # bin 0.9: |1 - 0.95| * 2/4; bin 0.5: |0.5 - 0.55| * 2/4
+    assert expected_calibration_error(conf, correct) == pytest.approx(0.05)
+
+
+def test_planted_gap_is_flagged(simulation_model, simulation):
+    X, y = simulation.X_test, simulation.y_test.to_numpy().copy()
+    rng = np.random.default_rng(0)
+    group = np.where(rng.random(len(X)) < 0.5, "A", "B")
+    # plant: on most of group B the label is one the model did not predict
+    b = group == "B"
+    wrong = b & (rng.random(len(X)) < 0.8)
+    y[wrong] = (simulation_model.predict(X[wrong]) + 1) % 4
+    result = audit(simulation_model, X, y, group=group, n_bootstrap=100, random_state=0)
+    acc = result.gaps.query("metric == 'accuracy'").set_index("group")
+    assert acc.loc["B", "flagged"] and not acc.loc["A", "flagged"]
+    assert acc.loc["B", "best_group"] == "A"
+    assert acc.loc["B", "ci_low"] > 0.05
+    direct = (simulation_model.predict(X[b]) == y[b]).mean()
+    assert result.groups.loc["B", "accuracy"] == pytest.approx(direct)
+    assert result.groups.loc["B", "error_rate"] == pytest.approx(1 - direct)
+    assert result.any_flagged and "B" in set(result.flagged["group"])
+    np.testing.assert_allclose(result.usage.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_no_gap_no_flag_and_seeded(simulation_model, simulation):
+    X, y = simulation.X_test, simulation.y_test
+    group = np.random.default_rng(1).choice(["A", "B"], len(X))  # unrelated to anything
+    first = audit(simulation_model, X, y, group=group, n_bootstrap=100, random_state=3)
+    assert not first.any_flagged, first.flagged
+    again = audit(simulation_model, X, y, group=group, n_bootstrap=100, random_state=3)
+    np.testing.assert_array_equal(first.gaps["ci_low"], again.gaps["ci_low"])
+    assert set(first.gaps["metric"]) == {
+        "accuracy",
+        "error_rate",
+        "false_negative_rate",
+        "false_positive_rate",
+        "ece",
+        "expert_usage_tv",
+    }
+
+
+def test_group_column_that_is_not_a_feature(simulation_model, simulation):
+    X = simulation.X_test.iloc[:200].assign(region=np.repeat(["n", "s"], 100))
+    result = audit(
+        simulation_model, X, simulation.y_test.iloc[:200], group="region", n_bootstrap=20
+    )
+    assert list(result.groups.index) == ["n", "s"]
+    assert result.groups["n"].sum() == 200

@@ -1,0 +1,173 @@
+"""attnmoe report: the HTML page in a real headless Chromium.
+
+The page records script errors and image loading into its own DOM; Chromium
+dumps that DOM (and its console to stderr) and takes a screenshot. Set
+ATTNMOE_SAVE_SCREENSHOTS=1 to copy the screenshots into docs/images/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from attnmoe.cli import main
+from attnmoe.explain import audit, expected_calibration_error
+from attnmoe.tabular import AttentionMoEClassifier
+
+DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+
+
+class _Values(HTMLParser):
+    """Collect ``data-value`` by element id, the group accuracies and root attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_id: dict[str, str] = {}
+        self.groups: dict[str, str] = {}
+        self.root: dict[str, dict[str, str | None]] = {}
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag in ("html", "body"):
+            self.root[tag] = attrs
+        if "id" in attrs and "data-value" in attrs:
+            self.by_id[attrs["id"]] = attrs["data-value"]
+        if "data-group" in attrs:
+            self.groups[attrs["data-group"]] = attrs["data-value"]
+
+
+def _chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [
+        binary,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=5000",  # let the load handlers run before dumping
+        *args,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+def _pixels(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), dtype=float)
+
+
+def test_report_in_headless_chromium(tmp_path, auto_mpg, auto_mpg_model, chromium):
+    clf = auto_mpg_model
+    clf.save_pretrained(tmp_path / "model")
+    train = auto_mpg.X_train.assign(mpg=auto_mpg.y_train, origin="USA")
+    new = auto_mpg.X_test.assign(mpg=auto_mpg.y_test, origin="Europe/Japan")
+    data = pd.concat([train, new], ignore_index=True)
+    data.to_csv(tmp_path / "data.csv", index=False)
+    new.to_csv(tmp_path / "new.csv", index=False)
+    out = tmp_path / "report.html"
+    code = main(
+        [
+            "report",
+            str(tmp_path / "model"),
+            str(tmp_path / "data.csv"),
+            "--out",
+            str(out),
+            "--target",
+            "mpg",
+            "--group",
+            "origin",
+            "--shift-data",
+            str(tmp_path / "new.csv"),
+            "--bootstrap",
+            "50",
+        ]
+    )
+    assert code == 0
+    page = out.read_text()
+    # self-contained: nothing is fetched from anywhere
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", page)
+
+    dump = _chromium(chromium, tmp_path / "profile-dom", "--dump-dom", out.as_uri())
+    assert dump.returncode == 0, dump.stderr[-2000:]
+    console = [
+        line
+        for line in dump.stderr.splitlines()
+        if "Uncaught" in line or ("CONSOLE" in line and "error" in line.lower())
+    ]
+    assert not console, console
+    parsed = _Values()
+    parsed.feed(dump.stdout)
+    assert "data-js-errors" not in parsed.root["html"]
+    assert parsed.root["body"].get("data-ready") == "1"
+    loaded, total = parsed.root["body"]["data-images-loaded"].split("/")
+    assert loaded == total and int(total) >= 5  # usage, reliability, confusion, shift, groups
+
+    # the numbers on the page are the ones computed here, independently
+    loaded_clf = AttentionMoEClassifier.from_pretrained(tmp_path / "model")
+    X = data[auto_mpg.feature_names]
+    proba = loaded_clf.predict_proba(X)
+    correct = proba.argmax(1) == data["mpg"].to_numpy()
+    assert float(parsed.by_id["accuracy"]) == pytest.approx(clf.score(X, data["mpg"]), abs=1e-12)
+    assert float(parsed.by_id["ece"]) == pytest.approx(
+        expected_calibration_error(proba.max(1), correct), abs=1e-12
+    )
+    assert float(parsed.by_id["shift-accuracy"]) == pytest.approx(
+        clf.score(auto_mpg.X_test, auto_mpg.y_test), abs=1e-12
+    )
+    assert int(parsed.by_id["n-rows"]) == len(data)
+    for group, rows in (("USA", data.origin == "USA"), ("Europe/Japan", data.origin != "USA")):
+        assert float(parsed.groups[group]) == pytest.approx(correct[rows].mean(), abs=1e-12)
+    expected = audit(clf, X, data["mpg"], group=data["origin"].to_numpy(), n_bootstrap=50)
+    assert int(parsed.by_id["audit-flagged"]) == int(expected.gaps["flagged"].sum())
+
+    shot = tmp_path / "report.png"
+    result = _chromium(
+        chromium,
+        tmp_path / "profile-shot",
+        f"--screenshot={shot}",
+        "--window-size=1280,4000",
+        "--hide-scrollbars",
+        out.as_uri(),
+    )
+    assert result.returncode == 0 and shot.is_file(), result.stderr[-2000:]
+    pixels = _pixels(shot)
+    assert pixels.shape[:2] == (4000, 1280)
+    assert pixels.std() > 20  # not a blank page
+    # the plots are there: many distinct colours (viridis heatmap, bars)
+    colours = np.unique(pixels[::4, ::4].reshape(-1, 3), axis=0)
+    assert len(colours) > 200
+    if os.environ.get("ATTNMOE_SAVE_SCREENSHOTS"):
+        DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, DOCS_IMAGES / "report.png")
+        full = tmp_path / "report-full.png"
+        _chromium(
+            chromium,
+            tmp_path / "profile-full",
+            f"--screenshot={full}",
+            "--window-size=1280,6200",
+            "--hide-scrollbars",
+            out.as_uri(),
+        )
+        shutil.copy(full, DOCS_IMAGES / "report-full.png")
+
+
+def test_report_command_errors(tmp_path, auto_mpg_model, capsys):
+    auto_mpg_model.save_pretrained(tmp_path / "model")
+    pd.DataFrame({"other": [1, 2]}).to_csv(tmp_path / "bad.csv", index=False)
+    assert main(["report", str(tmp_path / "model"), str(tmp_path / "bad.csv")]) == 2
+    assert "lacks the model's columns" in capsys.readouterr().err
