@@ -1,4 +1,5 @@
-"""Text experiments: embedding sources and linear word analogies (paper section 4)."""
+"""Text: streaming corpora and vocabularies, training on text, embedding sources and
+linear word analogies (paper section 4)."""
 
 from attnmoe.text.analogy import (
     AnalogyResult,
@@ -10,6 +11,7 @@ from attnmoe.text.analogy import (
 from attnmoe.text.embeddings import (
     Embeddings,
     from_arrays,
+    from_attnmoe,
     from_gensim,
     from_huggingface,
     from_keyed_vectors,
@@ -27,6 +29,7 @@ __all__ = [
     "evaluate_word_analogies_gensim",
     "format_markdown",
     "from_arrays",
+    "from_attnmoe",
     "from_gensim",
     "from_huggingface",
     "from_keyed_vectors",
@@ -36,4 +39,22 @@ __all__ = [
     "minilm_l6",
     "register_source",
     "train_word2vec",
+]
+
+from attnmoe.text.corpus import (
+    HuggingFaceTokenizer,
+    RegexTokenizer,
+    TextCorpus,
+    demo_corpus_path,
+    load_tokenizer,
+)
+from attnmoe.text.vocab import Vocabulary
+
+__all__ += [
+    "HuggingFaceTokenizer",
+    "RegexTokenizer",
+    "TextCorpus",
+    "Vocabulary",
+    "demo_corpus_path",
+    "load_tokenizer",
 ]

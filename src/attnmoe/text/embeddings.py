@@ -24,8 +24,11 @@ Source specifications (for the ``attnmoe analogy`` command, see
                             line, tokens separated by spaces); default: gensim's
                             test corpus ``head500.noblanks.cor``
 ``NAME=SPEC``               any of the above, displayed as NAME
-``PREFIX:ARG``              a loader added with :func:`register_source` (this
-                            is how a trained attnmoe model is plugged in)
+``attnmoe:DIR[@PART]``      a model trained by ``attnmoe train-text`` (or any
+                            saved model dir with a ``vocab.json`` beside it);
+                            PART: ``E`` (default), ``experts[:J]``, ``rho``;
+                            see :func:`from_attnmoe`
+``PREFIX:ARG``              a loader added with :func:`register_source`
 ==========================  ====================================================
 """
 
@@ -44,6 +47,7 @@ import numpy as np
 __all__ = [
     "Embeddings",
     "from_arrays",
+    "from_attnmoe",
     "from_gensim",
     "from_huggingface",
     "from_keyed_vectors",
@@ -51,6 +55,7 @@ __all__ = [
     "is_whole_word",
     "load_source",
     "minilm_l6",
+    "model_embeddings",
     "register_source",
     "train_word2vec",
     "whole_word_mask",
@@ -474,6 +479,138 @@ def _stable_hash(text: str) -> int:
     return zlib.crc32(text.encode("utf-8"))
 
 
+_PARTS = {"e": "E", "embedding": "E", "input": "E", "rho": "rho", "output": "rho"}
+
+
+def from_attnmoe(
+    path: str | os.PathLike[str],
+    part: str = "E",
+    location: int | None = None,
+    name: str | None = None,
+    keep_unknown: bool = False,
+) -> Embeddings:
+    """Word vectors of a trained attnmoe model (``attnmoe train-text`` output).
+
+    Parameters
+    ----------
+    path : path-like
+        A ``train-text`` output directory (its ``attention/`` model is used),
+        or a saved model directory (``attention/``, ``cbow/`` or any
+        ``save_pretrained`` folder) with ``vocab.json`` in it or beside it.
+    part : str
+        Which matrix, one row per vocabulary word:
+
+        - ``"E"`` (also ``"embedding"``, ``"input"``): the token embeddings
+          ``E[w]`` (for CBOW: its context vectors ``alpha(w)``);
+        - ``"experts"``: the continuous words ``alpha_j(w)`` of the expert at
+          location ``j = location`` (``"experts:J"`` also works), summed over
+          heads, i.e. ``sum_h W_O^h (W_V^h (E[w] + P[j]) + b_V^h)`` for one
+          layer: the vector that expert adds to the context when it sees ``w``,
+          in the space the output layer reads (``docs/math.md`` section 2.1).
+          For CBOW, whose experts do not depend on location, ``alpha(w)``;
+        - ``"rho"`` (also ``"output"``): the output embeddings ``rho_w``.
+    location : int, optional
+        Expert location for ``"experts"``; default the middle one, ``L // 2``.
+    name : str, optional
+        Display name; default e.g. ``"attnmoe-E"``, ``"attnmoe-experts8"``,
+        ``"cbow-alpha"``, ``"cbow-rho"``.
+    keep_unknown : bool
+        Keep the ``<unk>`` row (dropped by default: it is not a word).
+
+    Returns
+    -------
+    Embeddings
+        Rows in vocabulary order (most frequent first).
+    """
+    from attnmoe.model import load_model
+    from attnmoe.text.vocab import Vocabulary
+
+    root = Path(path)
+    if not (root / "config.json").is_file() and (root / "attention" / "config.json").is_file():
+        root = root / "attention"
+    if not root.is_dir():
+        raise FileNotFoundError(f"no attnmoe model directory at {path}")
+    vocab_path = next(
+        (p for p in (root / "vocab.json", root.parent / "vocab.json") if p.is_file()), None
+    )
+    if vocab_path is None:
+        raise FileNotFoundError(f"no vocab.json in {root} or {root.parent}")
+    return model_embeddings(
+        load_model(root), Vocabulary.load(vocab_path), part, location, name, keep_unknown
+    )
+
+
+def model_embeddings(
+    model: Any,
+    vocab: Any,
+    part: str = "E",
+    location: int | None = None,
+    name: str | None = None,
+    keep_unknown: bool = False,
+) -> Embeddings:
+    """Word vectors of an attnmoe model in memory; see :func:`from_attnmoe`.
+
+    Parameters
+    ----------
+    model : BidirectionalAttention, ContinuousWordExperts or CBOW
+        A model whose token ids are ``vocab``'s ids.
+    vocab : attnmoe.text.vocab.Vocabulary
+        Its vocabulary.
+    part, location, name, keep_unknown
+        As in :func:`from_attnmoe`.
+
+    Returns
+    -------
+    Embeddings
+    """
+    import torch
+
+    from attnmoe.model import CBOW, BidirectionalAttention, ContinuousWordExperts
+
+    cfg = model.config
+    if cfg.vocab_size != len(vocab):
+        raise ValueError(
+            f"the vocabulary has {len(vocab)} words but the model has vocab_size={cfg.vocab_size}"
+        )
+    kind, _, loc = part.partition(":")
+    if loc:
+        location = int(loc)
+    kind = _PARTS.get(kind.lower(), kind.lower())
+    cbow = isinstance(model, CBOW)
+    v = cfg.vocab_size
+    with torch.no_grad():
+        if kind == "rho":
+            matrix, label = model.output.weight, "rho"
+        elif cbow and kind in ("E", "experts"):
+            matrix, label = model.context_vectors.weight[:v], "alpha"
+        elif kind == "E":
+            if isinstance(model, ContinuousWordExperts):
+                model = model.to_attention()
+            assert isinstance(model, BidirectionalAttention)
+            matrix, label = model.token_embedding.weight[:v], "E"
+        elif kind == "experts":
+            j = cfg.max_len // 2 if location is None else int(location)
+            if not 0 <= j < cfg.max_len:
+                raise ValueError(f"expert location {j} is outside 0..{cfg.max_len - 1}")
+            experts = model if isinstance(model, ContinuousWordExperts) else model.to_experts()
+            # (H, L, V+1, d) -> location j, real words, summed over heads
+            matrix, label = experts.word_layer.experts[:, j, :v].sum(0), f"experts{j}"
+        else:
+            raise ValueError(f"unknown part {part!r}; use E, experts[:J] or rho")
+        vectors = matrix.detach().cpu().float().numpy()
+    rows = np.arange(v) if keep_unknown else np.flatnonzero(np.arange(v) != vocab.unk_id)
+    default = f"{'cbow' if cbow else 'attnmoe'}-{label}"
+    return Embeddings([vocab.words[i] for i in rows], vectors[rows], name or default)
+
+
+def _attnmoe_source(arg: str) -> Embeddings:
+    """``attnmoe:DIR[@PART]`` (the last ``@`` separates the part)."""
+    path, sep, part = arg.rpartition("@")
+    if not sep or not part or Path(arg).exists():
+        path, part = arg, "E"
+    return from_attnmoe(path, part)
+
+
 # --------------------------------------------------------------------------- source specs
 
 _REGISTRY: dict[str, Callable[[str], Embeddings]] = {}
@@ -536,3 +673,6 @@ def load_source(spec: str) -> Embeddings:
     if display:
         emb.name = display
     return emb
+
+
+register_source("attnmoe", _attnmoe_source)

@@ -1,0 +1,376 @@
+"""Train bidirectional attention (and CBOW) on a text file: ``attnmoe train-text``.
+
+Two streamed passes over the corpus (count words, then encode examples), then
+masked-word training with early stopping on a held-out share of the examples
+(:func:`attnmoe.model.training.train_mlm`: one-layer models mask every
+location once per epoch in one L x L pass; deeper ones use BERT's random
+masking). The output directory is written atomically::
+
+    DIR/vocab.json          the vocabulary (id order = model token ids)
+    DIR/attention/          BidirectionalAttention (config.json + model.safetensors)
+    DIR/cbow/               CBOW on the same examples (with also_cbow)
+    DIR/training.json       settings, corpus statistics, loss curves, timings
+
+``DIR`` is an embedding source for ``attnmoe analogy`` (``attnmoe:DIR``,
+``attnmoe:DIR@experts:3``, ``attnmoe:DIR/cbow``; see
+:func:`attnmoe.text.embeddings.from_attnmoe`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from attnmoe.model import CBOW, AttentionConfig, BidirectionalAttention
+from attnmoe.model.training import TrainingHistory, evaluate_mlm, torch_threads, train_mlm
+from attnmoe.text.corpus import EncodedCorpus, Mode, TextCorpus, demo_corpus_path
+from attnmoe.text.vocab import Vocabulary
+
+__all__ = ["TextTrainingResult", "resolve_corpus", "train_text"]
+
+VOCAB_NAME = "vocab.json"
+ATTENTION_DIR = "attention"
+CBOW_DIR = "cbow"
+LOG_NAME = "training.json"
+
+
+@dataclass
+class TextTrainingResult:
+    """What :func:`train_text` produced (also saved in ``out``)."""
+
+    out: Path | None
+    vocab: Vocabulary
+    attention: BidirectionalAttention
+    cbow: CBOW | None
+    histories: dict[str, TrainingHistory]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_corpus(corpus: str | os.PathLike[str]) -> Path:
+    """The corpus path; ``"demo"`` (when no such file exists) is gensim's head500 corpus."""
+    path = Path(corpus)
+    if str(corpus) == "demo" and not path.exists():
+        return demo_corpus_path()
+    if not path.is_file():
+        raise FileNotFoundError(f"no corpus file at {path}")
+    return path
+
+
+def _history_dict(h: TrainingHistory) -> dict[str, Any]:
+    return asdict(h)
+
+
+def _write_atomically(out: Path, writer: Any) -> Path:
+    """Call ``writer(tmp_dir)`` then move ``tmp_dir`` to ``out`` (kept intact on failure)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        writer(staging)
+        # mkdtemp makes the folder private (0700); give it the usual umask permissions.
+        umask = os.umask(0)
+        os.umask(umask)
+        for folder in [staging, *(p for p in staging.rglob("*") if p.is_dir())]:
+            os.chmod(folder, 0o777 & ~umask)
+        backup = None
+        if out.exists():
+            backup = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, backup)
+        os.replace(staging, out)
+        if backup is not None:
+            shutil.rmtree(backup, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def train_text(
+    corpus: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    length: int = 16,
+    layers: int = 1,
+    heads: int = 2,
+    d_model: int = 64,
+    block: str = "pure",
+    window: int | None = None,
+    epochs: int = 10,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    min_count: int = 5,
+    max_vocab: int | None = None,
+    tokenizer: str | None = None,
+    mode: Mode = "windows",
+    stride: int | None = None,
+    max_windows: int | None = None,
+    validation: float = 0.1,
+    patience: int | None = 2,
+    also_cbow: bool = False,
+    seed: int = 0,
+    num_threads: int | None = 1,
+    device: str | None = None,
+    verbose: int = 1,
+    vocab: Vocabulary | None = None,
+    data: EncodedCorpus | None = None,
+) -> TextTrainingResult:
+    """Train :class:`BidirectionalAttention` (and optionally CBOW) on a text corpus.
+
+    Parameters
+    ----------
+    corpus : path-like
+        Text file (streamed; see :mod:`attnmoe.text.corpus`), or ``"demo"``.
+    out : path-like, optional
+        Output directory (module docstring), written atomically; None: not saved.
+    length : int
+        Example (window) length ``L``: the model's ``max_len``.
+    layers, heads, d_model, block, window
+        Model sizes and form (:class:`AttentionConfig`).
+    epochs, batch_size, lr
+        Adam budget per model (the same for CBOW).
+    min_count, max_vocab, tokenizer
+        Vocabulary: words seen at least ``min_count`` times, at most
+        ``max_vocab`` entries (``<unk>`` included); tokenizer spec
+        (:func:`attnmoe.text.corpus.load_tokenizer`).
+    mode, stride
+        ``"windows"`` (fixed-length windows ``stride`` apart) or
+        ``"sentences"`` (one line per example, padded).
+    max_windows : int, optional
+        Read at most this many examples (bounds memory: ``max_windows * L``
+        ids are held).
+    validation : float
+        Share of examples held out for early stopping and the reported loss.
+    patience : int, optional
+        Stop after this many epochs without a better held-out loss (best
+        weights restored); None trains all ``epochs``.
+    also_cbow : bool
+        Also train a :class:`CBOW` with the same width on the same examples.
+    seed : int
+        Seeds the split, initialization, shuffling and masking.
+    num_threads : int, optional
+        Torch threads while training (1 is fastest for small models).
+    device : str, optional
+        Torch device to train on (e.g. ``"cuda"``); default CPU. The saved
+        models are moved back to the CPU.
+    verbose : int
+        0 silent; 1 progress messages and bars.
+    vocab, data : optional
+        A vocabulary and encoded examples to reuse (skips the passes over the
+        file; e.g. several seeds on the same corpus).
+
+    Returns
+    -------
+    TextTrainingResult
+    """
+    import torch
+
+    path = resolve_corpus(corpus)
+    say = print if verbose > 0 else (lambda *a, **k: None)
+    t0 = time.perf_counter()
+    text = TextCorpus(path, tokenizer, mode=mode)
+    if vocab is None:
+        vocab = text.build_vocab(min_count=min_count, max_size=max_vocab, progress=verbose > 0)
+    say(
+        f"vocabulary: {len(vocab)} words (min_count={min_count}, max_vocab={max_vocab}); "
+        f"{vocab.unknown_rate:.1%} of {vocab.meta.get('n_tokens', '?')} tokens are <unk>"
+    )
+    if data is None:
+        data = text.encode(
+            vocab,
+            length,
+            stride=stride,
+            max_examples=max_windows,
+            validation=validation,
+            seed=seed,
+            progress=verbose > 0,
+        )
+    say(
+        f"examples of length {length} ({mode}): {len(data.train)} train, "
+        f"{len(data.validation)} held out"
+        + (" (stopped at --max-windows)" if data.truncated else "")
+    )
+    has_val = len(data.validation) > 0
+    if patience is not None and not has_val:
+        say("no held-out examples: early stopping is off")
+        patience = None
+
+    config = AttentionConfig(
+        vocab_size=len(vocab),
+        max_len=length,
+        d_model=d_model,
+        n_heads=heads,
+        n_layers=layers,
+        block=block,  # type: ignore[arg-type]
+        window=window,
+    )
+    fit = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "validation": data.validation if has_val else 0.0,
+        "validation_key_mask": data.validation_keys,
+        "key_mask": data.train_keys,
+        "patience": patience,
+        "seed": seed,
+        "verbose": verbose,
+        "num_threads": num_threads,
+    }
+    histories: dict[str, TrainingHistory] = {}
+    torch.manual_seed(seed)
+    attention = BidirectionalAttention(config).to(device or "cpu")
+    masking = "all (one pass)" if layers == 1 else "random (15 %)"
+    say(f"training BidirectionalAttention ({layers} layer(s), {heads} head(s), masking {masking})")
+    histories["attention"] = train_mlm(attention, data.train, **fit)
+    cbow = None
+    if also_cbow:
+        torch.manual_seed(seed)
+        cbow = CBOW(config).to(device or "cpu")
+        say("training CBOW")
+        histories["cbow"] = train_mlm(cbow, data.train, **fit)
+    models = {"attention": attention, "cbow": cbow}
+    summary: dict[str, Any] = {}
+    with torch_threads(num_threads):
+        for name, h in histories.items():
+            model = models[name]
+            val = evaluate_mlm(model, data.validation, data.validation_keys) if has_val else None
+            summary[name] = {"held_out_loss": val, **_history_dict(h)}
+            best = "" if h.best_epoch is None else f", best epoch {h.best_epoch}"
+            loss = "n/a" if val is None else f"{val:.4f}"
+            say(
+                f"  {name}: held-out masked-word loss {loss} after {h.epochs_run} epoch(s)"
+                f"{best}{' (stopped early)' if h.stopped_early else ''}, {h.seconds:.1f} s"
+            )
+
+    stats = {
+        "corpus": str(path),
+        "settings": {
+            "length": length,
+            "layers": layers,
+            "heads": heads,
+            "d_model": d_model,
+            "block": block,
+            "window": window,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "min_count": min_count,
+            "max_vocab": max_vocab,
+            "tokenizer": vocab.meta.get("tokenizer"),
+            "mode": mode,
+            "stride": stride,
+            "max_windows": max_windows,
+            "validation": validation,
+            "patience": patience,
+            "seed": seed,
+        },
+        "data": data.stats,
+        "models": summary,
+        "seconds": time.perf_counter() - t0,
+    }
+    attention.cpu()
+    if cbow is not None:
+        cbow.cpu()
+    saved = None
+    if out is not None:
+
+        def write(tmp: Path) -> None:
+            vocab.save(tmp / VOCAB_NAME)
+            attention.save_pretrained(tmp / ATTENTION_DIR)
+            if cbow is not None:
+                cbow.save_pretrained(tmp / CBOW_DIR)
+            (tmp / LOG_NAME).write_text(json.dumps(stats, indent=2), encoding="utf-8")
+
+        saved = _write_atomically(Path(out), write)
+        say(f"saved: {saved}/ ({', '.join(sorted(p.name for p in saved.iterdir()))})")
+    return TextTrainingResult(saved, vocab, attention, cbow, histories, stats)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the ``attnmoe train-text`` arguments to ``parser``."""
+    parser.add_argument(
+        "corpus",
+        metavar="CORPUS",
+        help="text file (streamed; .gz/.bz2/.xz ok), or 'demo' for gensim's head500.noblanks.cor",
+    )
+    parser.add_argument("--out", required=True, help="output directory (written atomically)")
+    parser.add_argument("--length", type=int, default=16, help="window length L (default 16)")
+    parser.add_argument("--layers", type=int, default=1, help="attention layers (default 1)")
+    parser.add_argument("--heads", type=int, default=2, help="heads per layer (default 2)")
+    parser.add_argument("--d-model", type=int, default=64, help="model width (default 64)")
+    parser.add_argument("--block", choices=["pure", "bert"], default="pure")
+    parser.add_argument("--window", type=int, default=None, help="experts within this distance")
+    parser.add_argument("--epochs", type=int, default=10, help="maximum epochs (default 10)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--min-count", type=int, default=5, help="vocabulary min count (5)")
+    parser.add_argument("--max-vocab", type=int, default=None, help="vocabulary size cap")
+    parser.add_argument(
+        "--tokenizer",
+        default="regex",
+        help="regex (lower-cased words, default), regex-cased, whitespace, hf:DIR",
+    )
+    parser.add_argument("--mode", choices=["windows", "sentences"], default="windows")
+    parser.add_argument("--stride", type=int, default=None, help="window stride (default L)")
+    parser.add_argument("--max-windows", type=int, default=None, help="read at most N examples")
+    parser.add_argument("--validation", type=float, default=0.1, help="held-out share (0.1)")
+    parser.add_argument("--patience", type=int, default=2, help="early-stopping patience (2)")
+    parser.add_argument("--also-cbow", action="store_true", help="also train a CBOW baseline")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--device", default=None, help="torch device, e.g. cuda (default cpu)")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the command parsed by :func:`add_arguments`."""
+    train_text(
+        args.corpus,
+        args.out,
+        length=args.length,
+        layers=args.layers,
+        heads=args.heads,
+        d_model=args.d_model,
+        block=args.block,
+        window=args.window,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        min_count=args.min_count,
+        max_vocab=args.max_vocab,
+        tokenizer=args.tokenizer,
+        mode=args.mode,
+        stride=args.stride,
+        max_windows=args.max_windows,
+        validation=args.validation,
+        patience=args.patience if args.patience > 0 else None,
+        also_cbow=args.also_cbow,
+        seed=args.seed,
+        num_threads=args.threads,
+        device=args.device,
+        verbose=0 if args.quiet else 1,
+    )
+    return 0
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``train-text`` sub-command to the ``attnmoe`` CLI's sub-parsers."""
+    p = subparsers.add_parser(
+        "train-text",
+        help="train bidirectional attention (and CBOW) on a text file",
+        description="Stream a text corpus, build a vocabulary, train BidirectionalAttention "
+        "(and with --also-cbow a CBOW) by masked-word prediction with early stopping on a "
+        "held-out share, and save the models + vocab.json in --out.",
+    )
+    add_arguments(p)
+    p.set_defaults(func=run)
+    return p
