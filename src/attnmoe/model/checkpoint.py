@@ -31,7 +31,13 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from .. import __version__
-from .io import CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME, ModelFileError, write_directory_atomically
+from .io import (
+    CONFIG_NAME,
+    FORMAT_VERSION,
+    WEIGHTS_NAME,
+    ModelFileError,
+    write_directory_atomically,
+)
 
 __all__ = [
     "OPTIMIZER_NAME",
@@ -44,6 +50,7 @@ __all__ = [
     "optimizer_from_flat",
     "optimizer_to_flat",
     "prune_checkpoints",
+    "remove_staging",
     "save_checkpoint",
 ]
 
@@ -77,6 +84,18 @@ def list_checkpoints(directory: str | os.PathLike) -> list[tuple[int, Path]]:
         if match and (child / STATE_NAME).is_file():
             found.append((int(match.group(1)), child))
     return sorted(found)
+
+
+def remove_staging(directory: str | os.PathLike) -> None:
+    """Delete what interrupted writes left behind (hidden ``.step-*`` staging folders).
+
+    Only call this when no other process is writing checkpoints into ``directory``.
+    """
+    root = Path(directory)
+    if root.is_dir():
+        for child in root.iterdir():
+            if child.name.startswith(".step-") and child.is_dir():
+                shutil.rmtree(child, ignore_errors=True)
 
 
 def latest_checkpoint(directory: str | os.PathLike) -> Path | None:

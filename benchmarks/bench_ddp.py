@@ -1,0 +1,231 @@
+"""Data-parallel MLM training: 2 processes x 1 thread vs 1 process x 1 thread, and memory.
+
+Three measurements, each configuration in a fresh Python process (so its peak
+RSS is its own):
+
+1. Throughput: masked predictions per second of :func:`train_mlm_distributed`
+   with ``nproc=1`` and with ``nproc=2`` (DDP over gloo), one torch thread per
+   process, the same model, seed and global batch. The two are interleaved
+   ``--repeats`` times so machine load hits both alike; medians are reported.
+2. Bounded memory while training: 2 processes train on a synthetic corpus of
+   ``--corpus-tokens`` (default 100M) tokens for ``--stream-steps`` steps; the
+   resident memory of each rank is sampled every ``--log-every`` steps.
+3. Bounded memory while streaming: one process reads the whole corpus through
+   the sharded source (both ranks' shards of every global batch, an epoch's
+   worth of windows), sampling RSS; no training.
+
+Run::
+
+    .venv/bin/python benchmarks/bench_ddp.py [--repeats 3] [--steps 60]
+
+Writes ``benchmarks/results/ddp.md`` and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from attnmoe import AttentionConfig, BidirectionalAttention
+from attnmoe.bench.machine import machine_description
+from attnmoe.model.distributed import (
+    SyntheticSource,
+    _rss_mib,
+    global_batch_windows,
+    shard_range,
+    train_mlm_distributed,
+)
+
+RESULTS = Path(__file__).resolve().parent / "results" / "ddp.md"
+
+
+def _model(args: argparse.Namespace) -> BidirectionalAttention:
+    torch.manual_seed(args.seed)
+    cfg = AttentionConfig(
+        vocab_size=args.vocab,
+        max_len=args.window,
+        d_model=args.d_model,
+        n_heads=args.n_heads,
+        block=args.block,
+    )
+    return BidirectionalAttention(cfg)
+
+
+def _worker(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    if args.worker == "scan":
+        source = SyntheticSource(args.corpus_tokens, args.window, args.vocab, seed=args.seed)
+        n_batches = len(source) // args.global_batch
+        samples, tokens = [[0, _rss_mib()]], 0
+        start = time.perf_counter()
+        for step in range(n_batches):
+            lo, _ = global_batch_windows(step, len(source), args.global_batch, seed=args.seed)
+            for rank in range(2):
+                a, b = shard_range(lo, args.global_batch, rank, 2)
+                tokens += source.windows(a, b).numel()
+            if (step + 1) % max(1, n_batches // 10) == 0:
+                samples.append([step + 1, _rss_mib()])
+        return {
+            "tokens": tokens,
+            "seconds": time.perf_counter() - start,
+            "rss": samples,
+            "batches": n_batches,
+        }
+    nproc = 1 if args.worker == "one" else 2
+    tokens = args.corpus_tokens if args.worker == "stream" else args.bench_tokens
+    steps = args.stream_steps if args.worker == "stream" else args.steps
+    source = SyntheticSource(tokens, args.window, args.vocab, seed=args.seed)
+    model = _model(args)
+    history = train_mlm_distributed(
+        model,
+        source,
+        global_batch=args.global_batch,
+        steps=steps,
+        lr=1e-3,
+        seed=args.seed,
+        nproc=nproc,
+        threads=args.threads,
+        log_every=args.log_every,
+    )
+    return {
+        "rate": history.predictions_per_second,
+        "seconds": history.seconds,
+        "predictions": history.masked_predictions,
+        "loss": [history.train_loss[0], history.train_loss[-1]],
+        "peak_rss": history.peak_rss_mib,
+        "rss": history.rss_mib,
+        "windows": len(source),
+    }
+
+
+def _run_worker(kind: str, argv: list[str]) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, *argv, "--worker", kind],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _fmt_rss(samples: list[list[float]], ranks: int) -> str:
+    cells = []
+    for sample in samples:
+        cells.append(f"{int(sample[0])}: " + " / ".join(f"{r:.0f}" for r in sample[1 : 1 + ranks]))
+    return "; ".join(cells)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--steps", type=int, default=60, help="optimizer steps per throughput run")
+    p.add_argument("--global-batch", type=int, default=128, help="windows per step (all ranks)")
+    p.add_argument("--window", type=int, default=16)
+    p.add_argument("--vocab", type=int, default=1000)
+    p.add_argument("--d-model", type=int, default=128)
+    p.add_argument("--n-heads", type=int, default=4)
+    p.add_argument("--block", choices=["pure", "bert"], default="bert")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    p.add_argument("--bench-tokens", type=int, default=2_000_000)
+    p.add_argument("--corpus-tokens", type=int, default=100_000_000)
+    p.add_argument("--stream-steps", type=int, default=400)
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--worker", choices=["one", "two", "stream", "scan"], default=None)
+    p.add_argument("--no-write", action="store_true")
+    args = p.parse_args()
+    if args.worker is not None:
+        print(json.dumps(_worker(args)))
+        return
+
+    argv = [a for a in sys.argv[1:] if a != "--no-write"]
+    machine_start = machine_description("at start")
+    rates: dict[str, list[float]] = {"one": [], "two": []}
+    peaks: dict[str, list[float]] = {}
+    losses: dict[str, list[float]] = {}
+    for repeat in range(args.repeats):
+        for kind in ("one", "two"):
+            result = _run_worker(kind, argv)
+            rates[kind].append(result["rate"])
+            peaks[kind], losses[kind] = result["peak_rss"], result["loss"]
+            print(f"repeat {repeat + 1} {kind}: {result['rate']:,.0f} /s", file=sys.stderr)
+    stream = _run_worker("stream", argv)
+    scan = _run_worker("scan", argv)
+    machine_end = machine_description("at end")
+
+    one, two = statistics.median(rates["one"]), statistics.median(rates["two"])
+    speedup = two / one
+    preds_per_step = args.global_batch * args.window
+    lines = [
+        "# Data-parallel MLM training (DDP, gloo): 2 processes vs 1",
+        "",
+        "Command: `.venv/bin/python benchmarks/bench_ddp.py "
+        + " ".join(shlex.quote(a) for a in argv)
+        + "`",
+        "",
+        f"Machine: {machine_start}; {machine_end.split(', load average ')[-1]}.",
+        f"Python {platform.python_version()}, torch {torch.__version__}.",
+        "",
+        "The machine is shared with other engineers' jobs (see the load averages):"
+        " the two configurations are interleaved within each repeat, so read the ratio.",
+        "",
+        f"Model: `BidirectionalAttention`, one `{args.block}` layer, V = {args.vocab},"
+        f" L = {args.window}, d_model = {args.d_model}, {args.n_heads} heads, float32, Adam."
+        f" Global batch {args.global_batch} windows = {preds_per_step:,} masked predictions per"
+        f" step (one-pass: every location of every window); {args.steps} steps per run;"
+        f" {args.threads} torch thread(s) per process; synthetic corpus.",
+        "",
+        "## Throughput",
+        "",
+        "| configuration | masked predictions/s (median) | runs | peak RSS per process (MiB) |",
+        "|---|---:|---|---|",
+        f"| 1 process x {args.threads} thread | {one:,.0f} | "
+        + ", ".join(f"{r:,.0f}" for r in rates["one"])
+        + f" | {' / '.join(f'{r:.0f}' for r in peaks['one'])} |",
+        f"| 2 processes x {args.threads} thread (DDP, gloo) | {two:,.0f} | "
+        + ", ".join(f"{r:,.0f}" for r in rates["two"])
+        + f" | {' / '.join(f'{r:.0f}' for r in peaks['two'])} |",
+        "",
+        f"Speed-up 2 vs 1 process: **{speedup:.2f}x** (goal >= 1.7x:"
+        f" {'met' if speedup >= 1.7 else 'not met'}). Loss first -> last step:"
+        f" 1 process {losses['one'][0]:.4f} -> {losses['one'][1]:.4f},"
+        f" 2 processes {losses['two'][0]:.4f} -> {losses['two'][1]:.4f} (the same run).",
+        "",
+        "## Bounded memory on a 100M-token corpus",
+        "",
+        f"Training: 2 processes x {args.threads} thread on a synthetic corpus of"
+        f" {args.corpus_tokens:,} tokens ({stream['windows']:,} windows; generated by index,"
+        f" never held in memory), {args.stream_steps} steps"
+        f" ({args.stream_steps * args.global_batch * args.window:,} tokens trained),"
+        f" {stream['rate']:,.0f} masked predictions/s. RSS in MiB at step: rank 0 / rank 1:"
+        f" {_fmt_rss(stream['rss'], 2)}. Peak RSS per process:"
+        f" {' / '.join(f'{r:.0f}' for r in stream['peak_rss'])} MiB.",
+        "",
+        f"Streaming: one process read every window of one epoch through the sharded source"
+        f" (both ranks' shards of all {scan['batches']:,} global batches: {scan['tokens']:,}"
+        f" tokens) in {scan['seconds']:.1f} s. RSS in MiB at batch: "
+        + "; ".join(f"{int(s):,}: {r:.0f}" for s, r in scan["rss"])
+        + ".",
+        "",
+    ]
+    report = "\n".join(lines)
+    print(report)
+    if not args.no_write:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(report)
+        print(f"written: {RESULTS}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    main()
