@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from attnmoe.model import CBOW, AttentionConfig, BidirectionalAttention
+from attnmoe.model.distributed import ArraySource, train_mlm_distributed
 from attnmoe.model.training import TrainingHistory, evaluate_mlm, torch_threads, train_mlm
 from attnmoe.text.corpus import EncodedCorpus, Mode, TextCorpus, demo_corpus_path
 from attnmoe.text.vocab import Vocabulary
@@ -116,6 +117,11 @@ def train_text(
     seed: int = 0,
     num_threads: int | None = 1,
     device: str | None = None,
+    nproc: int = 1,
+    precision: str = "fp32",
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
     verbose: int = 1,
     vocab: Vocabulary | None = None,
     data: EncodedCorpus | None = None,
@@ -221,18 +227,47 @@ def train_text(
         "verbose": verbose,
         "num_threads": num_threads,
     }
-    histories: dict[str, TrainingHistory] = {}
+    distributed = nproc > 1 or checkpoint_dir is not None or precision != "fp32"
+    if distributed:
+        if data.train_keys is not None and not bool(data.train_keys.all()):
+            raise ValueError(
+                "--nproc/--checkpoint-dir/--precision need --mode windows (no padding)"
+            )
+        say(f"data-parallel training on {nproc} process(es) ({precision}); no early stopping")
+
+    def fit_model(model: Any, name: str) -> Any:
+        if not distributed:
+            return train_mlm(model, data.train, **fit)
+        source = ArraySource(data.train)
+        return train_mlm_distributed(
+            model,
+            source,
+            global_batch=batch_size,
+            epochs=epochs,
+            lr=lr,
+            seed=seed,
+            nproc=nproc,
+            device="cuda" if (device or "cpu").startswith("cuda") else "cpu",
+            precision=precision,  # type: ignore[arg-type]
+            threads=num_threads,
+            checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir) / name,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            verbose=verbose,
+        )
+
+    histories: dict[str, Any] = {}
     torch.manual_seed(seed)
     attention = BidirectionalAttention(config).to(device or "cpu")
     masking = "all (one pass)" if layers == 1 else "random (15 %)"
     say(f"training BidirectionalAttention ({layers} layer(s), {heads} head(s), masking {masking})")
-    histories["attention"] = train_mlm(attention, data.train, **fit)
+    histories["attention"] = fit_model(attention, ATTENTION_DIR)
     cbow = None
     if also_cbow:
         torch.manual_seed(seed)
         cbow = CBOW(config).to(device or "cpu")
         say("training CBOW")
-        histories["cbow"] = train_mlm(cbow, data.train, **fit)
+        histories["cbow"] = fit_model(cbow, CBOW_DIR)
     models = {"attention": attention, "cbow": cbow}
     summary: dict[str, Any] = {}
     with torch_threads(num_threads):
@@ -240,11 +275,14 @@ def train_text(
             model = models[name]
             val = evaluate_mlm(model, data.validation, data.validation_keys) if has_val else None
             summary[name] = {"held_out_loss": val, **_history_dict(h)}
-            best = "" if h.best_epoch is None else f", best epoch {h.best_epoch}"
+            best_epoch = getattr(h, "best_epoch", None)
+            best = "" if best_epoch is None else f", best epoch {best_epoch}"
             loss = "n/a" if val is None else f"{val:.4f}"
+            done = f"{h.epochs_run} epoch(s)" if hasattr(h, "epochs_run") else f"{h.steps} steps"
+            early = " (stopped early)" if getattr(h, "stopped_early", False) else ""
             say(
-                f"  {name}: held-out masked-word loss {loss} after {h.epochs_run} epoch(s)"
-                f"{best}{' (stopped early)' if h.stopped_early else ''}, {h.seconds:.1f} s"
+                f"  {name}: held-out masked-word loss {loss} after {done}"
+                f"{best}{early}, {h.seconds:.1f} s"
             )
 
     stats = {
@@ -327,6 +365,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--device", default=None, help="torch device, e.g. cuda (default cpu)")
+    parser.add_argument(
+        "--nproc", type=int, default=1, help="data-parallel processes (DistributedDataParallel)"
+    )
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--checkpoint-dir", default=None, help="periodic atomic checkpoints here")
+    parser.add_argument("--checkpoint-every", type=int, default=0, help="steps between checkpoints")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
 
@@ -357,6 +402,11 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         num_threads=args.threads,
         device=args.device,
+        nproc=args.nproc,
+        precision=args.precision,
+        checkpoint_dir=args.checkpoint_dir,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
         verbose=0 if args.quiet else 1,
     )
     return 0
