@@ -1,4 +1,4 @@
-"""Sub-commands beyond the core: demo, tabular benchmark, word analogies."""
+"""Sub-commands beyond the core: demo, tabular benchmark, text training, word analogies."""
 
 from __future__ import annotations
 
@@ -55,6 +55,10 @@ def register_all(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/demo", help="output folder")
     p.set_defaults(func=_cmd_demo)
 
+    from .explain.cli import register as register_report
+
+    register_report(sub)
+
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench_command", metavar="BENCH")
     p = bench_sub.add_parser(
@@ -75,7 +79,22 @@ def register_all(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attnmoe-params", default=None, help="JSON, e.g. '{\"n_ensembles\": 5}'")
     p.add_argument("--out", default="runs/bench-tabular", help="output folder (resumable)")
     p.set_defaults(func=_cmd_bench_tabular)
+    from .bench.cost import register as register_cost
+
+    register_cost(bench_sub)
     bench.set_defaults(func=lambda args: bench.print_help() or 0)
+
+    from .model.huggingface import register as register_experts_hf
+
+    register_experts_hf(sub)  # imports transformers only when the command runs
+
+    from .text.train import register as register_train_text
+
+    register_train_text(sub)
+
+    from .model.distributed import register_cli as register_train_ddp
+
+    register_train_ddp(sub)
 
     try:
         from .text.analogy import register as register_analogy
