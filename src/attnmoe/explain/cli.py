@@ -35,6 +35,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report_sentence(args: argparse.Namespace) -> int:
+    from .sentence import write_sentence_report
+
+    numbers = write_sentence_report(args.model, args.sentence, args.out, layer=args.layer)
+    print(f"report: {Path(args.out)} ({numbers})")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``report`` sub-command."""
     p = sub.add_parser(
@@ -51,3 +59,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of the audit")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser(
+        "report-sentence",
+        help="HTML view of one sentence: which word locations (experts) each word listens to",
+    )
+    p.add_argument("model", help="an `attnmoe train-text` output folder or a local HF model dir")
+    p.add_argument("sentence", help="the sentence to show")
+    p.add_argument("--layer", type=int, default=0, help="layer of a Hugging Face model")
+    p.add_argument("--out", default="sentence.html", help="HTML file to write")
+    p.set_defaults(func=_cmd_report_sentence)

@@ -1,0 +1,149 @@
+"""The expert view of one sentence as a self-contained HTML page.
+
+For a text model, every word location is an expert: the page shows, per head,
+the location x location gate matrix (row ``i``: how much the prediction at
+``i`` listens to each location ``j``) and the strongest experts per word. Works
+for a Hugging Face BERT-family model directory (one chosen layer, the model's
+own attention re-expressed as gates and experts and checked against it) and
+for a model trained by ``attnmoe train-text`` (row ``i`` = location ``i``
+masked, as in masked-word prediction).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .report import _SCRIPT, _STYLE, _esc, _heatmap, _number, _table
+
+
+def attnmoe_sentence_view(model_dir: str | Path, sentence: str, k: int = 3) -> dict[str, Any]:
+    """Gates of an ``attnmoe train-text`` model for one sentence (final layer, per head).
+
+    Row ``i`` of each head's matrix is the gate behind the prediction at
+    location ``i`` when ``i`` alone is masked.
+    """
+    from ..model import BidirectionalAttention
+    from ..text.corpus import load_tokenizer
+    from ..text.train import ATTENTION_DIR, VOCAB_NAME
+    from ..text.vocab import Vocabulary
+
+    root = Path(model_dir)
+    vocab = Vocabulary.load(root / VOCAB_NAME)
+    model = BidirectionalAttention.from_pretrained(root / ATTENTION_DIR)
+    tokens = load_tokenizer(vocab.meta.get("tokenizer"))(sentence)[: model.config.max_len]
+    if not tokens:
+        raise ValueError("the sentence has no tokens")
+    ids = torch.as_tensor(vocab.encode(tokens), dtype=torch.long).unsqueeze(0)
+    rows = []
+    with torch.no_grad():
+        for i in range(ids.shape[1]):
+            masked = ids.clone()
+            masked[0, i] = model.config.mask_id
+            rows.append(model.attention_weights(masked)[-1][0, :, i])  # (H, L)
+    gates = torch.stack(rows, 1)  # (H, L, L)
+    return _view_dict(tokens, gates.double().numpy(), k, check=None)
+
+
+def _view_dict(tokens: list[str], gates: np.ndarray, k: int, check: dict | None) -> dict[str, Any]:
+    summed = gates.mean(0)
+    top = []
+    for i, token in enumerate(tokens):
+        order = np.argsort(-summed[i])[:k]
+        top += [
+            {
+                "location": i,
+                "token": token,
+                "rank": r + 1,
+                "expert": int(j),
+                "expert_token": tokens[j],
+                "mean_gate": float(summed[i, j]),
+            }
+            for r, j in enumerate(order)
+        ]
+    return {
+        "tokens": tokens,
+        "n_heads": int(gates.shape[0]),
+        "gates": gates.tolist(),
+        "top_experts_summed": top,
+        "check": check,
+    }
+
+
+def sentence_view(model_dir: str | Path, sentence: str, layer: int = 0, k: int = 3) -> dict:
+    """Plain-data view of a sentence for an attnmoe text model or a Hugging Face model dir."""
+    root = Path(model_dir)
+    if (root / "vocab.json").is_file():
+        view = attnmoe_sentence_view(root, sentence, k)
+        view["source"] = f"attnmoe model {root}"
+        return view
+    from ..model.huggingface import hf_expert_view
+
+    data = hf_expert_view(root, sentence, layer=layer, k=k)
+    view = _view_dict(data["tokens"], np.asarray(data["gates"], dtype=float), k, data["check"])
+    view["source"] = f"Hugging Face model {root}, layer {layer}"
+    return view
+
+
+def build_sentence_report(view: dict[str, Any], title: str = "Which words each word listens to"):
+    """HTML page for :func:`sentence_view`'s data; returns ``(page, numbers)``."""
+    tokens = [f"{i}:{t}" for i, t in enumerate(view["tokens"])]
+    gates = np.asarray(view["gates"], dtype=float)
+    numbers: dict[str, Any] = {"n_tokens": len(tokens), "n_heads": view["n_heads"]}
+    kpis = [
+        _number("n-tokens", len(tokens), str(len(tokens)), "word locations", "one expert each"),
+        _number("n-heads", view["n_heads"], str(view["n_heads"]), "heads", "one mixture each"),
+    ]
+    if view.get("check"):
+        check = view["check"]
+        error = float(max(check["output_max_abs_error"], check["gate_max_abs_error"]))
+        numbers["max_reconstruction_error"] = error
+        kpis.append(
+            _number(
+                "max-error",
+                error,
+                f"{error:.1e}",
+                "largest difference",
+                "experts x gates vs the model's own attention",
+            )
+        )
+    average = pd.DataFrame(gates.mean(0), index=tokens, columns=tokens)
+    sections = [
+        "<section><h2>All heads together</h2><p>Row <i>i</i>: when the model fills in the word "
+        "at location <i>i</i>, how much weight each location <i>j</i> (an expert) gets, averaged "
+        "over heads. Each row sums to 1.</p>"
+        + _heatmap(average, "Mean gate over heads", "expert (location j)", "predicted location i")
+        + "</section>"
+    ]
+    heads = "".join(
+        _heatmap(pd.DataFrame(g, index=tokens, columns=tokens), f"Head {h}", "expert j", "i")
+        for h, g in enumerate(gates)
+    )
+    sections.append(f"<section><h2>Each head</h2><div class='plots'>{heads}</div></section>")
+    top = pd.DataFrame(view["top_experts_summed"])
+    sections.append(f"<section><h2>Strongest experts per word</h2>{_table(top)}</section>")
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>
+<style>{_STYLE}</style><script>{_SCRIPT}</script></head>
+<body><main><h1>{_esc(title)}</h1>
+<p class="muted">{_esc(view.get("source", ""))}. Sentence: “{_esc(" ".join(view["tokens"]))}”.
+Nothing on this page needed the network.</p>
+<div class="kpis">{"".join(kpis)}</div>{"".join(sections)}
+<script type="application/json" id="view-data">{_esc(json.dumps(numbers))}</script>
+</main></body></html>
+"""
+    return page, numbers
+
+
+def write_sentence_report(model_dir, sentence: str, out, layer: int = 0) -> dict[str, Any]:
+    """Write the sentence page for ``model_dir`` to ``out``; returns its numbers."""
+    page, numbers = build_sentence_report(sentence_view(model_dir, sentence, layer))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    return numbers
