@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -26,22 +28,25 @@ class ModelFileError(ValueError):
     """A model directory is missing, corrupted or incompatible."""
 
 
-def write_directory_atomically(directory: str | os.PathLike, files: dict[str, bytes]) -> Path:
-    """Write ``files`` into ``directory`` so a crash never leaves a half-written one.
+@contextmanager
+def atomic_directory(directory: str | os.PathLike) -> Iterator[Path]:
+    """Fill a staging folder, then make it ``directory`` in one rename.
 
-    The files are written to a temporary sibling directory which then replaces
-    ``directory`` by renames; an existing directory is kept until the new one is
-    complete.
+    Use as ``with atomic_directory(path) as staging: write files into staging``.
+    A crash or an exception inside the block leaves ``directory`` as it was (an
+    existing one is only replaced once the new one is complete) and removes the
+    staging folder.
     """
     target = Path(directory)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        for name, data in files.items():
-            with open(staging / name, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+        yield staging
+        # mkdtemp makes folders private (0700); a model folder gets the usual permissions
+        umask = os.umask(0)
+        os.umask(umask)
+        for folder in [staging, *(p for p in staging.rglob("*") if p.is_dir())]:
+            os.chmod(folder, 0o777 & ~umask)
         backup = None
         if target.exists():
             backup = target.with_name(f".{target.name}.old-{os.getpid()}")
@@ -52,7 +57,17 @@ def write_directory_atomically(directory: str | os.PathLike, files: dict[str, by
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return target
+
+
+def write_directory_atomically(directory: str | os.PathLike, files: dict[str, bytes]) -> Path:
+    """Write ``files`` (name -> bytes, each flushed to disk) as ``directory`` atomically."""
+    with atomic_directory(directory) as staging:
+        for name, data in files.items():
+            with open(staging / name, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+    return Path(directory)
 
 
 def read_model_directory(directory: str | os.PathLike) -> tuple[dict[str, Any], dict]:

@@ -7,7 +7,9 @@ once per epoch (MLM); prediction masks the target.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,7 @@ from sklearn.utils.validation import (
 )
 
 from ..model import AttentionConfig, BidirectionalAttention, TrainingHistory, train_mlm
+from ..model.io import atomic_directory
 from .encoding import ColumnCoding, TableEncoder
 
 _PREDICT_CHUNK = 4096
@@ -294,11 +297,6 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         folder is written beside ``directory`` and renamed into place, so a
         crash never leaves a half-written model; an existing one is replaced.
         """
-        import json
-        import os
-        import shutil
-        import tempfile
-
         check_is_fitted(self)
 
         def plain(value):
@@ -353,35 +351,18 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         if not isinstance(meta["params"]["random_state"], (int, type(None))):
             meta["params"]["random_state"] = None  # a RandomState object is not data
         target = Path(directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; a model dir is not
-        try:
+        with atomic_directory(target) as staging:
             for name, model in zip(meta["members"], self.models_, strict=True):
                 model.save_pretrained(staging / name)
             with open(staging / "classifier.json", "w") as fh:
                 json.dump(meta, fh, indent=2)
                 fh.flush()
                 os.fsync(fh.fileno())
-            backup = None
-            if target.exists():
-                backup = target.with_name(f".{target.name}.old-{os.getpid()}")
-                os.replace(target, backup)
-            os.replace(staging, target)
-            if backup is not None:
-                shutil.rmtree(backup, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         return target
 
     @classmethod
     def from_pretrained(cls, directory) -> AttentionMoEClassifier:
         """Load a classifier written by :meth:`save_pretrained`."""
-        import json
-
         from ..model.io import ModelFileError
 
         path = Path(directory)

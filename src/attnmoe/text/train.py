@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Any
 
 from attnmoe.model import CBOW, AttentionConfig, BidirectionalAttention
 from attnmoe.model.distributed import ArraySource, train_mlm_distributed
+from attnmoe.model.io import atomic_directory
 from attnmoe.model.training import TrainingHistory, evaluate_mlm, torch_threads, train_mlm
 from attnmoe.text.corpus import EncodedCorpus, Mode, TextCorpus, demo_corpus_path
 from attnmoe.text.vocab import Vocabulary
@@ -66,30 +65,6 @@ def resolve_corpus(corpus: str | os.PathLike[str]) -> Path:
 
 def _history_dict(h: TrainingHistory) -> dict[str, Any]:
     return asdict(h)
-
-
-def _write_atomically(out: Path, writer: Any) -> Path:
-    """Call ``writer(tmp_dir)`` then move ``tmp_dir`` to ``out`` (kept intact on failure)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        writer(staging)
-        # mkdtemp makes the folder private (0700); give it the usual umask permissions.
-        umask = os.umask(0)
-        os.umask(umask)
-        for folder in [staging, *(p for p in staging.rglob("*") if p.is_dir())]:
-            os.chmod(folder, 0o777 & ~umask)
-        backup = None
-        if out.exists():
-            backup = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, backup)
-        os.replace(staging, out)
-        if backup is not None:
-            shutil.rmtree(backup, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out
 
 
 def train_text(
@@ -324,7 +299,9 @@ def train_text(
                 cbow.save_pretrained(tmp / CBOW_DIR)
             (tmp / LOG_NAME).write_text(json.dumps(stats, indent=2), encoding="utf-8")
 
-        saved = _write_atomically(Path(out), write)
+        with atomic_directory(out) as staging:
+            write(staging)
+        saved = Path(out)
         say(f"saved: {saved}/ ({', '.join(sorted(p.name for p in saved.iterdir()))})")
     return TextTrainingResult(saved, vocab, attention, cbow, histories, stats)
 
