@@ -16,7 +16,7 @@ def test_target_gates_are_the_models_gates(simulation_model, simulation):
     assert gates.shape == (50, cfg.n_heads, X.shape[1] + 1)
     np.testing.assert_allclose(gates.sum(-1), 1.0, atol=1e-6)
     experts = simulation_model.models_[0].to_experts()
-    tokens = simulation_model._tokens(X)
+    tokens = simulation_model.tokens(X)
     reference = experts.gates(tokens, i=tokens.shape[1] - 1).detach().numpy()
     np.testing.assert_allclose(gates, reference, atol=1e-5)
 

@@ -320,7 +320,7 @@ def _explain_classifier(
     frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X, dtype=object))
     frame = frame.reset_index(drop=True)
     rows, class_index = _class_targets(clf, frame, classes)
-    tokens = clf._tokens(frame)
+    tokens = clf.tokens(frame)
     target = tokens.shape[1] - 1
     names = getattr(clf, "feature_names_in_", None)
     names = [str(c) for c in names] if names is not None else [f"x{j}" for j in range(target)]

@@ -41,7 +41,7 @@ def target_gates(clf, X) -> np.ndarray:
         ``m * H + h``) the weight of each column (the target's own slot last)
         when the target is masked. Each ``(row, head)`` sums to one.
     """
-    tokens = clf._tokens(X)  # target already holds the mask token
+    tokens = clf.tokens(X)  # target already holds the mask token
     target = tokens.shape[1] - 1
     out = []
     for model in clf.models_:

@@ -262,7 +262,12 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         self.models_, self.histories_ = self._fit_models(tokens, self.mask_id_, weights)
         return self
 
-    def _tokens(self, X) -> torch.Tensor:
+    def tokens(self, X) -> torch.Tensor:
+        """Rows as token ids ``(n, n_features + 1)``, the target (last) masked.
+
+        Missing or unseen values are the mask token (with a warning). This is the
+        input of ``models_[k].masked_logits`` and of the experts view.
+        """
         check_is_fitted(self)
         frame = self._frame(X, reset=False)
         codes = self.encoder_.encode(frame, self.mask_id_)
@@ -272,7 +277,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
     @torch.no_grad()
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities ``(n, n_classes)``, the target masked."""
-        tokens = self._tokens(X)
+        tokens = self.tokens(X)
         target = tokens.shape[1] - 1
         n_classes = len(self.classes_)
         proba = np.zeros((len(tokens), n_classes))
