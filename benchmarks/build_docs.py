@@ -34,12 +34,25 @@ SECTIONS: list[tuple[str, str, str]] = [
         "attnmoe with the paper's configuration (defaults of `AttentionMoEClassifier`), "
         "scored against the paper's per-seed results on the very same seeds and data "
         "(the generator is exact: logistic regression fitted the paper's way reproduces "
-        "all 240 published per-seed results, `tests/bench/test_datasets.py`, slow).",
+        "all 240 published per-seed results, `tests/bench/test_datasets.py`, slow). "
+        "Reading: on the same seeds our implementation tracks the paper's attention column "
+        "within a few points (above it in 4 of 12 settings, below by up to 0.03 elsewhere) and "
+        "is at or above every baseline in 9 of 13 datasets. Only 2 simulation seeds were run "
+        "(the sd shows how much OOD accuracy moves between seeds), so the issue's targets "
+        "(>= the paper in all 12 settings, >= the best baseline in 10 of 12, auto-mpg >= 0.80 "
+        "over 10 seeds: here 0.737 ± 0.042) are **not met** and not yet measured on 20 seeds. "
+        "Fit times here were measured with other jobs on the machine.",
     ),
-    ("Tabular: auto-mpg demo with the baselines rerun", "auto_mpg/summary.md", ""),
+    (
+        "Tabular: auto-mpg demo with the baselines rerun",
+        "auto_mpg/summary.md",
+        "Our logistic regression and random forest reproduce the paper's published numbers "
+        "for those models on seed 0 (0.657, 0.721), which checks the data pipeline end to end.",
+    ),
     ("Tabular: fit time of one model", "tabular_fit.md", ""),
     ("Tabular: imputation of held-out cells", "imputer.md", ""),
-    ("Cost knobs: experts, heads, layers, sparse gating", "cost/summary.md", ""),
+    ("Cost knobs on auto-mpg: heads, layers, sparse gating", "cost/summary.md", ""),
+    ("Cost knobs on the simulation", "cost/simulation/summary.md", ""),
     ("Scale-out: data-parallel training", "ddp.md", ""),
     ("Word analogies: evaluator speed", "analogy_speed.md", ""),
     ("Word analogies: pretrained embeddings (Tables 1-2)", "analogy_tables.md", ""),
@@ -55,7 +68,8 @@ def main() -> None:
             continue
         body = path.read_text().strip()
         # demote the results file's own headings below this section's
-        body = "\n".join("#" + line if line.startswith("#") else line for line in body.splitlines())
+        lines = body.splitlines()
+        body = "\n".join("##" + line if line.startswith("#") else line for line in lines)
         parts.append(f"## {title}\n\nSource: `benchmarks/results/{name}`.\n")
         if note:
             parts.append(note + "\n")

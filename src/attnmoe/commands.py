@@ -18,7 +18,7 @@ def _cmd_bench_tabular(args: argparse.Namespace) -> int:
     )
     planned = {(r.dataset, r.seed, r.model) for r in runs}
     keep = [k in planned for k in results[["dataset", "seed", "model"]].itertuples(index=False)]
-    command = "attnmoe " + " ".join(shlex.quote(a) for a in sys.argv[2:] if a) if sys.argv else ""
+    command = "attnmoe " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a) if sys.argv else ""
     report = markdown_report(results[keep], command=command.strip())
     (out / "summary.md").write_text(report)
     print(report)
