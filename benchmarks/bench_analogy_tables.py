@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import re
 import shlex
 import sys
 import time
@@ -27,32 +26,13 @@ from pathlib import Path
 
 import gensim
 import numpy as np
-import pandas as pd
 import torch
 
+from attnmoe.bench.paper import paper_analogy_tables
 from attnmoe.text.analogy import evaluate_analogies, format_markdown, load_questions
 from attnmoe.text.embeddings import glove_6b_50d, minilm_l6, train_word2vec
 
 HERE = Path(__file__).resolve().parent
-PAPER = Path("/work/shared/data/paper_results.csv")
-
-
-def paper_tables(path: Path) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """The paper's Tables 1 and 2 from ``paper_results.csv`` (None if absent)."""
-    if not path.exists():
-        return None
-    df = pd.read_csv(path)
-    out = []
-    for table, metric in (("1 analogy", "top1_accuracy"), ("2 analogy", "mean_cosine")):
-        sub = df[(df["table"] == table) & (df["metric"] == metric)].copy()
-        # "semantic (2278 questions)" -> "semantic (2278)", the layout used here.
-        sub["row"] = sub["setting"].map(lambda s: re.sub(r" questions\)", ")", s))
-        wide = sub.pivot(index="row", columns="model", values="mean")
-        order = sorted(
-            wide.index, key=lambda r: ["semantic", "syntactic", "all"].index(r.split()[0])
-        )
-        out.append(wide.loc[order].rename_axis(index=None, columns=None))
-    return out[0], out[1]
 
 
 def main() -> int:
@@ -93,7 +73,7 @@ def main() -> int:
         "",
         main_res.to_markdown(),
     ]
-    paper = paper_tables(PAPER)
+    paper = paper_analogy_tables()  # the packaged copy of the paper's numbers
     if paper is not None:
         parts += [
             "### The paper's rows (`paper_results.csv`; 9522 common questions, other models)",

@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from attnmoe.bench.paper import paper_analogy_tables
 from attnmoe.text.corpus import TextCorpus, demo_corpus_path
 from attnmoe.text.embeddings import Embeddings, model_embeddings
 from attnmoe.text.train import train_text
@@ -181,22 +182,6 @@ def word2vec(path: Path, seed: int) -> Embeddings:
     return from_gensim(model, "word2vec")
 
 
-def paper_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
-    from attnmoe.bench.paper import load_paper_results
-
-    df = load_paper_results()
-    out = []
-    for table, metric in (("1 analogy", "top1_accuracy"), ("2 analogy", "mean_cosine")):
-        sub = df[(df["table"] == table) & (df["metric"] == metric)].copy()
-        sub["row"] = sub["setting"].map(lambda s: re.sub(r" questions\)", ")", s))
-        wide = sub.pivot(index="row", columns="model", values="mean")
-        order = sorted(
-            wide.index, key=lambda r: ["semantic", "syntactic", "all"].index(r.split()[0])
-        )
-        out.append(wide.loc[order].rename_axis(index=None, columns=None))
-    return out[0], out[1]
-
-
 def mean_sd(tables: list[pd.DataFrame]) -> pd.DataFrame:
     """Cell-wise ``mean ± sd`` (sd over seeds, ddof=1) of equally shaped tables."""
     stack = np.stack([t.to_numpy(dtype=float) for t in tables])
@@ -298,7 +283,7 @@ def report_phase(args: argparse.Namespace) -> None:
     minilm = minilm_l6()
     glove_mini = glove.restrict(minilm.words, name="glove-in-minilm-vocab")
     pre = evaluate_analogies([glove, minilm, glove_mini], questions, progress=False)
-    paper = paper_tables()
+    paper = paper_analogy_tables()
     sections = []
     for name, path in corpus_paths(args.wiki).items():
         sections += trained_section(name, path, args, glove, questions)

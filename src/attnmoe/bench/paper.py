@@ -9,13 +9,19 @@ installed package and need no network access.
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 
 import pandas as pd
 
 from attnmoe.bench.datasets import SIMULATION_SETTINGS, SimulationSetting
 
-__all__ = ["PER_SEED_MODELS", "load_paper_per_seed", "load_paper_results"]
+__all__ = [
+    "PER_SEED_MODELS",
+    "load_paper_per_seed",
+    "load_paper_results",
+    "paper_analogy_tables",
+]
 
 #: Model codes of the per-seed files and the matching ``model`` names of
 #: :func:`load_paper_results`.
@@ -78,3 +84,21 @@ def load_paper_per_seed(setting: SimulationSetting | str) -> pd.DataFrame:
         frame = pd.read_csv(handle, index_col=0)
     # The files carry the authors' pandas index as an unnamed first column.
     return frame.reset_index(drop=True)
+
+
+def paper_analogy_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The paper's Tables 1 (top-1 accuracy) and 2 (mean cosine), rows semantic/syntactic/all.
+
+    Row labels look like ``"semantic (2278)"``; columns are the paper's models.
+    """
+    df = load_paper_results()
+    out = []
+    for table, metric in (("1 analogy", "top1_accuracy"), ("2 analogy", "mean_cosine")):
+        sub = df[(df["table"] == table) & (df["metric"] == metric)].copy()
+        sub["row"] = sub["setting"].map(lambda s: re.sub(r" questions\)", ")", s))
+        wide = sub.pivot(index="row", columns="model", values="mean")
+        order = sorted(
+            wide.index, key=lambda r: ["semantic", "syntactic", "all"].index(r.split()[0])
+        )
+        out.append(wide.loc[order].rename_axis(index=None, columns=None))
+    return out[0], out[1]
