@@ -36,11 +36,11 @@ SECTIONS: list[tuple[str, str, str]] = [
         "(the generator is exact: logistic regression fitted the paper's way reproduces "
         "all 240 published per-seed results, `tests/bench/test_datasets.py`, slow). "
         "Reading: on the same seeds our implementation tracks the paper's attention column "
-        "within a few points (above it in 4 of 12 settings, below by up to 0.03 elsewhere) and "
-        "is at or above every baseline in 9 of 13 datasets. Only 2 simulation seeds were run "
-        "(the sd shows how much OOD accuracy moves between seeds), so the issue's targets "
-        "(>= the paper in all 12 settings, >= the best baseline in 10 of 12, auto-mpg >= 0.80 "
-        "over 10 seeds: here 0.737 ± 0.042) are **not met** and not yet measured on 20 seeds. "
+        "within a few points; the last lines of the table count where it is at or above the "
+        "paper and every baseline. Few simulation seeds were run (the sd shows how much OOD "
+        "accuracy moves between seeds), so the issue's targets (>= the paper in all 12 "
+        "settings, >= the best baseline in 10 of 12, auto-mpg >= 0.80 over 10 seeds) are "
+        "**not met** here and not yet measured on all 20 seeds. "
         "Fit times here were measured with other jobs on the machine.",
     ),
     (
