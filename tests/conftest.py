@@ -13,6 +13,7 @@ def _few_threads():
     torch.set_num_threads(1)
     yield
 
+
 from hypothesis import settings  # noqa: E402
 
 # Same examples on every run: a CI failure must be reproducible locally.
