@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from .datasets import SIMULATION_SEEDS, SIMULATION_SETTINGS
+from .machine import cpu_model
 
 AUTO_MPG = "auto-mpg"
 #: The default grid: dense and three sparse gates, 1 or 5 heads, 1 or 2 layers.
@@ -161,11 +162,11 @@ def measure_run(run: CostRun) -> dict[str, Any]:
     import torch
 
     from ..tabular import AttentionMoEClassifier
-    from .runner import _data
+    from .runner import load_benchmark_data
 
     # the models are tiny: one thread is fastest, and keeps parallel workers apart
     torch.set_num_threads(1)
-    data = _data(run.dataset, run.seed)
+    data = load_benchmark_data(run.dataset, run.seed)
     baseline = _max_rss_mb()  # imports + data: the level every config pays anyway
     model = AttentionMoEClassifier(
         top_k=run.top_k,
@@ -368,19 +369,11 @@ def machine_description() -> str:
     """CPU model, cores, load average and versions, for the report."""
     import torch
 
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     cores = os.cpu_count()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
     load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     return (
-        f"{model}, {cores} cores ({usable} usable), 1 torch thread per run, "
+        f"{cpu_model()}, {cores} cores ({usable} usable), 1 torch thread per run, "
         f"load average {load}; Python {platform.python_version()}, torch {torch.__version__}"
     )
 

@@ -35,7 +35,8 @@ class Run:
     model: str
 
 
-def _data(dataset: str, seed: int) -> TabularSplit:
+def load_benchmark_data(dataset: str, seed: int) -> TabularSplit:
+    """The train/test split of a benchmark dataset: a simulation setting name or "auto-mpg"."""
     if dataset == AUTO_MPG:
         return load_auto_mpg()
     for setting in SIMULATION_SETTINGS:
@@ -53,7 +54,7 @@ def make_model(name: str, seed: int, attnmoe_params: dict[str, Any] | None = Non
 
 def run_one(run: Run, attnmoe_params: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fit one model on one dataset; accuracy and squared bin error on the shifted test split."""
-    data = _data(run.dataset, run.seed)
+    data = load_benchmark_data(run.dataset, run.seed)
     model = make_model(run.model, run.seed, attnmoe_params)
     start = time.perf_counter()
     model.fit(data.X_train, data.y_train)

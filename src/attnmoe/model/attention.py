@@ -43,11 +43,11 @@ class MultiHeadSelfAttention(nn.Module):
     def project(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Scaled queries, keys and values, each ``(B, H, L, dh)``."""
         scale = 1.0 / math.sqrt(self.d_head)
-        return (
-            self.split_heads(self.query(h)) * scale,
-            self.split_heads(self.key(h)),
-            self.split_heads(self.value(h)),
-        )
+        return (self.split_heads(self.query(h)) * scale, *self.keys_values(h))
+
+    def keys_values(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """Keys and values only, each ``(B, H, L, dh)``."""
+        return self.split_heads(self.key(h)), self.split_heads(self.value(h))
 
     def merge(self, context: Tensor) -> Tensor:
         # (B, H, L, dh) -> (B, L, H*dh) -> W_O -> (B, L, d)
@@ -75,7 +75,7 @@ class AttentionLayer(nn.Module):
         ``h``: inputs with real words ``(B, L, d)``; ``h_mask``: the mask token's
         input at each location ``(1, L, d)``.
         """
-        _q, k, v = self.attention.project(h)
+        k, v = self.attention.keys_values(h)  # queries come from the mask rows only
         q_mask, k_mask, v_mask = self.attention.project(h_mask)
         context, gates = mix_experts_one_pass(
             q_mask, k, k_mask, v, v_mask, key_mask, **self.sparsity
