@@ -24,8 +24,10 @@ from tqdm.auto import tqdm
 
 from .base import MaskedWordModel
 from .functional import log_softmax_last
+from .fused import DropoutStream, FusedMLM, fused_supported
 
 Masking = Literal["auto", "all", "random"]
+Engine = Literal["auto", "torch", "fused"]
 
 
 @contextmanager
@@ -149,6 +151,7 @@ def train_mlm(
     verbose: int = 1,
     on_epoch_end: Callable[[int, TrainingHistory], None] | None = None,
     num_threads: int | None = None,
+    engine: Engine = "auto",
 ) -> TrainingHistory:
     """Fit any model form by maximum likelihood of masked words (Adam).
 
@@ -186,6 +189,12 @@ def train_mlm(
     num_threads
         Torch intra-op threads while training (restored afterwards); None keeps
         the current setting. Small models train fastest on one thread.
+    engine
+        ``"torch"``: autograd through the model's modules. ``"fused"``: the
+        compiled kernel of :mod:`attnmoe.model.fused` (same loss and gradients;
+        one-layer models with all-locations masking, no padding; dropout masks
+        come from the kernel's own generator and fused Adam is used).
+        ``"auto"``: fused when supported and the model is small, else torch.
 
     Returns
     -------
@@ -207,6 +216,16 @@ def train_mlm(
         masking = "all" if model.one_pass_exact else "random"
     if masking not in ("all", "random"):
         raise ValueError(f"masking must be 'auto', 'all' or 'random', got {masking!r}")
+    fusable = masking == "all" and key_mask is None and fused_supported(model, tokens.shape[1])
+    if engine not in ("auto", "torch", "fused"):
+        raise ValueError(f"engine must be 'auto', 'torch' or 'fused', got {engine!r}")
+    if engine == "auto":
+        engine = "fused" if fusable else "torch"
+    if engine == "fused" and not fusable:
+        raise ValueError(
+            "engine='fused' needs a small one-layer BidirectionalAttention on CPU (ReLU, "
+            "biases, dense gates), all-locations masking, no key_mask, and numba installed"
+        )
     if seed is not None:
         torch.manual_seed(seed)  # dropout draws from the global generator
     generator = torch.Generator().manual_seed(0 if seed is None else seed)
@@ -236,7 +255,20 @@ def train_mlm(
         None if position_weights is None else position_weights.to(device, model.output.weight.dtype)
     )
 
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    fused = engine == "fused"
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=lr, weight_decay=weight_decay, **({"fused": True} if fused else {})
+    )
+    if fused:
+        stepper = FusedMLM(
+            model,
+            train_x.shape[1],
+            min(batch_size, len(train_x)),
+            weights,
+            DropoutStream(0 if seed is None else seed),
+            threads=num_threads if num_threads is not None else torch.get_num_threads(),
+        )
+        num_threads = 1  # the kernel runs its own threads; torch's GEMMs there are tiny
     history = TrainingHistory()
     best_loss, best_state, stale = math.inf, None, 0
     start = time.perf_counter()
@@ -250,18 +282,23 @@ def train_mlm(
                 idx = order[first : first + batch_size]
                 x = train_x[idx]
                 keys = None if train_keys is None else train_keys[idx]
-                if masking == "all":
-                    loss = mlm_loss(model, x, keys, weights)
-                    history.masked_predictions += int(x.numel() if keys is None else keys.sum())
+                if fused:  # overwrites .grad in place (its buffers are wired to it)
+                    loss = torch.tensor(stepper.step(x))
                 else:
-                    loss = random_mask_loss(model, x, generator, keys, mask_prob)
+                    optimizer.zero_grad(set_to_none=True)
+                    if masking == "all":
+                        loss = mlm_loss(model, x, keys, weights)
+                    else:
+                        loss = random_mask_loss(model, x, generator, keys, mask_prob)
+                if masking == "all":
+                    history.masked_predictions += int(x.numel() if keys is None else keys.sum())
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"MLM loss became {loss.item()} at epoch {epoch + 1}; the weights are kept "
                         "from the last finite step. Try a lower learning rate."
                     )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                if not fused:
+                    loss.backward()
                 optimizer.step()
                 total += loss.item() * len(idx)
                 count += len(idx)
