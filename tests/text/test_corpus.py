@@ -124,6 +124,24 @@ def test_encode_holds_out_a_seeded_share_and_caps_examples(tmp_path: Path):
     assert len(capped.train) + len(capped.validation) == 30 and capped.truncated
 
 
+def test_encode_streams_training_windows_to_an_npy_file(tmp_path: Path):
+    path = tmp_path / "c.txt"
+    path.write_text(" ".join(f"w{i % 50}" for i in range(16 * 400)))
+    corpus = TextCorpus(path)
+    vocab = corpus.build_vocab(min_count=1)
+    in_memory = corpus.encode(vocab, 16, validation=0.25, seed=3)
+    target = tmp_path / "train.npy"
+    streamed = corpus.encode(vocab, 16, validation=0.25, seed=3, train_path=target)
+    on_disk = np.load(target, mmap_mode="r", allow_pickle=False)
+    assert on_disk.dtype == np.int32 and streamed.train_path == target
+    assert np.array_equal(on_disk, in_memory.train.numpy())
+    assert np.array_equal(streamed.validation.numpy(), in_memory.validation.numpy())
+    assert streamed.stats["train_tokens"] == in_memory.stats["train_tokens"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.txt", "train.npy"]  # no partials
+    with pytest.raises(ValueError, match="windows"):
+        TextCorpus(path, mode="sentences").encode(vocab, 16, train_path=target)
+
+
 def test_compressed_corpus(tmp_path: Path):
     path = tmp_path / "c.txt.bz2"
     with bz2.open(path, "wt") as fh:

@@ -177,6 +177,9 @@ def test_train_text_data_parallel_matches_one_process(tmp_path):
     one = train_text(corpus, None, precision="fp32", checkpoint_dir=tmp_path / "c1", **common)
     two = train_text(corpus, None, nproc=2, **common)
     assert two.stats["models"]["attention"]["world_size"] == 2
+    # the ranks read their shards from a memory-mapped file, removed afterwards
+    streamed = Path(two.stats["data"]["train_file"])
+    assert streamed.suffix == ".npy" and not streamed.exists()
     # key.bias has an exactly-zero true gradient (it cancels in the softmax): Adam turns
     # rounding noise into steps there, so it is compared in tests/model/test_distributed.py
     # in float64 instead.

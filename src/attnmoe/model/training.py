@@ -27,6 +27,8 @@ from .functional import log_softmax_last
 from .fused import DropoutStream, FusedMLM, fused_supported
 
 Masking = Literal["auto", "all", "random"]
+# Up to this many words per row the written-out log-softmax beats torch's kernel on CPU.
+_SHORT_ROWS = 64
 Engine = Literal["auto", "torch", "fused"]
 
 
@@ -86,8 +88,14 @@ def mlm_loss(
     # a location whose true token is the mask (a missing value) has nothing to predict
     unknown = x == model.config.mask_id
     targets = x.masked_fill(unknown, 0)
-    log_probs = log_softmax_last(logits)  # (B, L, V)
-    losses = -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (B, L)
+    if logits.shape[-1] > _SHORT_ROWS:
+        # wide vocabularies: torch's fused cross-entropy reads the logits once
+        losses = F.cross_entropy(
+            logits.flatten(0, 1), targets.flatten(), reduction="none"
+        ).view_as(targets)  # (B, L)
+    else:
+        log_probs = log_softmax_last(logits)  # (B, L, V)
+        losses = -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (B, L)
     weights = (
         torch.ones_like(losses) if position_weights is None else position_weights.expand_as(losses)
     )

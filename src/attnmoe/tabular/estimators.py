@@ -108,6 +108,7 @@ class _TableMLM(BaseEstimator):
                 seed=int(seed),
                 verbose=self.verbose,
                 num_threads=self.n_threads,
+                engine=self.engine,
             )
             # predict in float64: results then do not depend on the batch size (BLAS paths)
             models.append(model.double().eval())
@@ -163,8 +164,12 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
     random_state : int, RandomState or None
         Seeds everything: the same value gives the same model.
     n_threads : int or None
-        Torch threads while training; these models are small, so one thread is
-        fastest (run several fits in parallel instead). None keeps torch's setting.
+        Threads while training; one fit uses one core well, so run several fits
+        in parallel rather than raise this. None keeps torch's setting.
+    engine : {"auto", "torch", "fused"}
+        Training engine (:func:`attnmoe.model.train_mlm`): ``"fused"`` is the
+        compiled kernel for small one-layer models (same loss and gradients as
+        ``"torch"``, several times faster); ``"auto"`` uses it when the model allows.
     verbose : int
         0 silent, 1 progress bars.
 
@@ -214,6 +219,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         init: str = "keras",
         random_state=None,
         n_threads: int | None = 1,
+        engine: str = "auto",
         verbose: int = 0,
     ) -> None:
         self.block = block
@@ -237,6 +243,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         self.init = init
         self.random_state = random_state
         self.n_threads = n_threads
+        self.engine = engine
         self.verbose = verbose
 
     def fit(self, X, y) -> AttentionMoEClassifier:
@@ -455,6 +462,7 @@ class AttentionMoEImputer(TransformerMixin, _TableMLM):
         init: str = "keras",
         random_state=None,
         n_threads: int | None = 1,
+        engine: str = "auto",
         verbose: int = 0,
     ) -> None:
         self.block = block
@@ -477,6 +485,7 @@ class AttentionMoEImputer(TransformerMixin, _TableMLM):
         self.init = init
         self.random_state = random_state
         self.n_threads = n_threads
+        self.engine = engine
         self.verbose = verbose
 
     def fit(self, X, y=None) -> AttentionMoEImputer:

@@ -341,6 +341,7 @@ class EncodedCorpus:
     validation_keys: Tensor | None = None
     truncated: bool = False
     stats: dict[str, Any] = field(default_factory=dict)
+    train_path: Path | None = None  # set when the training windows were streamed to a .npy
 
 
 @dataclass
@@ -479,6 +480,7 @@ class TextCorpus:
         validation: float = 0.1,
         seed: int = 0,
         progress: bool = False,
+        train_path: str | os.PathLike[str] | None = None,
     ) -> EncodedCorpus:
         """Read up to ``max_examples`` examples into memory, holding out a share.
 
@@ -503,6 +505,11 @@ class TextCorpus:
             Seeds the split.
         progress : bool
             Show a progress bar over the file's bytes.
+        train_path : path-like, optional
+            ``"windows"`` mode: stream the training windows to this ``.npy`` file
+            (int32, ``(N, L)``; written beside it and renamed into place) instead of
+            memory, for :meth:`ArraySource.from_npy <attnmoe.model.distributed.ArraySource>`;
+            memory stays bounded by one chunk. ``train`` is then empty.
 
         Returns
         -------
@@ -510,17 +517,51 @@ class TextCorpus:
         """
         if not 0.0 <= validation < 1.0:
             raise ValueError(f"validation must be in [0, 1), got {validation}")
+        if train_path is not None and self.mode != "windows":
+            raise ValueError("train_path needs mode='windows' (windows have no padding)")
         rng = np.random.default_rng(seed)
         parts: dict[bool, tuple[list[np.ndarray], list[int]]] = {False: ([], []), True: ([], [])}
+        writer = None if train_path is None else _NpyRowWriter(Path(train_path), length)
+        streamed_tokens = streamed_unknown = 0
         count, truncated = 0, False
-        for ids, n in self.examples(vocab, length, stride, progress):
-            if max_examples is not None and count >= max_examples:
-                truncated = True
-                break
-            held = bool(rng.random() < validation)
-            parts[held][0].append(ids.astype(np.int32))
-            parts[held][1].append(n)
-            count += 1
+        try:
+            for ids, n in self.examples(vocab, length, stride, progress):
+                if max_examples is not None and count >= max_examples:
+                    truncated = True
+                    break
+                held = bool(rng.random() < validation)
+                count += 1
+                if writer is not None and not held:
+                    writer.append(ids)
+                    streamed_tokens += length
+                    streamed_unknown += int((ids == vocab.unk_id).sum())
+                    continue
+                parts[held][0].append(ids.astype(np.int32))
+                parts[held][1].append(n)
+            if writer is not None:
+                writer.close()
+        finally:
+            if writer is not None:
+                writer.abort()  # no-op once closed
+        if writer is not None:
+            if writer.rows == 0:
+                Path(train_path).unlink(missing_ok=True)
+                raise ValueError(f"{self.path} gave no training windows of length {length}")
+            val = (
+                torch.from_numpy(np.stack(parts[True][0])).long()
+                if parts[True][0]
+                else (torch.empty(0, length, dtype=torch.long))
+            )
+            stats = {
+                "examples": count,
+                "train_examples": writer.rows,
+                "validation_examples": len(val),
+                "train_tokens": streamed_tokens,
+                "train_unknown_share": streamed_unknown / max(streamed_tokens, 1),
+                "train_file": str(train_path),
+            }
+            empty = torch.empty(0, length, dtype=torch.long)
+            return EncodedCorpus(empty, val, None, None, truncated, stats, Path(train_path))
         if not parts[False][0]:
             raise ValueError(
                 f"{self.path} gave no training examples of length {length}; is it empty, "
@@ -551,3 +592,45 @@ class TextCorpus:
             "train_unknown_share": unknown / max(n_tokens, 1),
         }
         return EncodedCorpus(train, val, train_keys, val_keys, truncated, stats)
+
+
+class _NpyRowWriter:
+    """Append int32 rows to a ``.npy`` file without holding them: raw rows go to a
+    side file; :meth:`close` writes the header and the rows, then renames into place."""
+
+    def __init__(self, path: Path, length: int, chunk_rows: int = 65536) -> None:
+        self.path, self.length, self.rows = path, length, 0
+        self._raw_path = path.with_name(path.name + ".rows.partial")
+        self._raw = open(self._raw_path, "wb")
+        self._chunk: list[np.ndarray] = []
+        self._chunk_rows = chunk_rows
+
+    def append(self, ids: np.ndarray) -> None:
+        self._chunk.append(ids.astype("<i4", copy=False))
+        if len(self._chunk) >= self._chunk_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._chunk:
+            self._raw.write(np.stack(self._chunk).tobytes())
+            self.rows += len(self._chunk)
+            self._chunk = []
+
+    def close(self) -> None:
+        self._flush()
+        self._raw.close()
+        partial = self.path.with_name(self.path.name + ".partial")
+        with open(partial, "wb") as out, open(self._raw_path, "rb") as raw:
+            header = {"descr": "<i4", "fortran_order": False, "shape": (self.rows, self.length)}
+            np.lib.format.write_array_header_1_0(out, header)
+            while block := raw.read(1 << 24):
+                out.write(block)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(partial, self.path)
+        self._raw_path.unlink()
+
+    def abort(self) -> None:
+        if not self._raw.closed:
+            self._raw.close()
+        self._raw_path.unlink(missing_ok=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -161,7 +162,14 @@ def train_text(
         f"vocabulary: {len(vocab)} words (min_count={min_count}, max_vocab={max_vocab}); "
         f"{vocab.unknown_rate:.1%} of {vocab.meta.get('n_tokens', '?')} tokens are <unk>"
     )
+    distributed = nproc > 1 or checkpoint_dir is not None or precision != "fp32"
+    streamed = None
     if data is None:
+        if distributed and mode == "windows":
+            # data-parallel ranks read their shards from a memory-mapped file
+            folder = Path(checkpoint_dir or (Path(out).parent if out else tempfile.gettempdir()))
+            folder.mkdir(parents=True, exist_ok=True)
+            streamed = folder / f".attnmoe-train-windows-{os.getpid()}.npy"
         data = text.encode(
             vocab,
             length,
@@ -170,9 +178,11 @@ def train_text(
             validation=validation,
             seed=seed,
             progress=verbose > 0,
+            train_path=streamed,
         )
     say(
-        f"examples of length {length} ({mode}): {len(data.train)} train, "
+        f"examples of length {length} ({mode}): "
+        f"{data.stats.get('train_examples', len(data.train))} train, "
         f"{len(data.validation)} held out"
         + (" (stopped at --max-windows)" if data.truncated else "")
     )
@@ -202,7 +212,6 @@ def train_text(
         "verbose": verbose,
         "num_threads": num_threads,
     }
-    distributed = nproc > 1 or checkpoint_dir is not None or precision != "fp32"
     if distributed:
         if data.train_keys is not None and not bool(data.train_keys.all()):
             raise ValueError(
@@ -213,7 +222,10 @@ def train_text(
     def fit_model(model: Any, name: str) -> Any:
         if not distributed:
             return train_mlm(model, data.train, **fit)
-        source = ArraySource(data.train)
+        if data.train_path is not None:
+            source = ArraySource.from_npy(data.train_path)
+        else:
+            source = ArraySource(data.train)
         return train_mlm_distributed(
             model,
             source,
@@ -236,13 +248,17 @@ def train_text(
     attention = BidirectionalAttention(config).to(device or "cpu")
     masking = "all (one pass)" if layers == 1 else "random (15 %)"
     say(f"training BidirectionalAttention ({layers} layer(s), {heads} head(s), masking {masking})")
-    histories["attention"] = fit_model(attention, ATTENTION_DIR)
     cbow = None
-    if also_cbow:
-        torch.manual_seed(seed)
-        cbow = CBOW(config).to(device or "cpu")
-        say("training CBOW")
-        histories["cbow"] = fit_model(cbow, CBOW_DIR)
+    try:
+        histories["attention"] = fit_model(attention, ATTENTION_DIR)
+        if also_cbow:
+            torch.manual_seed(seed)
+            cbow = CBOW(config).to(device or "cpu")
+            say("training CBOW")
+            histories["cbow"] = fit_model(cbow, CBOW_DIR)
+    finally:
+        if streamed is not None:
+            streamed.unlink(missing_ok=True)
     models = {"attention": attention, "cbow": cbow}
     summary: dict[str, Any] = {}
     with torch_threads(num_threads):
