@@ -62,6 +62,7 @@ SECTIONS: list[tuple[str, str, str]] = [
     ),
     ("Cost knobs on the simulation", "cost/simulation/summary.md", ""),
     ("Scale-out: data-parallel training", "ddp.md", ""),
+    ("Scale-out: other machines (GPU path, idle host)", "ddp_elsewhere.md", ""),
     ("Word analogies: evaluator speed", "analogy_speed.md", ""),
     ("Word analogies: pretrained embeddings (Tables 1-2)", "analogy_tables.md", ""),
     ("Word analogies: models trained on text", "text_analogy.md", ""),

@@ -109,11 +109,15 @@ def test_windows_and_sentences(tmp_path: Path):
     assert list(iter_windows([np.arange(2), np.arange(2, 7)], 3)) and True
 
 
-def test_encode_holds_out_a_seeded_share_and_caps_examples(tmp_path: Path):
+def _windows_corpus(tmp_path: Path) -> tuple[TextCorpus, Vocabulary]:
     path = tmp_path / "c.txt"
-    path.write_text(" ".join(f"w{i % 50}" for i in range(16 * 400)))
+    path.write_text(" ".join(f"w{i % 50}" for i in range(16 * 400)))  # 400 windows of 16
     corpus = TextCorpus(path)
-    vocab = corpus.build_vocab(min_count=1)
+    return corpus, corpus.build_vocab(min_count=1)
+
+
+def test_encode_holds_out_a_seeded_share_and_caps_examples(tmp_path: Path):
+    corpus, vocab = _windows_corpus(tmp_path)
     enc = corpus.encode(vocab, 16, validation=0.25, seed=3)
     assert len(enc.train) + len(enc.validation) == 400
     assert 60 < len(enc.validation) < 140
@@ -125,10 +129,7 @@ def test_encode_holds_out_a_seeded_share_and_caps_examples(tmp_path: Path):
 
 
 def test_encode_streams_training_windows_to_an_npy_file(tmp_path: Path):
-    path = tmp_path / "c.txt"
-    path.write_text(" ".join(f"w{i % 50}" for i in range(16 * 400)))
-    corpus = TextCorpus(path)
-    vocab = corpus.build_vocab(min_count=1)
+    corpus, vocab = _windows_corpus(tmp_path)
     in_memory = corpus.encode(vocab, 16, validation=0.25, seed=3)
     target = tmp_path / "train.npy"
     streamed = corpus.encode(vocab, 16, validation=0.25, seed=3, train_path=target)
@@ -139,7 +140,7 @@ def test_encode_streams_training_windows_to_an_npy_file(tmp_path: Path):
     assert streamed.stats["train_tokens"] == in_memory.stats["train_tokens"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.txt", "train.npy"]  # no partials
     with pytest.raises(ValueError, match="windows"):
-        TextCorpus(path, mode="sentences").encode(vocab, 16, train_path=target)
+        TextCorpus(corpus.path, mode="sentences").encode(vocab, 16, train_path=target)
 
 
 def test_compressed_corpus(tmp_path: Path):
