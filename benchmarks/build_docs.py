@@ -29,19 +29,26 @@ side in one run, not absolute rates.
 SECTIONS: list[tuple[str, str, str]] = [
     ("Core: masked predictions per second", "masking.md", ""),
     (
-        "Tabular: the paper's simulation and auto-mpg (Tables 3-5)",
-        "tabular_paper_config/summary.md",
-        "attnmoe with the paper's configuration (defaults of `AttentionMoEClassifier`), "
-        "scored against the paper's per-seed results on the very same seeds and data "
-        "(the generator is exact: logistic regression fitted the paper's way reproduces "
-        "all 240 published per-seed results, `tests/bench/test_datasets.py`, slow). "
-        "Reading: on the same seeds our implementation tracks the paper's attention column "
-        "within a few points; the last lines of the table count where it is at or above the "
-        "paper and every baseline. Few simulation seeds were run (the sd shows how much OOD "
-        "accuracy moves between seeds), so the issue's targets (>= the paper in all 12 "
-        "settings, >= the best baseline in 10 of 12, auto-mpg >= 0.80 over 10 seeds) are "
-        "**not met** here and not yet measured on all 20 seeds. "
-        "Fit times here were measured with other jobs on the machine.",
+        "Tabular: the paper's simulation and auto-mpg (Tables 3-5), 20 seeds",
+        "tabular_20seeds/summary.md",
+        "attnmoe with the paper's configuration (the defaults of `AttentionMoEClassifier`: "
+        "batch 128, 200 epochs, one model; trained by the fused engine), on all 20 seeds of "
+        "each simulation setting and 10 auto-mpg seeds, scored against the paper's per-seed "
+        "results on the very same seeds and data (the generator is exact: logistic regression "
+        "fitted the paper's way reproduces all 240 published per-seed results, "
+        "`tests/bench/test_datasets.py`, slow). Nothing was tuned: this is the first and only "
+        "run of this configuration on these seeds.\n\n"
+        "Reading: our means track the paper's attention column within 0.021 in every setting "
+        "(largest gaps -0.021 at k=1 corr=0.9 x_noise=0 and -0.020 at k=5 corr=0.9 "
+        "x_noise=0). OOD accuracy moves a lot between seeds (sd 0.02-0.13), so a 20-seed mean "
+        "has a standard error of 0.005-0.03: these gaps are within noise, in both directions. "
+        "Against the issue's targets: >= the paper's attention in all 12 settings: **not met** "
+        "(5 of 12 at or above; the other 7 below by 0.0002-0.021); >= the best baseline in at "
+        "least 10 of 12: **not met**, 8 of 12 (the paper's attention column: 8 of 12); auto-mpg "
+        ">= 0.80 over 10 seeds: **not met**, 0.758 ± 0.044 (the paper's single run: 0.793). "
+        "Ensembles (`n_ensembles`) and early stopping on a training split are the levers left "
+        "to study, chosen on training data only. Fit times here ran two at a time on the "
+        "2-core VM; see the fit-time section for one fit alone.",
     ),
     (
         "Tabular: auto-mpg demo with the baselines rerun",
@@ -49,7 +56,19 @@ SECTIONS: list[tuple[str, str, str]] = [
         "Our logistic regression and random forest reproduce the paper's published numbers "
         "for those models on seed 0 (0.657, 0.721), which checks the data pipeline end to end.",
     ),
-    ("Tabular: fit time of one model", "tabular_fit.md", ""),
+    (
+        "Tabular: fit time of one model",
+        "tabular_fit.md",
+        "Reading: the fused engine trains the same model several times faster than the torch "
+        "engine at the paper's batch, and 13-16x faster at batches of 2,048 masked "
+        "predictions; a batch-2048 fit (about 5-6 s here) is 10-21x faster than the paper's "
+        "Keras code (61-106 s, the issue author's measurement). The issue's goal, <= 3.5 s "
+        "per fit, is **not met**: about 2 microseconds per masked prediction remain (gates, "
+        "mixture, LayerNorms and softmax in compiled loops, plus per-step costs), and fit "
+        "times move by +-30 % between repeats on this shared VM (sd column). Batch 2048 at "
+        "the paper's learning rate loses in-distribution validation accuracy; with a learning "
+        "rate of 4e-3 it matches the paper's batch (chosen on training rows only).",
+    ),
     ("Tabular: imputation of held-out cells", "imputer.md", ""),
     (
         "Cost knobs on auto-mpg: heads, layers, sparse gating",
@@ -61,7 +80,15 @@ SECTIONS: list[tuple[str, str, str]] = [
         "mostly machine noise (other jobs were running).",
     ),
     ("Cost knobs on the simulation", "cost/simulation/summary.md", ""),
-    ("Scale-out: data-parallel training", "ddp.md", ""),
+    (
+        "Scale-out: data-parallel training",
+        "ddp.md",
+        "Reading: the goal (2 processes >= 1.7x one process) is **not met** on this VM. "
+        "Each step, every rank all-reduces the whole gradient (1.8 MB, one gloo bucket) after "
+        "its backward pass and then waits for the slower rank; with one process already using "
+        "fused Adam and a fused cross-entropy, that fixed cost is a large share of the step. "
+        "Memory stays flat while training on and streaming the 100M-token corpus.",
+    ),
     ("Scale-out: other machines (GPU path, idle host)", "ddp_elsewhere.md", ""),
     ("Word analogies: evaluator speed", "analogy_speed.md", ""),
     ("Word analogies: pretrained embeddings (Tables 1-2)", "analogy_tables.md", ""),

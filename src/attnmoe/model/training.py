@@ -90,9 +90,9 @@ def mlm_loss(
     targets = x.masked_fill(unknown, 0)
     if logits.shape[-1] > _SHORT_ROWS:
         # wide vocabularies: torch's fused cross-entropy reads the logits once
-        losses = F.cross_entropy(
-            logits.flatten(0, 1), targets.flatten(), reduction="none"
-        ).view_as(targets)  # (B, L)
+        losses = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view_as(
+            targets
+        )  # (B, L)
     else:
         log_probs = log_softmax_last(logits)  # (B, L, V)
         losses = -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (B, L)
