@@ -51,6 +51,17 @@ SECTIONS: list[tuple[str, str, str]] = [
         "2-core VM; see the fit-time section for one fit alone.",
     ),
     (
+        "Tabular: the fast setting (batch 2048, learning rate 4e-3), 20 seeds",
+        "tabular_20seeds_fast/summary.md",
+        "The same benchmark with the fast setting of the fit-time section, which matched the "
+        "paper's batch on held-out *training* rows (in-distribution). Reading: out of "
+        "distribution it is not the same model: close to the paper's setting in most "
+        "simulation settings, but clearly lower where the shift is strongest for it (k=5 "
+        "corr=0.9 x_noise=0: 0.321 vs 0.372; x_noise=0.5: 0.231 vs 0.255) and on auto-mpg "
+        "(0.728 vs 0.758). In-distribution validation did not predict this, so the defaults "
+        "stay the paper's; the fast setting is for exploration.",
+    ),
+    (
         "Tabular: auto-mpg demo with the baselines rerun",
         "auto_mpg/summary.md",
         "Our logistic regression and random forest reproduce the paper's published numbers "
@@ -83,11 +94,12 @@ SECTIONS: list[tuple[str, str, str]] = [
     (
         "Scale-out: data-parallel training",
         "ddp.md",
-        "Reading: the goal (2 processes >= 1.7x one process) is **not met** on this VM. "
-        "Each step, every rank all-reduces the whole gradient (1.8 MB, one gloo bucket) after "
-        "its backward pass and then waits for the slower rank; with one process already using "
-        "fused Adam and a fused cross-entropy, that fixed cost is a large share of the step. "
-        "Memory stays flat while training on and streaming the 100M-token corpus.",
+        "Reading: the goal (2 processes >= 1.7x one process) is **not met** by DDP on this "
+        "VM, although the machine allows it: two independent processes doing the same "
+        "arithmetic without communication reach the ceiling in the table. The gap is DDP's "
+        "per-step cost: every rank all-reduces the whole gradient (1.8 MB, one gloo bucket) "
+        "after its backward pass, then waits for the slower rank. Memory stays flat while "
+        "training on and streaming the 100M-token corpus.",
     ),
     ("Scale-out: other machines (GPU path, idle host)", "ddp_elsewhere.md", ""),
     ("Word analogies: evaluator speed", "analogy_speed.md", ""),
