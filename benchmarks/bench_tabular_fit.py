@@ -133,8 +133,8 @@ def main() -> None:
     lines += [
         "",
         f"First fit in a fresh process (imports, numba loading its compiled kernels): "
-        f"{cold:.1f} s. The very first fit after installing compiles the kernels "
-        "(about 20-40 s, once; numba caches them).",
+        f"{cold:.1f} s. The very first fit after installing also compiles the kernels, "
+        "once (numba caches them).",
         "",
         "Goal (issue 3): <= 3.5 s per fit (the paper's Keras code: 61-106 s here).",
     ]
