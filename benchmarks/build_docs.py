@@ -96,7 +96,8 @@ SECTIONS: list[tuple[str, str, str]] = [
         "ddp.md",
         "Reading: the goal (2 processes >= 1.7x one process) is **not met** by DDP on this "
         "VM, although the machine allows it: two independent processes doing the same "
-        "arithmetic without communication reach the ceiling given below the table. The gap is DDP's "
+        "arithmetic without communication reach the ceiling given below the table. The gap is "
+        "DDP's "
         "per-step cost: every rank all-reduces the whole gradient (1.8 MB, one gloo bucket) "
         "after its backward pass, then waits for the slower rank. Memory stays flat while "
         "training on and streaming the 100M-token corpus.",

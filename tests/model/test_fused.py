@@ -5,7 +5,13 @@ import pytest
 import torch
 
 from attnmoe import AttentionConfig, BidirectionalAttention, mlm_loss, train_mlm
-from attnmoe.model.fused import DropoutStream, FusedMLM, fused_mlm_step, fused_supported
+from attnmoe.model.fused import (
+    DropoutStream,
+    FusedAdam,
+    FusedMLM,
+    fused_mlm_step,
+    fused_supported,
+)
 
 
 def _tabular_model(block="bert", dropout=0.0, seed=0, **overrides):
@@ -114,3 +120,55 @@ def test_engine_choice_and_clear_errors():
         train_mlm(tabular, x, epochs=1, verbose=0, engine="jit")
     with pytest.raises(ValueError, match="not supported"):
         FusedMLM(_tabular_model(n_layers=2), 6, 20)
+
+
+def test_compiled_epochs_equal_python_steps_with_torch_adam():
+    # train_epoch (one thread, Adam compiled) against step() + torch's Adam, same batches
+    x = torch.randint(0, 11, (50, 6), generator=torch.Generator().manual_seed(6))
+    order = torch.randperm(50, generator=torch.Generator().manual_seed(7))
+    compiled, reference = _tabular_model(seed=3), _tabular_model(seed=3)
+    fused = FusedMLM(compiled, 6, 16)
+    adam = FusedAdam(fused, lr=1e-2, weight_decay=1e-3)
+    epochs = [fused.train_epoch(x.numpy(), order.numpy(), 16, adam) for _ in range(2)]
+    losses = np.concatenate(epochs)
+    assert adam.steps == 8
+    stepper = FusedMLM(reference, 6, 16)
+    optimizer = torch.optim.Adam(reference.parameters(), lr=1e-2, weight_decay=1e-3)
+    expected = []
+    for _ in range(2):
+        for first in range(0, 50, 16):
+            expected.append(stepper.step(x[order[first : first + 16]]))
+            optimizer.step()
+    assert np.allclose(losses, expected, rtol=1e-9, atol=0)
+    for (name, a), b in zip(compiled.named_parameters(), reference.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-9, rtol=0), name
+
+
+def test_compiled_epochs_refuse_bad_input_and_stop_at_empty_batches():
+    model = _tabular_model()
+    fused = FusedMLM(model, 6, 8)
+    adam = FusedAdam(fused)
+    x = np.random.default_rng(0).integers(0, 10, (16, 6))
+    with pytest.raises(ValueError, match="rows_per_step"):
+        fused.train_epoch(x, np.arange(16), 9, adam)
+    with pytest.raises(ValueError, match=r"\(N, 6\)"):
+        fused.train_epoch(x[:, :5], np.arange(16), 8, adam)
+    x[8:] = 10  # the second batch is all mask tokens
+    before = model.output.weight.detach().clone()
+    with pytest.raises(ValueError, match="nothing to predict"):
+        fused.train_epoch(x, np.arange(16), 8, adam)
+    assert adam.steps == 1  # the first batch was applied, then it stopped
+    assert not torch.equal(model.output.weight, before)
+    with pytest.raises(ValueError, match="one thread"):
+        FusedMLM(model, 6, 8, threads=2).train_epoch(x, np.arange(16), 8, adam)
+
+
+def test_one_and_two_threads_train_the_same_model():
+    x = torch.randint(0, 10, (64, 6), generator=torch.Generator().manual_seed(8))
+    weights = []
+    for threads in (1, 2):
+        model = _tabular_model(seed=4)
+        train_mlm(model, x, epochs=3, batch_size=16, seed=2, verbose=0, engine="fused",
+                  num_threads=threads)  # fmt: skip
+        weights.append(model.output.weight.detach())
+    assert torch.allclose(weights[0], weights[1], atol=1e-9, rtol=0)

@@ -5,17 +5,25 @@ The reference math is :mod:`attnmoe.model.attention` with
 same loss and every gradient (tests hold them equal to 1e-10 in float64) but
 reads the model in its continuous-word-experts form. Per step it builds, once,
 the gate score table ``S[i, h, j, w]`` (masked location ``i``, head ``h``, expert
-location ``j`` holding word ``w``) and the expert table ``V[j, w, h, :]``; then
-compiled loops (numba) gather from them per prediction, mix, run the bert link
-and the output softmax, and go back the same way, with the few dense products
-(``W_O``, the output layer, weight gradients) as BLAS calls over all rows.
-Gradients of the tables are chained back to the embeddings and projections by
-hand, also once per step.
+location ``j`` holding word ``w``) and the expert table ``V[j, w, h, :]``, for the
+(location, word) pairs the batch holds; compiled loops (numba) then gather from
+them per prediction and mix, run the bert link and the output softmax over all
+predictions at once, and go back the same way, with the dense products
+(``W_O``, the output layer, weight gradients) as BLAS calls. Gradients of the
+tables are chained back to the embeddings and projections by hand, also once
+per step. :meth:`FusedMLM.train_epoch` runs a whole epoch of such steps, Adam
+included, in one compiled call.
 
-Why: tabular models are tiny (L = 6 locations, d = 20). torch then spends its
-time dispatching a hundred small operators per step (a 6 x 6 batched matmul per
-head and row costs more than its arithmetic), and autograd's bookkeeping
-dominates. Here a step is about a dozen calls, with no allocation.
+Why: tabular models are tiny (L = 6 locations, d = 20) and trained in batches of
+~21 rows. torch then spends its time dispatching a hundred small operators per
+step (a 6 x 6 batched matmul per head and row costs more than its arithmetic),
+autograd's bookkeeping and the Python loop dominate. Here a step costs about as
+much as its arithmetic, with no allocation of note.
+
+Layout, for vectorisation: the mixture works per prediction on whole ``h * dh``
+rows (each head's gate repeated over its ``dh`` units); the link works per
+feature across all predictions (``(d, P)`` arrays), so its loops run over P, not
+over d = 20.
 
 Eligible models (:func:`fused_supported`): one layer, ReLU feed-forward, biases,
 dense gates, no padding, CPU. Everything else trains with the reference path.
@@ -32,6 +40,7 @@ from torch import Tensor
 
 try:  # numba is a dependency, but a broken install must not break the package
     import numba
+    from numba import literal_unroll
 
     _HAVE_NUMBA = True
 except ImportError:  # pragma: no cover - exercised only without numba
@@ -91,88 +100,75 @@ class DropoutStream:
             _dropout_masks(self.state, out, threshold, 65536.0 / (65536 - threshold))
 
 
-# Weights whose gradients are GEMMs over per-prediction rows (one partial per thread).
-_ROW_GRADIENTS = ("Wout", "bout", "Wo", "bo", "W1", "c1", "W2", "c2", "g1", "b1", "g2", "b2")
-_NORMS = ("g1", "b1", "g2", "b2")  # LayerNorm scales and shifts, summed in the kernel
+# The order in which the compiled code receives the weights (a tuple): the expert
+# tables' inputs, then the weights applied per prediction (one partial per thread).
+_TABLE_WEIGHTS = ("E", "P", "Wq", "bq", "Wk", "bk", "Wv", "bv")
+_ROW_GRADIENTS = ("Wo", "bo", "Wout", "bout", "g1", "b1", "W1", "c1", "W2", "c2", "g2", "b2")
+_WEIGHTS = _TABLE_WEIGHTS + _ROW_GRADIENTS
 
 
 class _Workspace:
-    """One thread's share of a batch: per-prediction rows and partial gradients."""
+    """One thread's share of a batch: per-prediction work arrays and partial gradients.
+
+    The mixture works per prediction (row-major ``(P, .)`` arrays, P = sentences x
+    locations); the link works per feature across all predictions at once
+    (feature-major ``(., P)`` arrays, so its short loops over d become long
+    vectorised loops over P). Feature-major arrays are flat buffers whose first
+    ``rows * P`` entries are viewed as ``(rows, P)`` for a batch of P predictions.
+    """
 
     def __init__(self, fused: FusedMLM, max_rows: int) -> None:
         cfg, z = fused.model.config, fused.np_dtype
         length, d, h, dh = fused.length, cfg.d_model, cfg.n_heads, cfg.d_head
         n_words, n_ff = cfg.vocab_size + 1, cfg.d_ff if fused.bert else 1
         n_pred = max_rows * length
-        shapes = {  # per-prediction rows (P = sentences x locations)
-            "A": (n_pred, h, length),  # gates
+        rows = {  # per-prediction rows
+            "A": (n_pred, length, h * dh),  # gates, repeated over each head's dh units
             "O": (n_pred, h * dh),  # mixture, the input of W_O
-            "C": (n_pred, d),  # W_O output
-            "N1": (n_pred, d),  # normalised, LayerNorm 1
-            "H1": (n_pred, d),  # feed-forward input
-            "U": (n_pred, n_ff),  # feed-forward pre-activation
-            "RELU": (n_pred, n_ff),
-            "N2": (n_pred, d),  # normalised, LayerNorm 2
-            "INV": (n_pred, 2),  # 1 / std of both LayerNorms
-            "HF": (n_pred, d),  # output-layer input
             "GL": (n_pred, cfg.vocab_size),  # logits, then d loss / d logits
-            "G": (n_pred, d),  # d loss / d HF
-            "GF": (n_pred, d),  # d loss / d feed-forward output
-            "GU": (n_pred, n_ff),  # d loss / d feed-forward pre-activation
-            "GC": (n_pred, d),  # d loss / d W_O output
             "GO": (n_pred, h * dh),  # d loss / d mixture
         }
-        self.rows = {k: torch.zeros(shape, dtype=fused.dtype) for k, shape in shapes.items()}
-        self.g_scores = np.zeros((length, h, length, n_words), z)
-        self.g_values = np.zeros((length, n_words, h, dh), z)
-        self.g_residual = np.zeros((length, d), z)
-        self.grads = {
-            k: torch.zeros(fused.params[k].shape, dtype=fused.dtype) for k in _ROW_GRADIENTS
+        columns = {  # feature-major: (this many rows, P)
+            "C": d,  # W_O output
+            "N1": d,  # normalised, LayerNorm 1
+            "H1": d,  # feed-forward input
+            "U": n_ff,  # feed-forward pre-activation
+            "RELU": n_ff,
+            "N2": d,  # normalised, LayerNorm 2
+            "INV": 2,  # 1 / std of both LayerNorms
+            "HF": d,  # output-layer input
+            "G": d,  # d loss / d HF
+            "GF": d,  # d loss / d feed-forward output
+            "GU": n_ff,  # d loss / d feed-forward pre-activation
+            "GC": d,  # d loss / d W_O output
+            "DROP": 2 * d,  # dropout multipliers of the two residual branches
         }
+        self.row_arrays = tuple(np.zeros(shape, z) for shape in rows.values())
+        self.columns = tuple(np.zeros(size * n_pred, z) for size in columns.values())
+        self.drop = self.columns[-1]
+        self.drop.fill(1.0)
+        self.g_scores = np.zeros((length, h, length, n_words), z)
+        self.g_values = np.zeros((length, n_words, h * dh), z)
+        self.g_residual = np.zeros((length, d), z)
+        self.table_grads = (self.g_scores, self.g_values, self.g_residual)
+        self.grads = {k: np.zeros(fused.params[k].shape, z) for k in _ROW_GRADIENTS}
+        self.row_grads = tuple(self.grads[k] for k in _ROW_GRADIENTS)
 
-    def run(self, fused: FusedMLM, tokens: np.ndarray, drop: np.ndarray, inv_total: float) -> float:
+    def fill_dropout(self, fused: FusedMLM, n_pred: int, rate: float) -> None:
+        """This slice's dropout multipliers (all ones without dropout)."""
+        drop = self.drop[: 2 * fused.model.config.d_model * n_pred]
+        if rate > 0:
+            fused.dropout.fill(drop, rate)
+        elif self.drop[0] != 1:  # a kept unit is 1 / (1 - p), never 1
+            self.drop.fill(1.0)
+
+    def run(self, fused: FusedMLM, tokens: np.ndarray, inv_total: float) -> float:
         """Forward and backward of ``tokens`` (a slice of the batch); returns its loss share."""
-        cfg, p, w = fused.model.config, fused.params, fused.weights_t
-        n_pred = tokens.size
-        t = {k: v[:n_pred] for k, v in self.rows.items()}
-        r = {k: v.numpy() for k, v in t.items()}
-        g = {k: v.numpy() for k, v in self.grads.items()}
-        for a in (self.g_scores, self.g_values, self.g_residual, *(g[k] for k in _NORMS)):
-            a.fill(0.0)
-        # forward: mixture, W_O (BLAS), link, output layer (BLAS), loss
-        _mix_forward(
-            tokens, cfg.mask_id, fused.scores, fused.scores_exp, fused.values, r["A"], r["O"]
-        )
-        torch.addmm(w["bo"], t["O"], w["Wo"].T, out=t["C"])
-        _link_forward(
-            r["C"], fused.residual, drop, p["g1"], p["b1"], p["W1"], p["c1"], p["W2"], p["c2"],
-            p["g2"], p["b2"], fused.bert, fused.eps, r["N1"], r["H1"], r["U"], r["RELU"],
-            r["N2"], r["INV"], r["HF"],
+        return _rows_step(
+            tokens, fused.weight_arrays, self.row_grads, fused.tables, self.row_arrays,
+            self.columns, self.table_grads, fused.position_weights, fused.model.config.mask_id,
+            inv_total, fused.bert, fused.eps,
         )  # fmt: skip
-        torch.addmm(w["bout"], t["HF"], w["Wout"].T, out=t["GL"])
-        loss = _softmax_loss(tokens, fused.position_weights, cfg.mask_id, inv_total, r["GL"])
-        # backward: the same path in reverse; weight gradients are GEMMs over rows
-        grad = self.grads
-        torch.mm(t["GL"], w["Wout"], out=t["G"])
-        torch.mm(t["GL"].T, t["HF"], out=grad["Wout"])
-        torch.sum(t["GL"], 0, out=grad["bout"])
-        _link_backward(
-            r["G"], drop, p["g1"], p["W1"], p["W2"], p["g2"], fused.bert, r["N1"], r["U"],
-            r["N2"], r["INV"], self.g_residual, g["g1"], g["b1"], g["g2"], g["b2"], r["GC"],
-            r["GF"], r["GU"],
-        )  # fmt: skip
-        if fused.bert:
-            torch.mm(t["GU"].T, t["H1"], out=grad["W1"])
-            torch.sum(t["GU"], 0, out=grad["c1"])
-            torch.mm(t["GF"].T, t["RELU"], out=grad["W2"])
-            torch.sum(t["GF"], 0, out=grad["c2"])
-        torch.mm(t["GC"], w["Wo"], out=t["GO"])
-        torch.mm(t["GC"].T, t["O"], out=grad["Wo"])
-        torch.sum(t["GC"], 0, out=grad["bo"])
-        _mix_backward(
-            tokens, cfg.mask_id, fused.values, r["A"], r["GO"], self.g_scores, self.g_values
-        )
-        return loss
 
 
 class FusedMLM:
@@ -267,17 +263,33 @@ class FusedMLM:
         self.residual = np.zeros((length, d), z)  # the masked location's input
         self.queries = np.zeros((length, h * dh), z)  # scaled, at the mask
         self.keys = np.zeros((length, n_words, h * dh), z)
-        self.values = np.zeros((length, n_words, h, dh), z)
+        self.values = np.zeros((length, n_words, h * dh), z)
         self.scores = np.zeros((length, h, length, n_words), z)
-        self.scores_exp = np.zeros((length, h, length, n_words), z)
+        # exp(score - max over the (i, h) slice), repeated over the head's dh units so
+        # that the mixture runs over whole h * dh rows
+        self.scores_exp = np.zeros((length, length, n_words, h * dh), z)
+        self.used = np.zeros((length, n_words), np.bool_)  # (location, word) pairs in the batch
+        self.tables = (
+            self.inputs, self.residual, self.queries, self.keys, self.values, self.scores,
+            self.scores_exp, self.used,
+        )  # fmt: skip
+        self.weight_arrays = tuple(self.params[k] for k in _WEIGHTS)
+        self.table_weight_grads = tuple(self.grads[k] for k in _TABLE_WEIGHTS)
         per_thread = -(-max_rows // self.threads)
         self.workspaces = [_Workspace(self, per_thread) for _ in range(self.threads)]
-        self.drop = np.ones((max_rows * length, 2, d), z)
+
+    def _dropout_rate(self) -> float:
+        cfg = self.model.config
+        if not (self.model.training and cfg.dropout > 0):
+            return 0.0
+        if self.dropout is None:
+            raise ValueError("a model training with dropout needs a DropoutStream")
+        return cfg.dropout
 
     def step(self, x: Tensor) -> float:
         """Set every parameter's ``.grad`` to the gradient of the batch's mean
         weighted loss (each location of ``x`` masked alone); return the loss."""
-        cfg, p, g = self.model.config, self.params, self.grads
+        cfg = self.model.config
         n, length = x.shape
         if length != self.length or n > self.max_rows:
             raise ValueError(f"batch {tuple(x.shape)} exceeds ({self.max_rows}, {self.length})")
@@ -285,50 +297,110 @@ class FusedMLM:
         total = float(((tokens != cfg.mask_id) * self.position_weights).sum())
         if total <= 0:
             raise ValueError("nothing to predict: every location holds the mask token")
-        drop = self.drop[: n * length]
-        if self.model.training and cfg.dropout > 0:
-            if self.dropout is None:
-                raise ValueError("a model training with dropout needs a DropoutStream")
-            self.dropout.fill(drop, cfg.dropout)
-        elif drop.size and drop[0, 0, 0] != 1:
-            self.drop.fill(1.0)
-        _tables_forward(
-            p["E"], p["P"], p["Wq"], p["bq"], p["Wk"], p["bk"], p["Wv"], p["bv"], cfg.mask_id,
-            self.scale, self.inputs, self.queries, self.keys, self.values, self.scores,
-            self.scores_exp,
-        )  # fmt: skip
-        np.copyto(self.residual, self.inputs[:, cfg.mask_id, :])
+        rate = self._dropout_rate()
+        _mark_used(tokens, cfg.mask_id, self.used)
+        _tables_forward(self.weight_arrays, cfg.mask_id, self.scale, self.tables)
 
         # each thread takes a contiguous slice of sentences (and their dropout masks)
         bounds = [n * k // self.threads for k in range(self.threads + 1)]
         jobs = [
-            (ws, tokens[lo:hi], drop[lo * length : hi * length])
+            (ws, tokens[lo:hi])
             for ws, lo, hi in zip(self.workspaces, bounds, bounds[1:], strict=False)
             if hi > lo
         ]
+        for ws, t in jobs:  # drawn in slice order: the stream does not depend on timing
+            ws.fill_dropout(self, t.size, rate)
         if len(jobs) == 1:
-            losses = [jobs[0][0].run(self, jobs[0][1], jobs[0][2], 1.0 / total)]
+            losses = [jobs[0][0].run(self, jobs[0][1], 1.0 / total)]
         else:
             pool = _thread_pool(self.threads)
-            futures = [pool.submit(ws.run, self, t, dr, 1.0 / total) for ws, t, dr in jobs]
+            futures = [pool.submit(ws.run, self, t, 1.0 / total) for ws, t in jobs]
             losses = [f.result() for f in futures]
         spaces = [job[0] for job in jobs]
 
-        g_scores = sum(ws.g_scores for ws in spaces[1:]) + spaces[0].g_scores
-        g_values = sum(ws.g_values for ws in spaces[1:]) + spaces[0].g_values
-        g_residual = sum(ws.g_residual for ws in spaces[1:]) + spaces[0].g_residual
+        table_grads = spaces[0].table_grads
+        if len(spaces) > 1:
+            parts = zip(*(ws.table_grads for ws in spaces), strict=True)
+            table_grads = tuple(sum(part) for part in parts)
         _tables_backward(
-            g_scores, g_values, g_residual, p["Wq"], p["Wk"], p["Wv"], cfg.mask_id, self.scale,
-            self.inputs, self.queries, self.keys, g["E"], g["P"], g["Wq"], g["bq"], g["Wk"],
-            g["bk"], g["Wv"], g["bv"],
+            table_grads, self.weight_arrays, cfg.mask_id, self.scale, self.tables,
+            self.table_weight_grads,
         )  # fmt: skip
         for name in _ROW_GRADIENTS:
             if name in self.named:
                 grad = self.named[name].grad
-                grad.copy_(spaces[0].grads[name])
+                grad.copy_(torch.from_numpy(spaces[0].grads[name]))
                 for ws in spaces[1:]:
-                    grad.add_(ws.grads[name])
+                    grad.add_(torch.from_numpy(ws.grads[name]))
         return float(sum(losses))
+
+    def train_epoch(
+        self, tokens: np.ndarray, order: np.ndarray, rows_per_step: int, adam: FusedAdam
+    ) -> np.ndarray:
+        """Adam steps over ``tokens[order]`` in batches of ``rows_per_step``
+        sentences, the whole pass in compiled code (one thread).
+
+        Each step is :meth:`step` followed by ``adam``'s update of the weights in
+        place. Returns each step's loss.
+
+        Raises
+        ------
+        FloatingPointError
+            If a step's loss is not finite; that step's update is not applied.
+        ValueError
+            If a batch holds nothing to predict (every location masked).
+        """
+        if self.threads != 1:
+            raise ValueError("train_epoch runs on one thread; use step() with threads > 1")
+        if not 1 <= rows_per_step <= self.max_rows:
+            raise ValueError(f"rows_per_step must be in [1, {self.max_rows}], got {rows_per_step}")
+        tokens = np.ascontiguousarray(tokens, dtype=np.int64)
+        order = np.ascontiguousarray(order, dtype=np.int64)
+        if tokens.ndim != 2 or tokens.shape[1] != self.length:
+            raise ValueError(f"tokens must be (N, {self.length}), got {tokens.shape}")
+        rate = self._dropout_rate()
+        ws = self.workspaces[0]
+        ws.fill_dropout(self, 0, 0.0)  # all ones, in case the stream is not used
+        threshold = round(rate * 65536)
+        state = self.dropout.state if self.dropout is not None else np.ones(1, np.uint64)
+        grads = self.table_weight_grads + ws.row_grads
+        groups = tuple(zip(self.weight_arrays, grads, adam.first, adam.second, strict=True))
+        losses = np.zeros(-(-len(order) // rows_per_step))
+        steps, status = _train_epoch(
+            tokens, order, rows_per_step, self.weight_arrays, grads, groups, self.tables,
+            ws.row_arrays, ws.columns, ws.table_grads, self.position_weights,
+            self.model.config.mask_id, self.bert, self.eps, self.scale, state, threshold,
+            65536.0 / (65536 - threshold), adam.hyper(), losses,
+        )  # fmt: skip
+        adam.steps += steps
+        if status == 1:
+            raise FloatingPointError(f"the MLM loss became {losses[steps]} at step {steps + 1}")
+        if status == 2:
+            raise ValueError("nothing to predict: every location of a batch holds the mask token")
+        return losses
+
+
+class FusedAdam:
+    """Adam (``torch.optim.Adam``'s update, L2 weight decay) kept by :class:`FusedMLM`
+    for :meth:`FusedMLM.train_epoch`: the moments of every weight, and the step count."""
+
+    def __init__(
+        self,
+        fused: FusedMLM,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
+        self.first = tuple(np.zeros_like(w) for w in fused.weight_arrays)
+        self.second = tuple(np.zeros_like(w) for w in fused.weight_arrays)
+        self.steps = 0
+
+    def hyper(self) -> np.ndarray:
+        """``[lr, beta1, beta2, eps, weight_decay, steps taken]`` for the kernel."""
+        b1, b2 = self.betas
+        return np.array([self.lr, b1, b2, self.eps, self.weight_decay, self.steps], np.float64)
 
 
 _POOL: tuple[int, ThreadPoolExecutor] | None = None
@@ -408,105 +480,145 @@ if _HAVE_NUMBA:
         state[0] = z
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
-    def _mix_forward(x, mask_id, S, S_exp, Vt, A, O):  # pragma: no cover - compiled
+    def _mix_forward(x, mask_id, S, S_exp, V, A, O):  # pragma: no cover - compiled
         # gates pi[h, j] = softmax_j S[i, h, j, x_j] (x_i the mask) and o_h = sum_j pi V[j, x_j, h].
         # S_exp = exp(S - max over the (i, h) table slice): the softmax is shift-invariant,
-        # so the exponentials are looked up, not recomputed per prediction.
+        # so the exponentials are looked up, not recomputed per prediction. Rows are
+        # whole h * dh vectors (each head's gate repeated dh times), which vectorise;
+        # row views and local sums keep LLVM from assuming the arrays alias.
         n, length = x.shape
-        n_heads, dh = Vt.shape[2], Vt.shape[3]
-        wj = np.empty(length, np.int64)
+        hd = O.shape[1]
+        n_heads = S.shape[1]
+        dh = hd // n_heads
+        z = np.empty(hd, O.dtype)
+        acc = np.empty(hd, O.dtype)
         for b in range(n):
             for i in range(length):
                 p = b * length + i
+                for o in range(hd):
+                    z[o] = 0.0
+                    acc[o] = 0.0
                 for j in range(length):
-                    wj[j] = mask_id if j == i else x[b, j]
-                for hh in range(n_heads):
-                    z = 0.0
-                    for j in range(length):
-                        A[p, hh, j] = S_exp[i, hh, j, wj[j]]
-                        z += A[p, hh, j]
-                    if z < 1e-30:  # every gate far below the table's best: shift by their own max
-                        top = S[i, hh, 0, wj[0]]
-                        for j in range(1, length):
-                            top = max(top, S[i, hh, j, wj[j]])
-                        z = 0.0
+                    w = mask_id if j == i else x[b, j]
+                    table, value, gates = S_exp[i, j, w], V[j, w], A[p, j]
+                    for o in range(hd):
+                        gates[o] = table[o]
+                        z[o] += table[o]
+                        acc[o] += table[o] * value[o]
+                low = z[0]
+                for o in range(hd):
+                    low = min(low, z[o])
+                if low < 1e-30:  # every gate far below the table's best: shift by their own max
+                    for o in range(hd):
+                        z[o] = 0.0
+                        acc[o] = 0.0
+                    for hh in range(n_heads):
+                        top = -np.inf
                         for j in range(length):
-                            A[p, hh, j] = math.exp(S[i, hh, j, wj[j]] - top)
-                            z += A[p, hh, j]
-                    inv = 1.0 / z
-                    for j in range(length):
-                        A[p, hh, j] *= inv
-                    for e in range(dh):
-                        acc = 0.0
+                            top = max(top, S[i, hh, j, mask_id if j == i else x[b, j]])
                         for j in range(length):
-                            acc += A[p, hh, j] * Vt[j, wj[j], hh, e]
-                        O[p, hh * dh + e] = acc
+                            w = mask_id if j == i else x[b, j]
+                            gate = math.exp(S[i, hh, j, w] - top)
+                            for o in range(hh * dh, (hh + 1) * dh):
+                                A[p, j, o] = gate
+                                z[o] += gate
+                                acc[o] += gate * V[j, w, o]
+                out = O[p]
+                for o in range(hd):
+                    z[o] = 1.0 / z[o]
+                    out[o] = acc[o] * z[o]
+                for j in range(length):
+                    gates = A[p, j]
+                    for o in range(hd):
+                        gates[o] *= z[o]
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy", inline="always")
-    def _layer_norm(z, gamma, beta, eps, normed, out):  # pragma: no cover - compiled
-        # out = gamma * (z - mean) / std + beta (out may be z); returns 1 / std
-        d = z.shape[0]
-        mean = 0.0
+    def _layer_norm(X, gamma, beta, eps, normed, out, inv):  # pragma: no cover - compiled
+        # per column p: out = gamma * (X - mean) / std + beta (out may be X); inv = 1 / std
+        d, n = X.shape
+        mean = np.zeros(n, X.dtype)
         for k in range(d):
-            mean += z[k]
-        mean /= d
-        var = 0.0
+            for p in range(n):
+                mean[p] += X[k, p]
+        for p in range(n):
+            mean[p] /= d
+            inv[p] = 0.0
         for k in range(d):
-            var += (z[k] - mean) ** 2
-        inv = 1.0 / math.sqrt(var / d + eps)
+            for p in range(n):
+                inv[p] += (X[k, p] - mean[p]) ** 2
+        for p in range(n):
+            inv[p] = 1.0 / math.sqrt(inv[p] / d + eps)
         for k in range(d):
-            normed[k] = (z[k] - mean) * inv
-            out[k] = normed[k] * gamma[k] + beta[k]
-        return inv
+            for p in range(n):
+                normed[k, p] = (X[k, p] - mean[p]) * inv[p]
+                out[k, p] = normed[k, p] * gamma[k] + beta[k]
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy", inline="always")
     def _layer_norm_backward(  # pragma: no cover - compiled
         grad_out, normed, gamma, inv, g_gamma, g_beta, grad_in
     ):
-        # adds to g_gamma, g_beta; writes d loss / d z to grad_in (not grad_out)
-        d = grad_out.shape[0]
-        s1 = 0.0
-        s2 = 0.0
+        # adds to g_gamma, g_beta; writes d loss / d X to grad_in (may be grad_out)
+        d, n = grad_out.shape
+        s1 = np.zeros(n, grad_out.dtype)
+        s2 = np.zeros(n, grad_out.dtype)
         for k in range(d):
-            g_gamma[k] += grad_out[k] * normed[k]
-            g_beta[k] += grad_out[k]
-            t = grad_out[k] * gamma[k]
-            s1 += t
-            s2 += t * normed[k]
-        s1 /= d
-        s2 /= d
+            acc_gamma = 0.0
+            acc_beta = 0.0
+            for p in range(n):
+                g = grad_out[k, p]
+                acc_gamma += g * normed[k, p]
+                acc_beta += g
+                t = g * gamma[k]
+                s1[p] += t
+                s2[p] += t * normed[k, p]
+            g_gamma[k] += acc_gamma
+            g_beta[k] += acc_beta
+        for p in range(n):
+            s1[p] /= d
+            s2[p] /= d
         for k in range(d):
-            grad_in[k] = inv * (grad_out[k] * gamma[k] - s1 - normed[k] * s2)
+            for p in range(n):
+                grad_in[k, p] = inv[p] * (grad_out[k, p] * gamma[k] - s1[p] - normed[k, p] * s2[p])
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
     def _link_forward(  # pragma: no cover - compiled
         C, R, drop, g1, b1, W1, c1, W2, c2, g2, b2, bert, eps, N1, H1, U, RELU, N2, INV, HF
     ):
-        # bert: h1 = LN(R + dropout(C)); HF = LN(h1 + dropout(FF(h1))). pure: HF = dropout(C)
-        n_pred, d = C.shape
+        # feature-major (rows, P). bert: h1 = LN(R + dropout(C)); HF = LN(h1 + dropout(FF(h1))).
+        # pure: HF = dropout(C)
+        d, n = C.shape
         length = R.shape[0]
         n_ff = W1.shape[0]
-        for p in range(n_pred):
-            if not bert:
-                for k in range(d):
-                    HF[p, k] = C[p, k] * drop[p, 0, k]
-                continue
-            i = p % length
+        if not bert:
             for k in range(d):
-                HF[p, k] = R[i, k] + C[p, k] * drop[p, 0, k]
-            INV[p, 0] = _layer_norm(HF[p], g1, b1, eps, N1[p], H1[p])
+                for p in range(n):
+                    HF[k, p] = C[k, p] * drop[k, p]
+            return
+        for k in range(d):
+            for i in range(length):  # the masked location's own input, p = i mod L
+                residual = R[i, k]
+                for p in range(i, n, length):
+                    HF[k, p] = residual + C[k, p] * drop[k, p]
+        _layer_norm(HF, g1, b1, eps, N1, H1, INV[0])
+        for f in range(n_ff):
+            for p in range(n):
+                U[f, p] = c1[f]
+            for k in range(d):
+                weight = W1[f, k]
+                for p in range(n):
+                    U[f, p] += weight * H1[k, p]
+            for p in range(n):
+                RELU[f, p] = max(U[f, p], 0.0)
+        for k in range(d):
+            for p in range(n):
+                HF[k, p] = c2[k]
             for f in range(n_ff):
-                acc = c1[f]
-                for k in range(d):
-                    acc += W1[f, k] * H1[p, k]
-                U[p, f] = acc
-                RELU[p, f] = max(acc, 0.0)
-            for k in range(d):
-                acc = c2[k]
-                for f in range(n_ff):
-                    acc += W2[k, f] * RELU[p, f]
-                HF[p, k] = H1[p, k] + acc * drop[p, 1, k]
-            INV[p, 1] = _layer_norm(HF[p], g2, b2, eps, N2[p], HF[p])
+                weight = W2[k, f]
+                for p in range(n):
+                    HF[k, p] += weight * RELU[f, p]
+            for p in range(n):
+                HF[k, p] = H1[k, p] + HF[k, p] * drop[d + k, p]
+        _layer_norm(HF, g2, b2, eps, N2, HF, INV[1])
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
     def _softmax_loss(x, pos_w, mask_id, inv_total, GL):  # pragma: no cover - compiled
@@ -542,171 +654,336 @@ if _HAVE_NUMBA:
     def _link_backward(  # pragma: no cover - compiled
         G, drop, g1, W1, W2, g2, bert, N1, U, N2, INV, gR, gg1, gb1, gg2, gb2, GC, GF, GU
     ):
-        # d loss / d HF (G) back through the link to d loss / d C (GC)
-        n_pred, d = G.shape
+        # feature-major: d loss / d HF (G, overwritten) back through the link to d loss / d C (GC)
+        d, n = G.shape
         length = gR.shape[0]
         n_ff = W1.shape[0]
-        g = np.empty(d, G.dtype)
-        g_h1 = np.empty(d, G.dtype)
-        for p in range(n_pred):
-            if not bert:
-                for k in range(d):
-                    GC[p, k] = G[p, k] * drop[p, 0, k]
-                continue
-            _layer_norm_backward(G[p], N2[p], g2, INV[p, 1], gg2, gb2, g)
+        if not bert:
             for k in range(d):
-                g_h1[k] = g[k]  # residual path
-                GF[p, k] = g[k] * drop[p, 1, k]
-            # feed-forward
-            for f in range(n_ff):
+                for p in range(n):
+                    GC[k, p] = G[k, p] * drop[k, p]
+            return
+        _layer_norm_backward(G, N2, g2, INV[1], gg2, gb2, G)  # G: d loss / d h1 (residual path)
+        for k in range(d):
+            for p in range(n):
+                GF[k, p] = G[k, p] * drop[d + k, p]
+        for f in range(n_ff):  # feed-forward
+            for p in range(n):
+                GU[f, p] = 0.0
+            for k in range(d):
+                weight = W2[k, f]
+                for p in range(n):
+                    GU[f, p] += GF[k, p] * weight
+            for p in range(n):
+                if U[f, p] <= 0.0:
+                    GU[f, p] = 0.0
+            for k in range(d):
+                weight = W1[f, k]
+                for p in range(n):
+                    G[k, p] += GU[f, p] * weight
+        _layer_norm_backward(G, N1, g1, INV[0], gg1, gb1, GC)
+        for k in range(d):
+            for i in range(length):
                 acc = 0.0
-                for k in range(d):
-                    acc += GF[p, k] * W2[k, f]
-                GU[p, f] = acc if U[p, f] > 0.0 else 0.0
-                for k in range(d):
-                    g_h1[k] += GU[p, f] * W1[f, k]
-            _layer_norm_backward(g_h1, N1[p], g1, INV[p, 0], gg1, gb1, g)
-            i = p % length
-            for k in range(d):
-                gR[i, k] += g[k]
-                GC[p, k] = g[k] * drop[p, 0, k]
+                for p in range(i, n, length):
+                    acc += GC[k, p]
+                gR[i, k] += acc
+            for p in range(n):
+                GC[k, p] *= drop[k, p]
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
-    def _mix_backward(x, mask_id, Vt, A, GO, gS, gVt):  # pragma: no cover - compiled
+    def _mix_backward(x, mask_id, V, A, GO, gS, gV):  # pragma: no cover - compiled
         # d loss / d o (GO) back to the expert table and the gate scores
         n, length = x.shape
-        n_heads, dh = Vt.shape[2], Vt.shape[3]
-        wj = np.empty(length, np.int64)
-        g_a = np.empty(length)
+        hd = GO.shape[1]
+        n_heads = gS.shape[1]
+        dh = hd // n_heads
+        prod = np.empty(hd, GO.dtype)
+        g_gate = np.empty((length, n_heads), GO.dtype)
+        dot = np.empty(n_heads, GO.dtype)
         # a sentence's L predictions share the experts of its words: sum their
         # gradients here, then add to the table once (not L times)
-        g_row = np.empty((length, n_heads, dh))
+        g_row = np.empty((length, hd), GO.dtype)
         for b in range(n):
             g_row[:] = 0.0
             for i in range(length):
                 p = b * length + i
+                grad = GO[p]
+                for hh in range(n_heads):
+                    dot[hh] = 0.0
                 for j in range(length):
-                    wj[j] = mask_id if j == i else x[b, j]
-                for hh in range(n_heads):
-                    dot = 0.0
-                    for j in range(length):
-                        acc = 0.0
-                        w = wj[j]
-                        gate = A[p, hh, j]
-                        for e in range(dh):
-                            go = GO[p, hh * dh + e]
-                            acc += go * Vt[j, w, hh, e]
-                            if j == i:
-                                gVt[j, w, hh, e] += gate * go
-                            else:
-                                g_row[j, hh, e] += gate * go
-                        g_a[j] = acc
-                        dot += gate * acc
-                    for j in range(length):
-                        gS[i, hh, j, wj[j]] += A[p, hh, j] * (g_a[j] - dot)
+                    w = mask_id if j == i else x[b, j]
+                    target = gV[j, w] if j == i else g_row[j]
+                    value, gates = V[j, w], A[p, j]
+                    for o in range(hd):
+                        prod[o] = grad[o] * value[o]
+                        target[o] += gates[o] * grad[o]
+                    for hh in range(n_heads):
+                        acc = prod[hh * dh]
+                        for e in range(1, dh):
+                            acc += prod[hh * dh + e]
+                        g_gate[j, hh] = acc
+                        dot[hh] += gates[hh * dh] * acc
+                for j in range(length):
+                    w = mask_id if j == i else x[b, j]
+                    gates = A[p, j]
+                    for hh in range(n_heads):
+                        gS[i, hh, j, w] += gates[hh * dh] * (g_gate[j, hh] - dot[hh])
             for j in range(length):
-                w = x[b, j]
-                for hh in range(n_heads):
-                    for e in range(dh):
-                        gVt[j, w, hh, e] += g_row[j, hh, e]
+                target, row = gV[j, x[b, j]], g_row[j]
+                for o in range(hd):
+                    target[o] += row[o]
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
-    def _tables_forward(  # pragma: no cover - compiled
-        E, P, Wq, bq, Wk, bk, Wv, bv, mask_id, scale, inputs, queries, keys, values, scores,
-        scores_exp,
-    ):  # fmt: skip
+    def _tables_forward(W, mask_id, scale, T):  # pragma: no cover - compiled
         # the expert form's tables: every (location, word) input, its key and value,
         # the mask's query at every location, and all gate scores
+        E, P, Wq, bq, Wk, bk, Wv, bv = W[0], W[1], W[2], W[3], W[4], W[5], W[6], W[7]
+        inputs, residual, queries, keys, values, scores, scores_exp, used = T
         length, n_words, d = inputs.shape
-        n_heads, dh = values.shape[2], values.shape[3]
+        hd = values.shape[2]
+        n_heads = scores.shape[1]
+        dh = hd // n_heads
         for j in range(length):
             for w in range(n_words):
                 for k in range(d):
                     inputs[j, w, k] = E[w, k] + P[j, k]
-                for o in range(n_heads * dh):
-                    acc_k = bk[o]
-                    acc_v = bv[o]
-                    for k in range(d):
-                        acc_k += Wk[o, k] * inputs[j, w, k]
-                        acc_v += Wv[o, k] * inputs[j, w, k]
-                    keys[j, w, o] = acc_k
-                    values[j, w, o // dh, o % dh] = acc_v
+        flat_inputs = inputs.reshape((length * n_words, d))
+        flat_keys = keys.reshape((length * n_words, hd))
+        flat_values = values.reshape((length * n_words, hd))
+        np.dot(flat_inputs, Wk.T, flat_keys)  # (L W, d) @ (d, h dh)
+        np.dot(flat_inputs, Wv.T, flat_values)
+        _add_rows(flat_keys, bk)
+        _add_rows(flat_values, bv)
         for i in range(length):
-            for o in range(n_heads * dh):
+            for k in range(d):
+                residual[i, k] = inputs[i, mask_id, k]
+            for o in range(hd):
                 acc = bq[o]
                 for k in range(d):
-                    acc += Wq[o, k] * inputs[i, mask_id, k]
+                    acc += Wq[o, k] * residual[i, k]
                 queries[i, o] = acc * scale
+        # gate scores and their exponentials, for the pairs the batch reads only; in
+        # the tables' precision (float32 exp costs half of float64's)
+        zero, lowest = scores.dtype.type(0.0), scores.dtype.type(-np.inf)
         for i in range(length):
             for hh in range(n_heads):
+                top = lowest
                 for j in range(length):
                     for w in range(n_words):
-                        acc = 0.0
-                        for e in range(dh):
-                            acc += queries[i, hh * dh + e] * keys[j, w, hh * dh + e]
-                        scores[i, hh, j, w] = acc
-                top = scores[i, hh, 0, 0]
+                        if used[j, w]:
+                            acc = zero
+                            for e in range(dh):
+                                acc += queries[i, hh * dh + e] * keys[j, w, hh * dh + e]
+                            scores[i, hh, j, w] = acc
+                            top = max(top, acc)
                 for j in range(length):
                     for w in range(n_words):
-                        top = max(top, scores[i, hh, j, w])
-                for j in range(length):
-                    for w in range(n_words):
-                        scores_exp[i, hh, j, w] = math.exp(scores[i, hh, j, w] - top)
+                        if used[j, w]:
+                            gate = math.exp(scores[i, hh, j, w] - top)
+                            for e in range(dh):
+                                scores_exp[i, j, w, hh * dh + e] = gate
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
-    def _tables_backward(  # pragma: no cover - compiled
-        g_scores, g_values, g_residual, Wq, Wk, Wv, mask_id, scale, inputs, queries, keys,
-        gE, gP, gWq, gbq, gWk, gbk, gWv, gbv,
-    ):  # fmt: skip
-        # chain rule from the tables back to embeddings and projections (overwrites)
+    def _tables_backward(g_tables, W, mask_id, scale, T, G):  # pragma: no cover - compiled
+        # chain rule from the tables back to embeddings and projections (overwrites G)
+        g_scores, g_values, g_residual = g_tables
+        Wq, Wk, Wv = W[2], W[4], W[6]
+        inputs, residual, queries, keys, used = T[0], T[1], T[2], T[3], T[7]
+        gE, gP, gWq, gbq, gWk, gbk, gWv, gbv = G
         length, n_words, d = inputs.shape
-        n_heads, dh = g_values.shape[2], g_values.shape[3]
-        hd = n_heads * dh
-        g_in = np.zeros((length, n_words, d))
-        gE[:] = 0.0
-        gP[:] = 0.0
-        gWq[:] = 0.0
-        gbq[:] = 0.0
-        gWk[:] = 0.0
-        gbk[:] = 0.0
-        gWv[:] = 0.0
-        gbv[:] = 0.0
-        g_key = np.zeros(hd)
-        g_query = np.zeros(hd)
-        for j in range(length):
-            for w in range(n_words):
-                # d score[i, h, j, w] / d key[j, w, h, e] = query[i, h, e]
-                for hh in range(n_heads):
-                    for e in range(dh):
-                        acc = 0.0
-                        for i in range(length):
-                            acc += g_scores[i, hh, j, w] * queries[i, hh * dh + e]
-                        g_key[hh * dh + e] = acc
-                for o in range(hd):
-                    gv = g_values[j, w, o // dh, o % dh]
-                    gbk[o] += g_key[o]
-                    gbv[o] += gv
-                    for k in range(d):
-                        gWk[o, k] += g_key[o] * inputs[j, w, k]
-                        gWv[o, k] += gv * inputs[j, w, k]
-                        g_in[j, w, k] += g_key[o] * Wk[o, k] + gv * Wv[o, k]
+        hd = g_values.shape[2]
+        n_heads = g_scores.shape[1]
+        dh = hd // n_heads
+        n_pairs = length * n_words
+        # d score[i, h, j, w] / d key[j, w, h, e] = query[i, h, e]
+        g_key = np.zeros((length, n_words, hd), inputs.dtype)
+        g_query = np.zeros((length, hd), inputs.dtype)
         for i in range(length):
             for hh in range(n_heads):
-                for e in range(dh):
-                    acc = 0.0
-                    for j in range(length):
-                        for w in range(n_words):
-                            acc += g_scores[i, hh, j, w] * keys[j, w, hh * dh + e]
-                    g_query[hh * dh + e] = acc * scale
+                for j in range(length):
+                    for w in range(n_words):
+                        if not used[j, w]:  # no gradient: the batch did not read it
+                            continue
+                        gs = g_scores[i, hh, j, w]
+                        for e in range(dh):
+                            o = hh * dh + e
+                            g_key[j, w, o] += gs * queries[i, o]
+                            g_query[i, o] += gs * keys[j, w, o]
+        for i in range(length):
             for o in range(hd):
-                gbq[o] += g_query[o]
-                for k in range(d):
-                    gWq[o, k] += g_query[o] * inputs[i, mask_id, k]
-                    g_in[i, mask_id, k] += g_query[o] * Wq[o, k]
-            for k in range(d):
-                g_in[i, mask_id, k] += g_residual[i, k]
+                g_query[i, o] *= scale
+        flat_inputs = inputs.reshape((n_pairs, d))
+        flat_g_key = g_key.reshape((n_pairs, hd))
+        flat_g_values = g_values.reshape((n_pairs, hd))
+        np.dot(flat_g_key.T, flat_inputs, gWk)  # (h dh, L W) @ (L W, d)
+        np.dot(flat_g_values.T, flat_inputs, gWv)
+        np.dot(g_query.T, residual, gWq)  # the query reads the mask's input
+        _column_sums(flat_g_key, gbk)
+        _column_sums(flat_g_values, gbv)
+        _column_sums(g_query, gbq)
+        g_in = np.dot(flat_g_key, Wk) + np.dot(flat_g_values, Wv)  # (L W, d)
+        g_mask = np.dot(g_query, Wq)  # (L, d)
+        gE[:] = 0.0
+        gP[:] = 0.0
         for j in range(length):
             for w in range(n_words):
+                row = j * n_words + w
                 for k in range(d):
-                    gE[w, k] += g_in[j, w, k]
-                    gP[j, k] += g_in[j, w, k]
+                    g = g_in[row, k]
+                    if w == mask_id:
+                        g += g_mask[j, k] + g_residual[j, k]
+                    gE[w, k] += g
+                    gP[j, k] += g
+
+    @numba.njit(cache=True, nogil=True)
+    def _mark_used(x, mask_id, used):  # pragma: no cover - compiled
+        # the (location, word) pairs whose gate scores and experts the batch reads
+        used[:] = False
+        for j in range(x.shape[1]):
+            used[j, mask_id] = True
+            for r in range(x.shape[0]):
+                used[j, x[r, j]] = True
+
+    @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy", inline="always")
+    def _add_rows(M, bias):  # pragma: no cover - compiled
+        for r in range(M.shape[0]):
+            for c in range(M.shape[1]):
+                M[r, c] += bias[c]
+
+    @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy", inline="always")
+    def _column_sums(M, out):  # pragma: no cover - compiled
+        out[:] = 0.0
+        for r in range(M.shape[0]):
+            for c in range(M.shape[1]):
+                out[c] += M[r, c]
+
+    @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy", inline="always")
+    def _rows_of(flat, rows, n):  # pragma: no cover - compiled
+        return flat[: rows * n].reshape((rows, n))
+
+    @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy", inline="always")
+    def _add_columns(M, bias):  # pragma: no cover - compiled
+        for r in range(M.shape[0]):
+            for c in range(M.shape[1]):
+                M[r, c] += bias[r]
+
+    @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy", inline="always")
+    def _row_sums(M, out):  # pragma: no cover - compiled
+        for r in range(M.shape[0]):
+            acc = 0.0
+            for c in range(M.shape[1]):
+                acc += M[r, c]
+            out[r] = acc
+
+    @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
+    def _rows_step(  # pragma: no cover - compiled
+        x, W, G, T, R, columns, g_tables, pos_w, mask_id, inv_total, bert, eps
+    ):
+        # forward and backward of the sentences x, given the tables: writes the
+        # per-prediction weights' gradients G (in _ROW_GRADIENTS order) and the
+        # tables' gradients; returns the loss share
+        Wo, bo, Wout, bout = W[8], W[9], W[10], W[11]
+        g1, b1, W1, c1, W2, c2, g2, b2 = W[12], W[13], W[14], W[15], W[16], W[17], W[18], W[19]
+        gWo, gbo, gWout, gbout, gg1, gb1, gW1, gc1, gW2, gc2, gg2, gb2 = G
+        residual, values, scores, scores_exp = T[1], T[4], T[5], T[6]
+        g_scores, g_values, g_residual = g_tables
+        n = x.size  # predictions
+        d, n_ff = Wo.shape[0], W1.shape[0]
+        A, O, GL, GO = R[0][:n], R[1][:n], R[2][:n], R[3][:n]
+        C, N1 = _rows_of(columns[0], d, n), _rows_of(columns[1], d, n)
+        H1, U = _rows_of(columns[2], d, n), _rows_of(columns[3], n_ff, n)
+        RELU, N2 = _rows_of(columns[4], n_ff, n), _rows_of(columns[5], d, n)
+        INV, HF = _rows_of(columns[6], 2, n), _rows_of(columns[7], d, n)
+        GH, GF = _rows_of(columns[8], d, n), _rows_of(columns[9], d, n)
+        GU, GC = _rows_of(columns[10], n_ff, n), _rows_of(columns[11], d, n)
+        drop = _rows_of(columns[12], 2 * d, n)
+        g_scores[:] = 0.0
+        g_values[:] = 0.0
+        g_residual[:] = 0.0
+        for a in (gg1, gb1, gg2, gb2):
+            a[:] = 0.0
+        # forward: mixture (per prediction), W_O, link (per feature), output layer, loss
+        _mix_forward(x, mask_id, scores, scores_exp, values, A, O)
+        np.dot(Wo, O.T, C)  # (d, h dh) @ (h dh, P)
+        _add_columns(C, bo)
+        _link_forward(
+            C, residual, drop, g1, b1, W1, c1, W2, c2, g2, b2, bert, eps, N1, H1, U, RELU, N2,
+            INV, HF,
+        )  # fmt: skip
+        np.dot(HF.T, Wout.T, GL)  # (P, d) @ (d, V)
+        _add_rows(GL, bout)
+        loss = _softmax_loss(x, pos_w, mask_id, inv_total, GL)
+        # backward: the same path in reverse; weight gradients are GEMMs over predictions
+        np.dot(Wout.T, GL.T, GH)  # (d, V) @ (V, P)
+        np.dot(GL.T, HF.T, gWout)
+        _column_sums(GL, gbout)
+        _link_backward(
+            GH, drop, g1, W1, W2, g2, bert, N1, U, N2, INV, g_residual, gg1, gb1, gg2, gb2, GC,
+            GF, GU,
+        )  # fmt: skip
+        if bert:
+            np.dot(GU, H1.T, gW1)  # (d_ff, P) @ (P, d)
+            _row_sums(GU, gc1)
+            np.dot(GF, RELU.T, gW2)
+            _row_sums(GF, gc2)
+        np.dot(GC.T, Wo, GO)  # (P, d) @ (d, h dh)
+        np.dot(GC, O, gWo)
+        _row_sums(GC, gbo)
+        _mix_backward(x, mask_id, values, A, GO, g_scores, g_values)
+        return loss
+
+    @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
+    def _adam_update(groups, hyper):  # pragma: no cover - compiled
+        # torch.optim.Adam's update (L2 weight decay added to the gradient)
+        lr, beta1, beta2, eps, decay, step = hyper
+        step_size = lr / (1.0 - beta1**step)
+        root_bias2 = math.sqrt(1.0 - beta2**step)
+        for group in literal_unroll(groups):
+            weight, grad, first, second = group
+            w, g, m, v = weight.reshape(-1), grad.reshape(-1), first.reshape(-1), second.reshape(-1)
+            for k in range(w.size):
+                gk = g[k] + decay * w[k]
+                m[k] = beta1 * m[k] + (1.0 - beta1) * gk
+                v[k] = beta2 * v[k] + (1.0 - beta2) * gk * gk
+                w[k] -= step_size * m[k] / (math.sqrt(v[k]) / root_bias2 + eps)
+
+    @numba.njit(cache=True, nogil=True, error_model="numpy")
+    def _train_epoch(  # pragma: no cover - compiled
+        tokens, order, rows_per_step, W, G, groups, T, R, columns, g_tables, pos_w, mask_id,
+        bert, eps, scale, state, threshold, keep, hyper, losses,
+    ):  # fmt: skip
+        # every step of one pass: batch gather, dropout, tables, rows, tables'
+        # gradients, Adam. Returns (steps applied, 0 | 1 non-finite loss | 2 empty batch)
+        length = tokens.shape[1]
+        batch = np.empty((rows_per_step, length), tokens.dtype)
+        row_grads = G[8:]
+        table_grads = G[:8]
+        step_hyper = hyper.copy()
+        steps = 0
+        for first in range(0, order.size, rows_per_step):
+            n = min(rows_per_step, order.size - first)
+            x = batch[:n]
+            total = 0.0
+            for r in range(n):
+                for j in range(length):
+                    x[r, j] = tokens[order[first + r], j]
+                    if x[r, j] != mask_id:
+                        total += pos_w[j]
+            if total <= 0.0:
+                return steps, 2
+            _mark_used(x, mask_id, T[7])
+            if threshold > 0:
+                _dropout_masks(state, columns[12][: 2 * W[8].shape[0] * x.size], threshold, keep)
+            _tables_forward(W, mask_id, scale, T)
+            loss = _rows_step(
+                x, W, row_grads, T, R, columns, g_tables, pos_w, mask_id, 1.0 / total, bert, eps
+            )
+            losses[steps] = loss
+            if not math.isfinite(loss):
+                return steps, 1
+            _tables_backward(g_tables, W, mask_id, scale, T, table_grads)
+            step_hyper[5] = hyper[5] + steps + 1
+            _adam_update(groups, step_hyper)
+            steps += 1
+        return steps, 0

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from .base import MaskedWordModel
 from .functional import log_softmax_last
-from .fused import DropoutStream, FusedMLM, fused_supported
+from .fused import DropoutStream, FusedAdam, FusedMLM, fused_supported
 
 Masking = Literal["auto", "all", "random"]
 # Up to this many words per row the written-out log-softmax beats torch's kernel on CPU.
@@ -201,7 +201,9 @@ def train_mlm(
         ``"torch"``: autograd through the model's modules. ``"fused"``: the
         compiled kernel of :mod:`attnmoe.model.fused` (same loss and gradients;
         one-layer models with all-locations masking, no padding; dropout masks
-        come from the kernel's own generator and fused Adam is used).
+        come from the kernel's own generator; on one thread whole epochs, Adam
+        included, run in compiled code, on several the batch is split across
+        threads and torch's fused Adam steps).
         ``"auto"``: fused when supported and the model is small, else torch.
 
     Returns
@@ -267,6 +269,7 @@ def train_mlm(
     optimizer = torch.optim.Adam(
         model.parameters(), lr=lr, weight_decay=weight_decay, **({"fused": True} if fused else {})
     )
+    fused_adam = None
     if fused:
         stepper = FusedMLM(
             model,
@@ -276,6 +279,9 @@ def train_mlm(
             DropoutStream(0 if seed is None else seed),
             threads=num_threads if num_threads is not None else torch.get_num_threads(),
         )
+        if stepper.threads == 1:  # whole epochs in compiled code, Adam included
+            fused_adam = FusedAdam(stepper, lr=lr, weight_decay=weight_decay)
+            train_tokens = train_x.numpy()
         num_threads = 1  # the kernel runs its own threads; torch's GEMMs there are tiny
     history = TrainingHistory()
     best_loss, best_state, stale = math.inf, None, 0
@@ -286,7 +292,20 @@ def train_mlm(
             model.train()
             order = torch.randperm(len(train_x), generator=generator).to(device)
             total, count = 0.0, 0
-            for first in range(0, len(order), batch_size):
+            if fused_adam is not None:
+                sizes = np.minimum(batch_size, len(order) - np.arange(0, len(order), batch_size))
+                try:
+                    losses = stepper.train_epoch(
+                        train_tokens, order.numpy(), stepper.max_rows, fused_adam
+                    )
+                except FloatingPointError as error:
+                    raise FloatingPointError(
+                        f"MLM loss became non-finite at epoch {epoch + 1} ({error}); the weights "
+                        "are kept from the last finite step. Try a lower learning rate."
+                    ) from None
+                history.masked_predictions += int(train_x.numel())
+                total, count = float(losses @ sizes), int(sizes.sum())
+            for first in range(0, len(order) if fused_adam is None else 0, batch_size):
                 idx = order[first : first + batch_size]
                 x = train_x[idx]
                 keys = None if train_keys is None else train_keys[idx]
