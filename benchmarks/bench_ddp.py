@@ -65,13 +65,14 @@ def _worker(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     if args.worker == "scan":
         source = SyntheticSource(args.corpus_tokens, args.window, args.vocab, seed=args.seed)
-        n_batches = len(source) // args.global_batch
+        global_batch = args.global_batch[0]
+        n_batches = len(source) // global_batch
         samples, tokens = [[0, _rss_mib()]], 0
         start = time.perf_counter()
         for step in range(n_batches):
-            lo, _ = global_batch_windows(step, len(source), args.global_batch, seed=args.seed)
+            lo, _ = global_batch_windows(step, len(source), global_batch, seed=args.seed)
             for rank in range(2):
-                a, b = shard_range(lo, args.global_batch, rank, 2)
+                a, b = shard_range(lo, global_batch, rank, 2)
                 tokens += source.windows(a, b).numel()
             if (step + 1) % max(1, n_batches // 10) == 0:
                 samples.append([step + 1, _rss_mib()])
@@ -85,7 +86,7 @@ def _worker(args: argparse.Namespace) -> dict:
     tokens = args.corpus_tokens if args.worker == "stream" else args.bench_tokens
     steps = args.stream_steps if args.worker == "stream" else args.steps
     # "half": one process on half the global batch, to run two at once with no communication
-    batch = args.global_batch // 2 if args.worker == "half" else args.global_batch
+    batch = args.global_batch[0] // 2 if args.worker == "half" else args.global_batch[0]
     source = SyntheticSource(tokens, args.window, args.vocab, seed=args.seed)
     model = _model(args)
     history = train_mlm_distributed(
@@ -142,7 +143,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--steps", type=int, default=60, help="optimizer steps per throughput run")
-    p.add_argument("--global-batch", type=int, default=128, help="windows per step (all ranks)")
+    p.add_argument(
+        "--global-batch",
+        type=int,
+        nargs="+",
+        default=[128, 512],
+        help="windows per step (all ranks); several give one throughput row each",
+    )
     p.add_argument("--window", type=int, default=16)
     p.add_argument("--vocab", type=int, default=1000)
     p.add_argument("--d-model", type=int, default=128)
@@ -162,26 +169,38 @@ def main() -> None:
         return
 
     argv = [a for a in sys.argv[1:] if a != "--no-write"]
+    batches = args.global_batch
+
+    def worker_argv(batch: int) -> list[str]:
+        """The command line for one global batch (workers read only the first)."""
+        head, rest = [], list(argv)
+        if "--global-batch" in rest:
+            at = rest.index("--global-batch")
+            head, rest = rest[:at], rest[at + 1 :]
+            while rest and not rest[0].startswith("--"):
+                rest.pop(0)
+        return [*head, *rest, "--global-batch", str(batch)]
+
     machine_start = machine_description("at start")
-    rates: dict[str, list[float]] = {"one": [], "two": [], "pair": []}
-    peaks: dict[str, list[float]] = {}
-    losses: dict[str, list[float]] = {}
+    rates = {(kind, b): [] for b in batches for kind in ("one", "two", "pair")}
+    peaks: dict[tuple, list[float]] = {}
+    losses: dict[tuple, list[float]] = {}
     for repeat in range(args.repeats):
-        for kind in ("one", "two"):
-            result = _run_worker(kind, argv)
-            rates[kind].append(result["rate"])
-            peaks[kind], losses[kind] = result["peak_rss"], result["loss"]
-            print(f"repeat {repeat + 1} {kind}: {result['rate']:,.0f} /s", file=sys.stderr)
-        rates["pair"].append(_run_pair(argv))
-        print(f"repeat {repeat + 1} pair: {rates['pair'][-1]:,.0f} /s", file=sys.stderr)
-    stream = _run_worker("stream", argv)
-    scan = _run_worker("scan", argv)
+        for batch in batches:
+            for kind in ("one", "two"):
+                result = _run_worker(kind, worker_argv(batch))
+                rates[kind, batch].append(result["rate"])
+                peaks[kind, batch], losses[kind, batch] = result["peak_rss"], result["loss"]
+                print(f"repeat {repeat + 1} batch {batch} {kind}: {result['rate']:,.0f} /s",
+                      file=sys.stderr)  # fmt: skip
+            rates["pair", batch].append(_run_pair(worker_argv(batch)))
+            print(f"repeat {repeat + 1} batch {batch} pair: {rates['pair', batch][-1]:,.0f} /s",
+                  file=sys.stderr)  # fmt: skip
+    stream = _run_worker("stream", worker_argv(batches[0]))
+    scan = _run_worker("scan", worker_argv(batches[0]))
     machine_end = machine_description("at end")
 
-    one, two = statistics.median(rates["one"]), statistics.median(rates["two"])
-    pair = statistics.median(rates["pair"])
-    speedup = two / one
-    preds_per_step = args.global_batch * args.window
+    median = {key: statistics.median(values) for key, values in rates.items()}
     lines = [
         "# Data-parallel MLM training (DDP, gloo): 2 processes vs 1",
         "",
@@ -192,44 +211,56 @@ def main() -> None:
         f"Machine: {machine_start}; {machine_end.split(', load average ')[-1]}.",
         f"Python {platform.python_version()}, torch {torch.__version__}.",
         "",
-        "The machine is shared with other engineers' jobs (see the load averages):"
-        " the two configurations are interleaved within each repeat, so read the ratio.",
+        "The machine is shared with other engineers' jobs (see the load averages): all"
+        " configurations are interleaved within each repeat, so read the ratios.",
         "",
         f"Model: `BidirectionalAttention`, one `{args.block}` layer, V = {args.vocab},"
-        f" L = {args.window}, d_model = {args.d_model}, {args.n_heads} heads, float32, Adam."
-        f" Global batch {args.global_batch} windows = {preds_per_step:,} masked predictions per"
-        f" step (one-pass: every location of every window); {args.steps} steps per run;"
-        f" {args.threads} torch thread(s) per process; synthetic corpus.",
+        f" L = {args.window}, d_model = {args.d_model}, {args.n_heads} heads, float32, Adam"
+        f" (a {sum(p.numel() for p in _model(args).parameters()) * 4 / 2**20:.1f} MiB gradient"
+        f" to all-reduce per step). Every location of every window is predicted (one pass);"
+        f" {args.steps} steps per run; {args.threads} torch thread(s) per process; synthetic"
+        " corpus.",
         "",
         "## Throughput",
         "",
-        "| configuration | masked predictions/s (median) | runs | peak RSS per process (MiB) |",
-        "|---|---:|---|---|",
-        f"| 1 process x {args.threads} thread | {one:,.0f} | "
-        + ", ".join(f"{r:,.0f}" for r in rates["one"])
-        + f" | {' / '.join(f'{r:.0f}' for r in peaks['one'])} |",
-        f"| 2 processes x {args.threads} thread (DDP, gloo) | {two:,.0f} | "
-        + ", ".join(f"{r:,.0f}" for r in rates["two"])
-        + f" | {' / '.join(f'{r:.0f}' for r in peaks['two'])} |",
+        "Masked predictions per second, median of the runs (runs in brackets). Ceiling: two"
+        " independent 1-process runs on half the global batch each, at the same time: the"
+        " same arithmetic as DDP with no communication, i.e. what 2 processes can reach on"
+        " this machine.",
         "",
-        f"Speed-up 2 vs 1 process: **{speedup:.2f}x** (goal >= 1.7x:"
-        f" {'met' if speedup >= 1.7 else 'not met'}). Loss first -> last step:"
-        f" 1 process {losses['one'][0]:.4f} -> {losses['one'][1]:.4f},"
-        f" 2 processes {losses['two'][0]:.4f} -> {losses['two'][1]:.4f} (the same run).",
+        "| global batch (windows / masked predictions per step) | 1 process | 2 processes (DDP)"
+        " | speed-up | ceiling (2 independent halves) | DDP share of the ceiling |"
+        " peak RSS per process, 1 / 2 processes (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for b in batches:
+        one, two, pair = median["one", b], median["two", b], median["pair", b]
+        runs = {k: ", ".join(f"{r:,.0f}" for r in rates[k, b]) for k in ("one", "two", "pair")}
+        lines.append(
+            f"| {b} / {b * args.window:,} | {one:,.0f} ({runs['one']}) | {two:,.0f}"
+            f" ({runs['two']}) | **{two / one:.2f}x** | {pair:,.0f} ({runs['pair']}),"
+            f" {pair / one:.2f}x | {two / pair:.0%} | {peaks['one', b][0]:.0f} /"
+            f" {' + '.join(f'{r:.0f}' for r in peaks['two', b])} |"
+        )
+    first = batches[0]
+    lines += [
         "",
-        f"The machine's ceiling, measured in the same repeats: two independent 1-process runs"
-        f" on half the global batch each, at the same time (the same arithmetic as DDP, no"
-        f" communication), together {pair:,.0f} masked predictions/s"
-        f" ({', '.join(f'{r:,.0f}' for r in rates['pair'])}), **{pair / one:.2f}x** one"
-        f" process. DDP reaches {two / pair:.0%} of that ceiling; the rest is its per-step"
-        f" cost (the gradient all-reduce and waiting for the slower rank).",
+        "Goal (issue 5): 2 processes >= 1.7x one process: "
+        + "; ".join(
+            f"batch {b}: {median['two', b] / median['one', b]:.2f}x "
+            + ("(met)" if median["two", b] / median["one", b] >= 1.7 else "(not met)")
+            for b in batches
+        )
+        + f". Loss first -> last step at batch {first}: 1 process"
+        f" {losses['one', first][0]:.4f} -> {losses['one', first][1]:.4f}, 2 processes"
+        f" {losses['two', first][0]:.4f} -> {losses['two', first][1]:.4f} (the same run).",
         "",
         "## Bounded memory on a 100M-token corpus",
         "",
         f"Training: 2 processes x {args.threads} thread on a synthetic corpus of"
         f" {args.corpus_tokens:,} tokens ({stream['windows']:,} windows; generated by index,"
         f" never held in memory), {args.stream_steps} steps"
-        f" ({args.stream_steps * args.global_batch * args.window:,} tokens trained),"
+        f" at global batch {first} ({args.stream_steps * first * args.window:,} tokens trained),"
         f" {stream['rate']:,.0f} masked predictions/s. RSS in MiB at step: rank 0 / rank 1:"
         f" {_fmt_rss(stream['rss'], 2)}. Peak RSS per process:"
         f" {' / '.join(f'{r:.0f}' for r in stream['peak_rss'])} MiB.",
