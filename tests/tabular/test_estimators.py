@@ -81,6 +81,20 @@ def test_same_random_state_same_model_and_ensembles_average():
     np.testing.assert_allclose(ensemble.predict_proba(X), np.mean(members, 0))
 
 
+
+def test_ensemble_members_train_at_once_on_several_threads():
+    import torch
+
+    X, y = _rule_table(n=120)
+    before = torch.get_num_threads()
+    params = {**FAST, "n_ensembles": 3, "init": "torch"}  # torch's init: seeded per member
+    one = AttentionMoEClassifier(**params, n_threads=1).fit(X, y)
+    two = AttentionMoEClassifier(**params, n_threads=2).fit(X, y)
+    assert torch.get_num_threads() == before
+    np.testing.assert_array_equal(one.predict_proba(X), two.predict_proba(X))
+    for a, b in zip(one.histories_, two.histories_, strict=True):
+        assert a.train_loss == b.train_loss
+
 def test_early_stopping_uses_a_training_split():
     X, y = _rule_table()
     clf = AttentionMoEClassifier(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,9 @@ from sklearn.utils.validation import (
 )
 
 from ..model import AttentionConfig, BidirectionalAttention, TrainingHistory, train_mlm
+from ..model.fused import fused_supported
 from ..model.io import atomic_directory
+from ..model.training import torch_threads
 from .encoding import ColumnCoding, TableEncoder
 
 _PREDICT_CHUNK = 4096
@@ -83,37 +86,52 @@ class _TableMLM(BaseEstimator):
         )
 
     def _fit_models(self, tokens: np.ndarray, vocab_size: int, weights: torch.Tensor | None):
+        if self.init not in ("keras", "torch"):
+            raise ValueError(f"init must be 'keras' or 'torch', got {self.init!r}")
         rng = check_random_state(self.random_state)
-        seeds = rng.randint(0, 2**31 - 1, size=self.n_ensembles)
+        seeds = [int(s) for s in rng.randint(0, 2**31 - 1, size=self.n_ensembles)]
         length = tokens.shape[1]
-        rows_per_step = max(1, self.batch_size // length)  # batch_size counts masked predictions
-        models, histories = [], []
-        for seed in seeds:
-            model = BidirectionalAttention(self._config(vocab_size, length))
+        models = []
+        for seed in seeds:  # in order, on this thread: torch's default init draws globally
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model = BidirectionalAttention(self._config(vocab_size, length))
             if self.init == "keras":
-                keras_init_(model, torch.Generator().manual_seed(int(seed)))
-            elif self.init != "torch":
-                raise ValueError(f"init must be 'keras' or 'torch', got {self.init!r}")
-            history = train_mlm(
+                keras_init_(model, torch.Generator().manual_seed(seed))
+            models.append(model)
+        data = torch.as_tensor(tokens)
+
+        def fit_one(model: BidirectionalAttention, seed: int, threads: int | None):
+            return train_mlm(
                 model,
-                torch.as_tensor(tokens),
+                data,
                 epochs=self.epochs,
-                batch_size=rows_per_step,
+                batch_size=max(1, self.batch_size // length),  # batch_size counts predictions
                 lr=self.learning_rate,
                 weight_decay=self.weight_decay,
                 masking="all",
                 position_weights=weights,
                 validation=self.validation_fraction,
                 patience=self.patience if self.validation_fraction else None,
-                seed=int(seed),
+                seed=seed,
                 verbose=self.verbose,
-                num_threads=self.n_threads,
+                num_threads=threads,
                 engine=self.engine,
             )
-            # predict in float64: results then do not depend on the batch size (BLAS paths)
-            models.append(model.double().eval())
-            histories.append(history)
-        return models, histories
+
+        # the fused engine's epochs run without the GIL and draw nothing from torch's
+        # global generator: ensemble members can train at once, one thread each
+        workers = min(self.n_threads or 1, len(models))
+        concurrent = (
+            workers > 1 and self.engine != "torch" and fused_supported(models[0], length)
+        )
+        if concurrent:
+            with torch_threads(1), ThreadPoolExecutor(workers) as pool:
+                histories = list(pool.map(fit_one, models, seeds, [1] * len(models)))
+        else:
+            histories = [fit_one(m, s, self.n_threads) for m, s in zip(models, seeds, strict=True)]
+        # predict in float64: results then do not depend on the batch size (BLAS paths)
+        return [model.double().eval() for model in models], histories
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -164,8 +182,10 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
     random_state : int, RandomState or None
         Seeds everything: the same value gives the same model.
     n_threads : int or None
-        Threads while training; one fit uses one core well, so run several fits
-        in parallel rather than raise this. None keeps torch's setting.
+        Threads while training. With ``n_ensembles > 1`` and the fused engine,
+        up to this many members train at once, one thread each (the same models
+        as one after the other); otherwise a fit uses this many torch threads
+        (one uses a core well). None keeps torch's setting.
     engine : {"auto", "torch", "fused"}
         Training engine (:func:`attnmoe.model.train_mlm`): ``"fused"`` is the
         compiled kernel for small one-layer models (same loss and gradients as
