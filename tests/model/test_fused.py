@@ -149,7 +149,7 @@ def test_compiled_epochs_refuse_bad_input_and_stop_at_empty_batches():
     fused = FusedMLM(model, 6, 8)
     adam = FusedAdam(fused)
     x = np.random.default_rng(0).integers(0, 10, (16, 6))
-    with pytest.raises(ValueError, match="rows_per_step"):
+    with pytest.raises(ValueError, match="per_step"):
         fused.train_epoch(x, np.arange(16), 9, adam)
     with pytest.raises(ValueError, match=r"\(N, 6\)"):
         fused.train_epoch(x[:, :5], np.arange(16), 8, adam)
@@ -172,3 +172,33 @@ def test_one_and_two_threads_train_the_same_model():
                   num_threads=threads)  # fmt: skip
         weights.append(model.output.weight.detach())
     assert torch.allclose(weights[0], weights[1], atol=1e-9, rtol=0)
+
+
+def test_masked_copies_follow_the_torch_engine():
+    # batches of masked copies shuffled across sentences and locations (the paper's
+    # Keras training): the fused epochs against autograd over the same copies
+    x = torch.randint(0, 11, (40, 6), generator=torch.Generator().manual_seed(9))
+    weights = torch.linspace(0.5, 2.0, 6, dtype=torch.float64)
+    histories, outputs = [], []
+    for engine in ("torch", "fused"):
+        model = _tabular_model(seed=5)
+        history = train_mlm(
+            model, x, epochs=3, batch_size=50, masking="copies", position_weights=weights,
+            seed=3, verbose=0, engine=engine,
+        )  # fmt: skip
+        assert history.masked_predictions == 3 * 40 * 6
+        histories.append(np.array(history.train_loss))
+        outputs.append(model.output.weight.detach())
+    assert np.allclose(histories[0], histories[1], rtol=1e-6, atol=0)
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-6, rtol=0)
+
+
+def test_masked_copies_are_the_all_locations_loss_when_one_batch_holds_them_all():
+    x = torch.randint(0, 11, (12, 6), generator=torch.Generator().manual_seed(10))
+    a, b = _tabular_model(seed=6), _tabular_model(seed=6)
+    train_mlm(a, x, epochs=1, batch_size=12, masking="all", verbose=0, engine="fused", lr=1e-2)
+    train_mlm(b, x, epochs=1, batch_size=72, masking="copies", verbose=0, engine="fused", lr=1e-2)
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-12, rtol=0)
+    with pytest.raises(ValueError, match="copies"):
+        train_mlm(_tabular_model(n_layers=2), x, epochs=1, masking="copies", verbose=0)

@@ -81,7 +81,6 @@ def test_same_random_state_same_model_and_ensembles_average():
     np.testing.assert_allclose(ensemble.predict_proba(X), np.mean(members, 0))
 
 
-
 def test_ensemble_members_train_at_once_on_several_threads():
     import torch
 
@@ -94,6 +93,7 @@ def test_ensemble_members_train_at_once_on_several_threads():
     np.testing.assert_array_equal(one.predict_proba(X), two.predict_proba(X))
     for a, b in zip(one.histories_, two.histories_, strict=True):
         assert a.train_loss == b.train_loss
+
 
 def test_early_stopping_uses_a_training_split():
     X, y = _rule_table()

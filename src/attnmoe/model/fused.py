@@ -163,11 +163,13 @@ class _Workspace:
             self.drop.fill(1.0)
 
     def run(self, fused: FusedMLM, tokens: np.ndarray, inv_total: float) -> float:
-        """Forward and backward of ``tokens`` (a slice of the batch); returns its loss share."""
+        """Forward and backward of every location of ``tokens`` (a slice of the batch)
+        masked alone; returns its loss share."""
+        n_pred = tokens.size
         return _rows_step(
-            tokens, fused.weight_arrays, self.row_grads, fused.tables, self.row_arrays,
-            self.columns, self.table_grads, fused.position_weights, fused.model.config.mask_id,
-            inv_total, fused.bert, fused.eps,
+            tokens, fused.pred_rows[:n_pred], fused.pred_locs[:n_pred], fused.weight_arrays,
+            self.row_grads, fused.tables, self.row_arrays, self.columns, self.table_grads,
+            fused.position_weights, fused.model.config.mask_id, inv_total, fused.bert, fused.eps,
         )  # fmt: skip
 
 
@@ -275,6 +277,9 @@ class FusedMLM:
         )  # fmt: skip
         self.weight_arrays = tuple(self.params[k] for k in _WEIGHTS)
         self.table_weight_grads = tuple(self.grads[k] for k in _TABLE_WEIGHTS)
+        # every location of every sentence: prediction p = sentence * L + location
+        self.pred_rows = np.repeat(np.arange(max_rows), length)
+        self.pred_locs = np.tile(np.arange(length), max_rows)
         per_thread = -(-max_rows // self.threads)
         self.workspaces = [_Workspace(self, per_thread) for _ in range(self.threads)]
 
@@ -335,29 +340,42 @@ class FusedMLM:
         return float(sum(losses))
 
     def train_epoch(
-        self, tokens: np.ndarray, order: np.ndarray, rows_per_step: int, adam: FusedAdam
+        self,
+        tokens: np.ndarray,
+        order: np.ndarray,
+        per_step: int,
+        adam: FusedAdam,
+        copies: bool = False,
     ) -> np.ndarray:
-        """Adam steps over ``tokens[order]`` in batches of ``rows_per_step``
-        sentences, the whole pass in compiled code (one thread).
+        """One pass of Adam steps, all in compiled code (one thread).
 
-        Each step is :meth:`step` followed by ``adam``'s update of the weights in
-        place. Returns each step's loss.
+        Rows (``copies=False``): ``order`` permutes the sentences of ``tokens``; a
+        step takes the next ``per_step`` sentences and predicts every location of
+        each (:meth:`step`). Copies: ``order`` permutes the (sentence, location)
+        pairs, numbered ``sentence * L + location``; a step takes the next
+        ``per_step`` pairs, i.e. a batch of masked copies drawn from all
+        sentences (the paper's Keras training). Each step is followed by
+        ``adam``'s update of the weights in place. Returns each step's loss.
 
         Raises
         ------
         FloatingPointError
             If a step's loss is not finite; that step's update is not applied.
         ValueError
-            If a batch holds nothing to predict (every location masked).
+            If a batch holds nothing to predict (every target masked).
         """
         if self.threads != 1:
             raise ValueError("train_epoch runs on one thread; use step() with threads > 1")
-        if not 1 <= rows_per_step <= self.max_rows:
-            raise ValueError(f"rows_per_step must be in [1, {self.max_rows}], got {rows_per_step}")
+        limit = self.max_rows * self.length if copies else self.max_rows
+        if not 1 <= per_step <= limit:
+            raise ValueError(f"per_step must be in [1, {limit}], got {per_step}")
         tokens = np.ascontiguousarray(tokens, dtype=np.int64)
         order = np.ascontiguousarray(order, dtype=np.int64)
         if tokens.ndim != 2 or tokens.shape[1] != self.length:
             raise ValueError(f"tokens must be (N, {self.length}), got {tokens.shape}")
+        bound = tokens.size if copies else len(tokens)
+        if order.size and (order.min() < 0 or order.max() >= bound):
+            raise ValueError(f"order must index [0, {bound}), got [{order.min()}, {order.max()}]")
         rate = self._dropout_rate()
         ws = self.workspaces[0]
         ws.fill_dropout(self, 0, 0.0)  # all ones, in case the stream is not used
@@ -365,9 +383,9 @@ class FusedMLM:
         state = self.dropout.state if self.dropout is not None else np.ones(1, np.uint64)
         grads = self.table_weight_grads + ws.row_grads
         groups = tuple(zip(self.weight_arrays, grads, adam.first, adam.second, strict=True))
-        losses = np.zeros(-(-len(order) // rows_per_step))
+        losses = np.zeros(-(-len(order) // per_step))
         steps, status = _train_epoch(
-            tokens, order, rows_per_step, self.weight_arrays, grads, groups, self.tables,
+            tokens, order, per_step, copies, self.weight_arrays, grads, groups, self.tables,
             ws.row_arrays, ws.columns, ws.table_grads, self.position_weights,
             self.model.config.mask_id, self.bert, self.eps, self.scale, state, threshold,
             65536.0 / (65536 - threshold), adam.hyper(), losses,
@@ -376,7 +394,7 @@ class FusedMLM:
         if status == 1:
             raise FloatingPointError(f"the MLM loss became {losses[steps]} at step {steps + 1}")
         if status == 2:
-            raise ValueError("nothing to predict: every location of a batch holds the mask token")
+            raise ValueError("nothing to predict: every target of a batch is the mask token")
         return losses
 
 
@@ -480,57 +498,57 @@ if _HAVE_NUMBA:
         state[0] = z
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
-    def _mix_forward(x, mask_id, S, S_exp, V, A, O):  # pragma: no cover - compiled
+    def _mix_forward(x, rows, locs, mask_id, S, S_exp, V, A, O):  # pragma: no cover - compiled
         # gates pi[h, j] = softmax_j S[i, h, j, x_j] (x_i the mask) and o_h = sum_j pi V[j, x_j, h].
         # S_exp = exp(S - max over the (i, h) table slice): the softmax is shift-invariant,
         # so the exponentials are looked up, not recomputed per prediction. Rows are
         # whole h * dh vectors (each head's gate repeated dh times), which vectorise;
         # row views and local sums keep LLVM from assuming the arrays alias.
-        n, length = x.shape
+        # Prediction p masks location locs[p] of sentence rows[p].
+        length = x.shape[1]
         hd = O.shape[1]
         n_heads = S.shape[1]
         dh = hd // n_heads
         z = np.empty(hd, O.dtype)
         acc = np.empty(hd, O.dtype)
-        for b in range(n):
-            for i in range(length):
-                p = b * length + i
+        for p in range(rows.size):
+            b, i = rows[p], locs[p]
+            for o in range(hd):
+                z[o] = 0.0
+                acc[o] = 0.0
+            for j in range(length):
+                w = mask_id if j == i else x[b, j]
+                table, value, gates = S_exp[i, j, w], V[j, w], A[p, j]
+                for o in range(hd):
+                    gates[o] = table[o]
+                    z[o] += table[o]
+                    acc[o] += table[o] * value[o]
+            low = z[0]
+            for o in range(hd):
+                low = min(low, z[o])
+            if low < 1e-30:  # every gate far below the table's best: shift by their own max
                 for o in range(hd):
                     z[o] = 0.0
                     acc[o] = 0.0
-                for j in range(length):
-                    w = mask_id if j == i else x[b, j]
-                    table, value, gates = S_exp[i, j, w], V[j, w], A[p, j]
-                    for o in range(hd):
-                        gates[o] = table[o]
-                        z[o] += table[o]
-                        acc[o] += table[o] * value[o]
-                low = z[0]
+                for hh in range(n_heads):
+                    top = -np.inf
+                    for j in range(length):
+                        top = max(top, S[i, hh, j, mask_id if j == i else x[b, j]])
+                    for j in range(length):
+                        w = mask_id if j == i else x[b, j]
+                        gate = math.exp(S[i, hh, j, w] - top)
+                        for o in range(hh * dh, (hh + 1) * dh):
+                            A[p, j, o] = gate
+                            z[o] += gate
+                            acc[o] += gate * V[j, w, o]
+            out = O[p]
+            for o in range(hd):
+                z[o] = 1.0 / z[o]
+                out[o] = acc[o] * z[o]
+            for j in range(length):
+                gates = A[p, j]
                 for o in range(hd):
-                    low = min(low, z[o])
-                if low < 1e-30:  # every gate far below the table's best: shift by their own max
-                    for o in range(hd):
-                        z[o] = 0.0
-                        acc[o] = 0.0
-                    for hh in range(n_heads):
-                        top = -np.inf
-                        for j in range(length):
-                            top = max(top, S[i, hh, j, mask_id if j == i else x[b, j]])
-                        for j in range(length):
-                            w = mask_id if j == i else x[b, j]
-                            gate = math.exp(S[i, hh, j, w] - top)
-                            for o in range(hh * dh, (hh + 1) * dh):
-                                A[p, j, o] = gate
-                                z[o] += gate
-                                acc[o] += gate * V[j, w, o]
-                out = O[p]
-                for o in range(hd):
-                    z[o] = 1.0 / z[o]
-                    out[o] = acc[o] * z[o]
-                for j in range(length):
-                    gates = A[p, j]
-                    for o in range(hd):
-                        gates[o] *= z[o]
+                    gates[o] *= z[o]
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy", inline="always")
     def _layer_norm(X, gamma, beta, eps, normed, out, inv):  # pragma: no cover - compiled
@@ -582,12 +600,11 @@ if _HAVE_NUMBA:
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
     def _link_forward(  # pragma: no cover - compiled
-        C, R, drop, g1, b1, W1, c1, W2, c2, g2, b2, bert, eps, N1, H1, U, RELU, N2, INV, HF
+        C, R, locs, drop, g1, b1, W1, c1, W2, c2, g2, b2, bert, eps, N1, H1, U, RELU, N2, INV, HF
     ):
         # feature-major (rows, P). bert: h1 = LN(R + dropout(C)); HF = LN(h1 + dropout(FF(h1))).
         # pure: HF = dropout(C)
         d, n = C.shape
-        length = R.shape[0]
         n_ff = W1.shape[0]
         if not bert:
             for k in range(d):
@@ -595,10 +612,8 @@ if _HAVE_NUMBA:
                     HF[k, p] = C[k, p] * drop[k, p]
             return
         for k in range(d):
-            for i in range(length):  # the masked location's own input, p = i mod L
-                residual = R[i, k]
-                for p in range(i, n, length):
-                    HF[k, p] = residual + C[k, p] * drop[k, p]
+            for p in range(n):  # the masked location's own input
+                HF[k, p] = R[locs[p], k] + C[k, p] * drop[k, p]
         _layer_norm(HF, g1, b1, eps, N1, H1, INV[0])
         for f in range(n_ff):
             for p in range(n):
@@ -621,38 +636,36 @@ if _HAVE_NUMBA:
         _layer_norm(HF, g2, b2, eps, N2, HF, INV[1])
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
-    def _softmax_loss(x, pos_w, mask_id, inv_total, GL):  # pragma: no cover - compiled
+    def _softmax_loss(x, rows, locs, pos_w, mask_id, inv_total, GL):  # pragma: no cover
         # GL holds the logits; returns the mean weighted loss, leaves d loss / d logits
-        n, length = x.shape
         n_out = GL.shape[1]
         total = 0.0
-        for b in range(n):
-            for i in range(length):
-                p = b * length + i
-                target = x[b, i]
-                if target == mask_id:  # a missing value: seen by the others, not predicted
-                    for v in range(n_out):
-                        GL[p, v] = 0.0
-                    continue
-                top = GL[p, 0]
-                for v in range(1, n_out):
-                    top = max(top, GL[p, v])
-                target_logit = GL[p, target]
-                z = 0.0
+        for p in range(rows.size):
+            i = locs[p]
+            target = x[rows[p], i]
+            if target == mask_id:  # a missing value: seen by the others, not predicted
                 for v in range(n_out):
-                    e = GL[p, v] - top
-                    GL[p, v] = math.exp(e) if e > -60.0 else 0.0
-                    z += GL[p, v]
-                total += pos_w[i] * (math.log(z) + top - target_logit)
-                scale = pos_w[i] * inv_total
-                for v in range(n_out):
-                    GL[p, v] *= scale / z
-                GL[p, target] -= scale
+                    GL[p, v] = 0.0
+                continue
+            top = GL[p, 0]
+            for v in range(1, n_out):
+                top = max(top, GL[p, v])
+            target_logit = GL[p, target]
+            z = 0.0
+            for v in range(n_out):
+                e = GL[p, v] - top
+                GL[p, v] = math.exp(e) if e > -60.0 else 0.0
+                z += GL[p, v]
+            total += pos_w[i] * (math.log(z) + top - target_logit)
+            scale = pos_w[i] * inv_total
+            for v in range(n_out):
+                GL[p, v] *= scale / z
+            GL[p, target] -= scale
         return total * inv_total
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
     def _link_backward(  # pragma: no cover - compiled
-        G, drop, g1, W1, W2, g2, bert, N1, U, N2, INV, gR, gg1, gb1, gg2, gb2, GC, GF, GU
+        G, locs, drop, g1, W1, W2, g2, bert, N1, U, N2, INV, gR, gg1, gb1, gg2, gb2, GC, GF, GU
     ):
         # feature-major: d loss / d HF (G, overwritten) back through the link to d loss / d C (GC)
         d, n = G.shape
@@ -682,57 +695,58 @@ if _HAVE_NUMBA:
                 for p in range(n):
                     G[k, p] += GU[f, p] * weight
         _layer_norm_backward(G, N1, g1, INV[0], gg1, gb1, GC)
+        acc = np.empty(length)  # per location, summed in float64 before the table
         for k in range(d):
-            for i in range(length):
-                acc = 0.0
-                for p in range(i, n, length):
-                    acc += GC[k, p]
-                gR[i, k] += acc
+            acc[:] = 0.0
             for p in range(n):
+                acc[locs[p]] += GC[k, p]
                 GC[k, p] *= drop[k, p]
+            for i in range(length):
+                gR[i, k] += acc[i]
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
-    def _mix_backward(x, mask_id, V, A, GO, gS, gV):  # pragma: no cover - compiled
+    def _mix_backward(x, rows, locs, mask_id, V, A, GO, gS, gV):  # pragma: no cover - compiled
         # d loss / d o (GO) back to the expert table and the gate scores
-        n, length = x.shape
+        length = x.shape[1]
         hd = GO.shape[1]
         n_heads = gS.shape[1]
         dh = hd // n_heads
         prod = np.empty(hd, GO.dtype)
         g_gate = np.empty((length, n_heads), GO.dtype)
         dot = np.empty(n_heads, GO.dtype)
-        # a sentence's L predictions share the experts of its words: sum their
-        # gradients here, then add to the table once (not L times)
-        g_row = np.empty((length, hd), GO.dtype)
-        for b in range(n):
-            g_row[:] = 0.0
-            for i in range(length):
-                p = b * length + i
-                grad = GO[p]
-                for hh in range(n_heads):
-                    dot[hh] = 0.0
-                for j in range(length):
-                    w = mask_id if j == i else x[b, j]
-                    target = gV[j, w] if j == i else g_row[j]
-                    value, gates = V[j, w], A[p, j]
-                    for o in range(hd):
-                        prod[o] = grad[o] * value[o]
-                        target[o] += gates[o] * grad[o]
-                    for hh in range(n_heads):
-                        acc = prod[hh * dh]
-                        for e in range(1, dh):
-                            acc += prod[hh * dh + e]
-                        g_gate[j, hh] = acc
-                        dot[hh] += gates[hh * dh] * acc
-                for j in range(length):
-                    w = mask_id if j == i else x[b, j]
-                    gates = A[p, j]
-                    for hh in range(n_heads):
-                        gS[i, hh, j, w] += gates[hh * dh] * (g_gate[j, hh] - dot[hh])
+        # consecutive predictions of one sentence share the experts of its words: sum
+        # their gradients here, then add to the table once per sentence
+        g_row = np.zeros((length, hd), GO.dtype)
+        n_pred = rows.size
+        for p in range(n_pred):
+            b, i = rows[p], locs[p]
+            grad = GO[p]
+            for hh in range(n_heads):
+                dot[hh] = 0.0
             for j in range(length):
-                target, row = gV[j, x[b, j]], g_row[j]
+                w = mask_id if j == i else x[b, j]
+                target = gV[j, w] if j == i else g_row[j]
+                value, gates = V[j, w], A[p, j]
                 for o in range(hd):
-                    target[o] += row[o]
+                    prod[o] = grad[o] * value[o]
+                    target[o] += gates[o] * grad[o]
+                for hh in range(n_heads):
+                    acc = prod[hh * dh]
+                    for e in range(1, dh):
+                        acc += prod[hh * dh + e]
+                    g_gate[j, hh] = acc
+                    dot[hh] += gates[hh * dh] * acc
+            for j in range(length):
+                w = mask_id if j == i else x[b, j]
+                gates = A[p, j]
+                for hh in range(n_heads):
+                    gS[i, hh, j, w] += gates[hh * dh] * (g_gate[j, hh] - dot[hh])
+            if p + 1 == n_pred or rows[p + 1] != b:  # the sentence's last prediction
+                for j in range(length):
+                    target, row = gV[j, x[b, j]], g_row[j]
+                    for o in range(hd):
+                        target[o] += row[o]
+                        row[o] = 0.0
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
     def _tables_forward(W, mask_id, scale, T):  # pragma: no cover - compiled
@@ -878,17 +892,17 @@ if _HAVE_NUMBA:
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
     def _rows_step(  # pragma: no cover - compiled
-        x, W, G, T, R, columns, g_tables, pos_w, mask_id, inv_total, bert, eps
+        x, rows, locs, W, G, T, R, columns, g_tables, pos_w, mask_id, inv_total, bert, eps
     ):
-        # forward and backward of the sentences x, given the tables: writes the
-        # per-prediction weights' gradients G (in _ROW_GRADIENTS order) and the
-        # tables' gradients; returns the loss share
+        # forward and backward of the predictions (sentence rows[p] of x, location
+        # locs[p] masked), given the tables: writes the per-prediction weights'
+        # gradients G (in _ROW_GRADIENTS order) and the tables'; returns the loss share
         Wo, bo, Wout, bout = W[8], W[9], W[10], W[11]
         g1, b1, W1, c1, W2, c2, g2, b2 = W[12], W[13], W[14], W[15], W[16], W[17], W[18], W[19]
         gWo, gbo, gWout, gbout, gg1, gb1, gW1, gc1, gW2, gc2, gg2, gb2 = G
         residual, values, scores, scores_exp = T[1], T[4], T[5], T[6]
         g_scores, g_values, g_residual = g_tables
-        n = x.size  # predictions
+        n = rows.size  # predictions
         d, n_ff = Wo.shape[0], W1.shape[0]
         A, O, GL, GO = R[0][:n], R[1][:n], R[2][:n], R[3][:n]
         C, N1 = _rows_of(columns[0], d, n), _rows_of(columns[1], d, n)
@@ -904,23 +918,23 @@ if _HAVE_NUMBA:
         for a in (gg1, gb1, gg2, gb2):
             a[:] = 0.0
         # forward: mixture (per prediction), W_O, link (per feature), output layer, loss
-        _mix_forward(x, mask_id, scores, scores_exp, values, A, O)
+        _mix_forward(x, rows, locs, mask_id, scores, scores_exp, values, A, O)
         np.dot(Wo, O.T, C)  # (d, h dh) @ (h dh, P)
         _add_columns(C, bo)
         _link_forward(
-            C, residual, drop, g1, b1, W1, c1, W2, c2, g2, b2, bert, eps, N1, H1, U, RELU, N2,
-            INV, HF,
+            C, residual, locs, drop, g1, b1, W1, c1, W2, c2, g2, b2, bert, eps, N1, H1, U, RELU,
+            N2, INV, HF,
         )  # fmt: skip
         np.dot(HF.T, Wout.T, GL)  # (P, d) @ (d, V)
         _add_rows(GL, bout)
-        loss = _softmax_loss(x, pos_w, mask_id, inv_total, GL)
+        loss = _softmax_loss(x, rows, locs, pos_w, mask_id, inv_total, GL)
         # backward: the same path in reverse; weight gradients are GEMMs over predictions
         np.dot(Wout.T, GL.T, GH)  # (d, V) @ (V, P)
         np.dot(GL.T, HF.T, gWout)
         _column_sums(GL, gbout)
         _link_backward(
-            GH, drop, g1, W1, W2, g2, bert, N1, U, N2, INV, g_residual, gg1, gb1, gg2, gb2, GC,
-            GF, GU,
+            GH, locs, drop, g1, W1, W2, g2, bert, N1, U, N2, INV, g_residual, gg1, gb1, gg2, gb2,
+            GC, GF, GU,
         )  # fmt: skip
         if bert:
             np.dot(GU, H1.T, gW1)  # (d_ff, P) @ (P, d)
@@ -930,7 +944,7 @@ if _HAVE_NUMBA:
         np.dot(GC.T, Wo, GO)  # (P, d) @ (d, h dh)
         np.dot(GC, O, gWo)
         _row_sums(GC, gbo)
-        _mix_backward(x, mask_id, values, A, GO, g_scores, g_values)
+        _mix_backward(x, rows, locs, mask_id, values, A, GO, g_scores, g_values)
         return loss
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
@@ -950,35 +964,52 @@ if _HAVE_NUMBA:
 
     @numba.njit(cache=True, nogil=True, error_model="numpy")
     def _train_epoch(  # pragma: no cover - compiled
-        tokens, order, rows_per_step, W, G, groups, T, R, columns, g_tables, pos_w, mask_id,
+        tokens, order, per_step, copies, W, G, groups, T, R, columns, g_tables, pos_w, mask_id,
         bert, eps, scale, state, threshold, keep, hyper, losses,
     ):  # fmt: skip
         # every step of one pass: batch gather, dropout, tables, rows, tables'
-        # gradients, Adam. Returns (steps applied, 0 | 1 non-finite loss | 2 empty batch)
+        # gradients, Adam. Rows: order permutes sentences, a step takes per_step of
+        # them and predicts every location. Copies: order permutes (sentence,
+        # location) pairs as sentence * L + location, a step takes per_step pairs.
+        # Returns (steps applied, 0 | 1 non-finite loss | 2 nothing to predict)
         length = tokens.shape[1]
-        batch = np.empty((rows_per_step, length), tokens.dtype)
+        max_pred = per_step if copies else per_step * length
+        batch = np.empty((per_step, length), tokens.dtype)
+        rows = np.empty(max_pred, np.int64)
+        locs = np.empty(max_pred, np.int64)
+        if not copies:
+            for p in range(max_pred):
+                rows[p] = p // length
+                locs[p] = p % length
         row_grads = G[8:]
         table_grads = G[:8]
         step_hyper = hyper.copy()
         steps = 0
-        for first in range(0, order.size, rows_per_step):
-            n = min(rows_per_step, order.size - first)
+        for first in range(0, order.size, per_step):
+            n = min(per_step, order.size - first)
             x = batch[:n]
-            total = 0.0
+            n_pred = n if copies else n * length
             for r in range(n):
+                sentence = order[first + r] // length if copies else order[first + r]
                 for j in range(length):
-                    x[r, j] = tokens[order[first + r], j]
-                    if x[r, j] != mask_id:
-                        total += pos_w[j]
+                    x[r, j] = tokens[sentence, j]
+                if copies:
+                    rows[r] = r
+                    locs[r] = order[first + r] % length
+            total = 0.0
+            for p in range(n_pred):
+                if x[rows[p], locs[p]] != mask_id:
+                    total += pos_w[locs[p]]
             if total <= 0.0:
                 return steps, 2
             _mark_used(x, mask_id, T[7])
             if threshold > 0:
-                _dropout_masks(state, columns[12][: 2 * W[8].shape[0] * x.size], threshold, keep)
+                _dropout_masks(state, columns[12][: 2 * W[8].shape[0] * n_pred], threshold, keep)
             _tables_forward(W, mask_id, scale, T)
             loss = _rows_step(
-                x, W, row_grads, T, R, columns, g_tables, pos_w, mask_id, 1.0 / total, bert, eps
-            )
+                x, rows[:n_pred], locs[:n_pred], W, row_grads, T, R, columns, g_tables, pos_w,
+                mask_id, 1.0 / total, bert, eps,
+            )  # fmt: skip
             losses[steps] = loss
             if not math.isfinite(loss):
                 return steps, 1

@@ -26,7 +26,7 @@ from .base import MaskedWordModel
 from .functional import log_softmax_last
 from .fused import DropoutStream, FusedAdam, FusedMLM, fused_supported
 
-Masking = Literal["auto", "all", "random"]
+Masking = Literal["auto", "all", "copies", "random"]
 # Up to this many words per row the written-out log-softmax beats torch's kernel on CPU.
 _SHORT_ROWS = 64
 Engine = Literal["auto", "torch", "fused"]
@@ -105,6 +105,31 @@ def mlm_loss(
     return (losses * weights).sum() / weights.sum().clamp_min(1e-12)
 
 
+def masked_copies_loss(
+    model: MaskedWordModel,
+    x: Tensor,
+    locations: Tensor,
+    position_weights: Tensor | None = None,
+) -> Tensor:
+    """Mean cross-entropy of masked copies: sentence ``b`` of ``x`` with its
+    location ``locations[b]`` masked (one-layer models: from one pass).
+
+    Weights as in :func:`mlm_loss`: ``position_weights[location]``, and 0 where
+    the true token is the mask (a missing value)."""
+    rows = torch.arange(len(x), device=x.device)
+    logits = model.masked_logits(x)[rows, locations]  # (B, V): one pass, then select
+    targets = x[rows, locations]
+    unknown = targets == model.config.mask_id
+    losses = F.cross_entropy(logits, targets.masked_fill(unknown, 0), reduction="none")  # (B,)
+    weights = (
+        torch.ones_like(losses)
+        if position_weights is None
+        else position_weights.to(losses.dtype)[locations]
+    )
+    weights = weights.masked_fill(unknown, 0.0)
+    return (losses * weights).sum() / weights.sum().clamp_min(1e-12)
+
+
 def random_mask_loss(
     model: MaskedWordModel,
     x: Tensor,
@@ -172,11 +197,16 @@ def train_mlm(
     key_mask
         ``(N, L)`` bool, False at padding.
     epochs, batch_size, lr, weight_decay
-        Optimisation budget; ``batch_size`` counts sentences.
+        Optimisation budget; ``batch_size`` counts sentences (masked copies
+        under ``masking="copies"``).
     masking
         ``"all"``: every location masked once per sentence per epoch (one pass
-        for one-layer models, masked copies otherwise). ``"random"``: BERT's
-        15 % / 80-10-10 masking. ``"auto"``: ``"all"`` for one layer, else random.
+        for one-layer models, masked copies otherwise); a batch is
+        ``batch_size`` sentences with all their locations. ``"copies"`` (one
+        layer): the same masked copies, but shuffled across sentences and
+        locations; a batch is ``batch_size`` copies (the paper's Keras
+        training). ``"random"``: BERT's 15 % / 80-10-10 masking. ``"auto"``:
+        ``"all"`` for one layer, else random.
     mask_prob
         Share of locations predicted under random masking.
     position_weights
@@ -224,9 +254,16 @@ def train_mlm(
         raise ValueError("epochs and batch_size must be positive")
     if masking == "auto":
         masking = "all" if model.one_pass_exact else "random"
-    if masking not in ("all", "random"):
-        raise ValueError(f"masking must be 'auto', 'all' or 'random', got {masking!r}")
-    fusable = masking == "all" and key_mask is None and fused_supported(model, tokens.shape[1])
+    if masking not in ("all", "copies", "random"):
+        raise ValueError(f"masking must be 'auto', 'all', 'copies' or 'random', got {masking!r}")
+    copies = masking == "copies"
+    if copies and (key_mask is not None or not model.one_pass_exact):
+        raise ValueError("masking='copies' needs a one-layer model and no key_mask")
+    fusable = (
+        masking in ("all", "copies")
+        and key_mask is None
+        and fused_supported(model, tokens.shape[1])
+    )
     if engine not in ("auto", "torch", "fused"):
         raise ValueError(f"engine must be 'auto', 'torch' or 'fused', got {engine!r}")
     if engine == "auto":
@@ -234,7 +271,8 @@ def train_mlm(
     if engine == "fused" and not fusable:
         raise ValueError(
             "engine='fused' needs a small one-layer BidirectionalAttention on CPU (ReLU, "
-            "biases, dense gates), all-locations masking, no key_mask, and numba installed"
+            "biases, dense gates), all-locations or copies masking, no key_mask, and numba "
+            "installed"
         )
     if seed is not None:
         torch.manual_seed(seed)  # dropout draws from the global generator
@@ -270,14 +308,19 @@ def train_mlm(
         model.parameters(), lr=lr, weight_decay=weight_decay, **({"fused": True} if fused else {})
     )
     fused_adam = None
+    length = train_x.shape[1]
+    # copies: order numbers (sentence, location) pairs as sentence * L + location
+    n_items = len(train_x) * length if copies else len(train_x)
+    per_step = min(batch_size, n_items)
     if fused:
         stepper = FusedMLM(
             model,
-            train_x.shape[1],
-            min(batch_size, len(train_x)),
+            length,
+            -(-per_step // length) if copies else per_step,
             weights,
             DropoutStream(0 if seed is None else seed),
-            threads=num_threads if num_threads is not None else torch.get_num_threads(),
+            # copies run as whole compiled epochs only, on one thread
+            threads=1 if copies else (num_threads or torch.get_num_threads()),
         )
         if stepper.threads == 1:  # whole epochs in compiled code, Adam included
             fused_adam = FusedAdam(stepper, lr=lr, weight_decay=weight_decay)
@@ -290,13 +333,13 @@ def train_mlm(
         bar = tqdm(range(epochs), desc="MLM", unit="epoch", disable=verbose <= 0, leave=False)
         for epoch in bar:
             model.train()
-            order = torch.randperm(len(train_x), generator=generator).to(device)
+            order = torch.randperm(n_items, generator=generator).to(device)
             total, count = 0.0, 0
             if fused_adam is not None:
-                sizes = np.minimum(batch_size, len(order) - np.arange(0, len(order), batch_size))
+                sizes = np.minimum(per_step, n_items - np.arange(0, n_items, per_step))
                 try:
                     losses = stepper.train_epoch(
-                        train_tokens, order.numpy(), stepper.max_rows, fused_adam
+                        train_tokens, order.numpy(), per_step, fused_adam, copies
                     )
                 except FloatingPointError as error:
                     raise FloatingPointError(
@@ -305,9 +348,9 @@ def train_mlm(
                     ) from None
                 history.masked_predictions += int(train_x.numel())
                 total, count = float(losses @ sizes), int(sizes.sum())
-            for first in range(0, len(order) if fused_adam is None else 0, batch_size):
-                idx = order[first : first + batch_size]
-                x = train_x[idx]
+            for first in range(0, n_items if fused_adam is None else 0, per_step):
+                idx = order[first : first + per_step]
+                x = train_x[idx // length if copies else idx]
                 keys = None if train_keys is None else train_keys[idx]
                 if fused:  # overwrites .grad in place (its buffers are wired to it)
                     loss = torch.tensor(stepper.step(x))
@@ -315,10 +358,14 @@ def train_mlm(
                     optimizer.zero_grad(set_to_none=True)
                     if masking == "all":
                         loss = mlm_loss(model, x, keys, weights)
+                    elif copies:
+                        loss = masked_copies_loss(model, x, idx % length, weights)
                     else:
                         loss = random_mask_loss(model, x, generator, keys, mask_prob)
                 if masking == "all":
                     history.masked_predictions += int(x.numel() if keys is None else keys.sum())
+                elif copies:
+                    history.masked_predictions += len(idx)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"MLM loss became {loss.item()} at epoch {epoch + 1}; the weights are kept "

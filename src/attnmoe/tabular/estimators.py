@@ -88,6 +88,9 @@ class _TableMLM(BaseEstimator):
     def _fit_models(self, tokens: np.ndarray, vocab_size: int, weights: torch.Tensor | None):
         if self.init not in ("keras", "torch"):
             raise ValueError(f"init must be 'keras' or 'torch', got {self.init!r}")
+        if self.batching not in ("copies", "rows"):
+            raise ValueError(f"batching must be 'copies' or 'rows', got {self.batching!r}")
+        copies = self.batching == "copies" and self.n_layers == 1
         rng = check_random_state(self.random_state)
         seeds = [int(s) for s in rng.randint(0, 2**31 - 1, size=self.n_ensembles)]
         length = tokens.shape[1]
@@ -106,10 +109,11 @@ class _TableMLM(BaseEstimator):
                 model,
                 data,
                 epochs=self.epochs,
-                batch_size=max(1, self.batch_size // length),  # batch_size counts predictions
+                # batch_size counts masked predictions: copies, or every location of rows
+                batch_size=self.batch_size if copies else max(1, self.batch_size // length),
                 lr=self.learning_rate,
                 weight_decay=self.weight_decay,
-                masking="all",
+                masking="copies" if copies else "all",
                 position_weights=weights,
                 validation=self.validation_fraction,
                 patience=self.patience if self.validation_fraction else None,
@@ -122,9 +126,7 @@ class _TableMLM(BaseEstimator):
         # the fused engine's epochs run without the GIL and draw nothing from torch's
         # global generator: ensemble members can train at once, one thread each
         workers = min(self.n_threads or 1, len(models))
-        concurrent = (
-            workers > 1 and self.engine != "torch" and fused_supported(models[0], length)
-        )
+        concurrent = workers > 1 and self.engine != "torch" and fused_supported(models[0], length)
         if concurrent:
             with torch_threads(1), ThreadPoolExecutor(workers) as pool:
                 histories = list(pool.map(fit_one, models, seeds, [1] * len(models)))
@@ -162,7 +164,14 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
     epochs : int
         Passes over the training rows; each pass masks every location once.
     batch_size : int
-        Masked predictions per optimiser step (rows per step = batch_size // n_columns).
+        Masked predictions per optimiser step.
+    batching : {"copies", "rows"}
+        How the masked predictions are grouped into steps. ``"copies"`` (the
+        paper's Keras training): every (row, column) masked copy is shuffled
+        across rows and columns, a step takes ``batch_size`` of them. ``"rows"``:
+        a step takes ``batch_size // n_columns`` rows with all their columns
+        masked in turn. The same predictions per epoch either way; models with
+        more than one layer always use rows.
     learning_rate, weight_decay : float
         Adam settings.
     n_bins : int
@@ -228,6 +237,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         top_k: int | None = None,
         epochs: int = 200,
         batch_size: int = 128,
+        batching: str = "copies",
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
         n_bins: int = 10,
@@ -252,6 +262,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         self.top_k = top_k
         self.epochs = epochs
         self.batch_size = batch_size
+        self.batching = batching
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.n_bins = n_bins
@@ -472,6 +483,7 @@ class AttentionMoEImputer(TransformerMixin, _TableMLM):
         top_k: int | None = None,
         epochs: int = 200,
         batch_size: int = 128,
+        batching: str = "copies",
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
         n_bins: int = 10,
@@ -495,6 +507,7 @@ class AttentionMoEImputer(TransformerMixin, _TableMLM):
         self.top_k = top_k
         self.epochs = epochs
         self.batch_size = batch_size
+        self.batching = batching
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.n_bins = n_bins
