@@ -88,22 +88,27 @@ def test_training_with_dropout_is_reproducible_and_needs_a_stream():
         FusedMLM(_tabular_model(dropout=0.1), 6, 60).step(x)
 
 
-def test_fused_training_follows_the_torch_engine():
-    x = torch.randint(0, 10, (64, 6), generator=torch.Generator().manual_seed(4))
+def _assert_engines_agree(x, epochs, **train_kwargs):
+    """Train the same model with both engines: the same trajectory, not bit for bit
+    (only Adam's implementation differs, torch's for-loop vs the compiled one)."""
     weights = torch.linspace(0.5, 2.0, 6, dtype=torch.float64)
     histories, outputs = [], []
     for engine in ("torch", "fused"):
         model = _tabular_model(seed=9)
         history = train_mlm(
-            model, x, epochs=4, batch_size=16, position_weights=weights, seed=1,
-            verbose=0, engine=engine,
+            model, x, epochs=epochs, position_weights=weights, seed=1, verbose=0, engine=engine,
+            **train_kwargs,
         )  # fmt: skip
+        assert history.masked_predictions == epochs * x.numel()
         histories.append(np.array(history.train_loss))
         outputs.append(model.output.weight.detach())
-    # only Adam's implementation differs (fused vs for-loop; eps handling differs
-    # at 1e-8): the same trajectory, not bit for bit
     assert np.allclose(histories[0], histories[1], rtol=1e-6, atol=0)
     assert torch.allclose(outputs[0], outputs[1], atol=1e-6, rtol=0)
+
+
+def test_fused_training_follows_the_torch_engine():
+    x = torch.randint(0, 10, (64, 6), generator=torch.Generator().manual_seed(4))
+    _assert_engines_agree(x, epochs=4, batch_size=16)
 
 
 def test_engine_choice_and_clear_errors():
@@ -178,19 +183,7 @@ def test_masked_copies_follow_the_torch_engine():
     # batches of masked copies shuffled across sentences and locations (the paper's
     # Keras training): the fused epochs against autograd over the same copies
     x = torch.randint(0, 11, (40, 6), generator=torch.Generator().manual_seed(9))
-    weights = torch.linspace(0.5, 2.0, 6, dtype=torch.float64)
-    histories, outputs = [], []
-    for engine in ("torch", "fused"):
-        model = _tabular_model(seed=5)
-        history = train_mlm(
-            model, x, epochs=3, batch_size=50, masking="copies", position_weights=weights,
-            seed=3, verbose=0, engine=engine,
-        )  # fmt: skip
-        assert history.masked_predictions == 3 * 40 * 6
-        histories.append(np.array(history.train_loss))
-        outputs.append(model.output.weight.detach())
-    assert np.allclose(histories[0], histories[1], rtol=1e-6, atol=0)
-    assert torch.allclose(outputs[0], outputs[1], atol=1e-6, rtol=0)
+    _assert_engines_agree(x, epochs=3, batch_size=50, masking="copies")
 
 
 def test_masked_copies_are_the_all_locations_loss_when_one_batch_holds_them_all():

@@ -104,9 +104,9 @@ def test_early_stopping_uses_a_training_split():
     assert history.validation_loss and history.epochs_run <= 200
 
 
-def test_pure_block_and_deeper_models():
+def test_pure_block_deeper_models_and_row_batches():
     X, y = _rule_table()
-    for params in (dict(block="pure"), dict(n_layers=2, epochs=8)):
+    for params in (dict(block="pure"), dict(n_layers=2, epochs=8), dict(batching="rows")):
         clf = AttentionMoEClassifier(**{**FAST, **params}).fit(X, y)
         assert clf.score(X, y) > 0.7
 
@@ -118,6 +118,8 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="missing labels"):
         clf.fit(pd.DataFrame({"a": [1, 2, 3]}), np.array(["a", None, "b"], dtype=object))
     X, y = _rule_table(n=60)
+    with pytest.raises(ValueError, match="batching"):
+        AttentionMoEClassifier(**FAST, batching="columns").fit(X, y)
     fitted = AttentionMoEClassifier(**{**FAST, "epochs": 1}).fit(X, y)
     with pytest.raises(ValueError, match="feature"):
         fitted.predict(X.drop(columns="flag"))
@@ -155,3 +157,32 @@ def test_encoder_bins_and_masks():
     assert np.bincount(codes[:, 0]).tolist() == [25, 25, 25, 25]
     new = pd.DataFrame({"f": [np.nan, 0.5], "c": ["z", "a"]})
     assert encoder.encode(new, mask_id=9, warn=False).tolist() == [[9, 9], [2, 0]]
+
+
+def test_keras_init_uses_keras_fans_for_each_kernel():
+    # Keras's MultiHeadAttention holds einsum kernels (d, heads, key_dim) and
+    # (heads, key_dim, d): Glorot bounds from those shapes, not from a d x d Dense
+    import math
+
+    import torch
+
+    from attnmoe.model import AttentionConfig, BidirectionalAttention
+    from attnmoe.tabular.estimators import keras_init_
+
+    cfg = AttentionConfig(vocab_size=10, max_len=6, d_model=20, n_heads=5, d_head=4, d_ff=5,
+                          block="bert")  # fmt: skip
+    model = BidirectionalAttention(cfg)
+    keras_init_(model, torch.Generator().manual_seed(0))
+    layer = model.layers[0]
+    bounds = {
+        layer.attention.query.weight: math.sqrt(6 / (5 * 20 + 4 * 20)),
+        layer.attention.value.weight: math.sqrt(6 / (5 * 20 + 4 * 20)),
+        layer.attention.out.weight: math.sqrt(6 / (4 * 5 + 20 * 5)),
+        layer.output.link.feed_forward[0].weight: math.sqrt(6 / (20 + 5)),  # Dense 20 -> 5
+        model.output.weight: math.sqrt(6 / (20 + 10)),
+    }
+    for weight, bound in bounds.items():
+        assert weight.abs().max() <= bound
+        assert weight.abs().max() > 0.9 * bound  # uniform over the whole range
+    assert torch.all(layer.attention.query.bias == 0)
+    assert model.token_embedding.weight.abs().max() <= 0.05

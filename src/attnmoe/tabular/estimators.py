@@ -26,6 +26,7 @@ from sklearn.utils.validation import (
 )
 
 from ..model import AttentionConfig, BidirectionalAttention, TrainingHistory, train_mlm
+from ..model.attention import MultiHeadSelfAttention
 from ..model.fused import fused_supported
 from ..model.io import atomic_directory
 from ..model.training import torch_threads
@@ -36,15 +37,33 @@ _PREDICT_CHUNK = 4096
 
 def keras_init_(model: BidirectionalAttention, generator: torch.Generator) -> None:
     """Keras default initialisers (the paper's model): Glorot-uniform kernels,
-    zero biases, U(-0.05, 0.05) embeddings, unit LayerNorms."""
+    zero biases, U(-0.05, 0.05) embeddings, unit LayerNorms.
+
+    Glorot's fans are Keras's for the kernel as Keras shapes it. A Dense kernel
+    is ``(in, out)``; ``keras.layers.MultiHeadAttention`` keeps its projections
+    as einsum kernels, ``(d, heads, key_dim)`` for query, key and value and
+    ``(heads, key_dim, d)`` for the output, whose fans multiply the two last
+    dimensions by the product of the others (fan_in = heads * d, fan_out =
+    key_dim * d for the query): bounds about half a Dense layer's here.
+    """
+
+    def glorot_(weight: torch.Tensor, fan_in: int, fan_out: int) -> None:
+        bound = math.sqrt(6.0 / (fan_in + fan_out))
+        weight.copy_(torch.rand(weight.shape, generator=generator) * 2 * bound - bound)
+
     with torch.no_grad():
+        einsum_kernels = {}
+        for module in model.modules():
+            if isinstance(module, MultiHeadSelfAttention):
+                h, dh = module.n_heads, module.d_head
+                d = module.query.in_features
+                for projection in (module.query, module.key, module.value):
+                    einsum_kernels[projection] = (h * d, dh * d)  # kernel (d, h, dh)
+                einsum_kernels[module.out] = (dh * h, d * h)  # kernel (h, dh, d)
         for module in model.modules():
             if isinstance(module, torch.nn.Linear):
                 fan_out, fan_in = module.weight.shape
-                bound = math.sqrt(6.0 / (fan_in + fan_out))
-                module.weight.copy_(
-                    torch.rand(module.weight.shape, generator=generator) * 2 * bound - bound
-                )
+                glorot_(module.weight, *einsum_kernels.get(module, (fan_in, fan_out)))
                 if module.bias is not None:
                     module.bias.zero_()
             elif isinstance(module, torch.nn.Embedding):
