@@ -396,7 +396,9 @@ def markdown_cost_report(
     epochs = sorted(set(summary.get("epochs", [])))
     lines += [
         "Each run is one `AttentionMoEClassifier` fit (paper sizes otherwise: bert block, "
-        "d_model 20, d_head 4, batches of 128 masked predictions)"
+        "d_model 20, d_head 4, batches of 128 masked predictions: shuffled masked copies for "
+        "one layer, 21 rows x every location for two; the fused engine where it applies, i.e. "
+        "one layer with dense gates, the torch engine otherwise)"
         + (f", {jobs} runs at a time" if jobs else "")
         + ", in a fresh process. Fit/predict time: wall clock of `fit` / `predict(X_test)`. "
         "Peak RSS: the process's resident-set high-water mark after prediction "
