@@ -304,9 +304,6 @@ def train_mlm(
     )
 
     fused = engine == "fused"
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=lr, weight_decay=weight_decay, **({"fused": True} if fused else {})
-    )
     fused_adam = None
     length = train_x.shape[1]
     # copies: order numbers (sentence, location) pairs as sentence * L + location
@@ -326,6 +323,12 @@ def train_mlm(
             fused_adam = FusedAdam(stepper, lr=lr, weight_decay=weight_decay)
             train_tokens = train_x.numpy()
         num_threads = 1  # the kernel runs its own threads; torch's GEMMs there are tiny
+    optimizer = None  # the compiled epochs keep their own Adam
+    if fused_adam is None:
+        adam_kwargs = {"fused": True} if fused else {}
+        optimizer = torch.optim.Adam(
+            model.parameters(), lr=lr, weight_decay=weight_decay, **adam_kwargs
+        )
     history = TrainingHistory()
     best_loss, best_state, stale = math.inf, None, 0
     start = time.perf_counter()
