@@ -180,6 +180,7 @@ def test_keras_init_uses_keras_fans_for_each_kernel():
         layer.attention.out.weight: math.sqrt(6 / (4 * 5 + 20 * 5)),
         layer.output.link.feed_forward[0].weight: math.sqrt(6 / (20 + 5)),  # Dense 20 -> 5
         model.output.weight: math.sqrt(6 / (20 + 10)),
+        model.position_embedding.weight: math.sqrt(6 / (6 + 20)),  # keras_nlp PositionEmbedding
     }
     for weight, bound in bounds.items():
         assert weight.abs().max() <= bound
