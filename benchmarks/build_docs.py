@@ -134,6 +134,18 @@ SECTIONS: list[tuple[str, str, str]] = [
         "the paper's column.",
     ),
     (
+        "Tabular: early stopping on training rows (sensitivity, 20 seeds)",
+        "tabular_levers/early_stopping/summary.md",
+        "`validation_fraction=0.1` (the estimator's `patience=10`): each fit holds out "
+        "10 % of its training rows and keeps the weights of the epoch with the lowest "
+        "validation MLM loss, a budget chosen per fit on training data only. It stops "
+        "early (1.1 s per fit on average) and shows the same trade as the two levers "
+        "above: five of the six k=1 settings rise (up to +0.011), every k=5 setting "
+        "falls (k=5 corr=0.9 x_noise=0: -0.046). It happens to be >= the best baseline in "
+        "10 of the 12 settings, but >= the paper's attention in only 5; since that was "
+        "seen on the test splits it is reported here, not made the default.",
+    ),
+    (
         "Tabular: auto-mpg demo with the baselines rerun",
         "auto_mpg/summary.md",
         "Our logistic regression and random forest reproduce the paper's published numbers "
