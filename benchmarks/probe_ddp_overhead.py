@@ -49,14 +49,19 @@ def _init(rank: int, port: int) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=2)
 
 
-def _train(rank: int, port: int, mode: str, args: argparse.Namespace, out: dict) -> None:
-    _init(rank, port)
+def _model(args: argparse.Namespace) -> BidirectionalAttention:
+    """bench_ddp.py's model: one bert layer."""
     torch.manual_seed(args.seed)
     cfg = AttentionConfig(
         vocab_size=args.vocab, max_len=args.window, d_model=args.d_model, n_heads=args.n_heads,
         block="bert",
     )  # fmt: skip
-    model = BidirectionalAttention(cfg)
+    return BidirectionalAttention(cfg)
+
+
+def _train(rank: int, port: int, mode: str, args: argparse.Namespace, out: dict) -> None:
+    _init(rank, port)
+    model = _model(args)
     objective = _Objective(model)
     net = (
         torch.nn.parallel.DistributedDataParallel(objective, gradient_as_bucket_view=True)
@@ -128,11 +133,7 @@ def main() -> None:
             runs.append({"repeat": repeat, "mode": mode, **dict(out)})
             step = statistics.mean(out[(mode, r)]["step"] for r in (0, 1))
             print(f"repeat {repeat + 1} {mode}: {step:.1f} ms per step", flush=True)
-    model = BidirectionalAttention(
-        AttentionConfig(vocab_size=args.vocab, max_len=args.window, d_model=args.d_model,
-                        n_heads=args.n_heads, block="bert")
-    )  # fmt: skip
-    numel = sum(p.numel() for p in model.parameters())
+    numel = sum(p.numel() for p in _model(args).parameters())
     out = manager.dict()
     mp.spawn(_allreduce, args=(port + 1, numel, 200, out), nprocs=2)
     allreduce = out["allreduce"]
