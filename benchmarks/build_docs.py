@@ -185,20 +185,38 @@ SECTIONS: list[tuple[str, str, str]] = [
         "because a half batch runs faster per prediction), so DDP gets 73-76 % of that "
         "ceiling. The next section splits the gap into its phases. Memory stays flat while "
         "training on and streaming the 100M-token corpus. On an idle 16-core host an "
-        "earlier version reached 1.58-1.63x (the section after next).",
+        'earlier version reached 1.58-1.63x ("other machines" below).',
     ),
     (
         "Scale-out: where DDP's extra time per step goes",
         "ddp_overhead.md",
-        "Reading: a DDP step takes about 21 ms more than the same step without "
-        "communication (49 vs 28 ms), and a barrier after each step, which exchanges "
-        "nothing, already costs 14 ms of it (43 ms): when the two ranks step together, "
-        "their forward and backward passes, which contain no communication, run 35-40 % "
-        "slower, in CPU time, not in waiting. On this VM lockstep itself is the cost; "
+        "Reading: a DDP step takes about 16 ms more than the same step without "
+        "communication (49 vs 33 ms), and a barrier after each step, which exchanges "
+        "nothing, already costs 12 ms of it (45 ms): when the two ranks step together, "
+        "their forward and backward passes, which contain no communication, run about "
+        "20 % slower (forward 15 vs 13 ms, backward 23 vs 18 ms), in CPU time (40 vs "
+        "33 ms), not in waiting. Pinning each rank to its own core does not change it "
+        "(ddp 52 ms, barrier 46 ms, within the runs' spread), so it is not the scheduler "
+        "moving processes between cores; nor do 1 MiB gradient buckets, whose all-reduce "
+        "overlaps the backward pass (48 ms). On this VM lockstep itself is the cost; "
         "DDP's own part (the all-reduce, about 2.5 ms bare, and its hooks) is the "
-        "remaining 6-7 ms. So compressing the gradient (DDP's bf16 hook) or bigger "
-        "buckets could only shrink the smallest part, and larger batches do not help "
-        "either (the extra time grows with the batch, previous section).",
+        "remaining 4-5 ms, so compressing the gradient (DDP's bf16 hook) could only "
+        "shrink the smallest part, and larger batches do not help either (the extra time "
+        "grows with the batch, previous section). The previous run of this probe (commit "
+        "2d24491, without the pinned and small-bucket modes, a quieter period) gave "
+        "49 / 28 / 43 ms for ddp / solo / barrier: the same picture.",
+    ),
+    (
+        "Scale-out: a larger model",
+        "ddp_larger_model.md",
+        "Reading: a larger model gives the same picture. With twice the width and four "
+        "times the window (d_model = 256, L = 64: 5.0 MiB of gradient instead of 1.7, and "
+        "0.14-0.56 s of arithmetic per step for one process), 2 processes give 1.42x one "
+        "process at 32 windows (2,048 masked predictions) per step and 1.57x at 128 "
+        "(8,192), against a ceiling of 1.80x and 1.95x: DDP gets 79-80 % of it, the small "
+        "model 73-76 %, whatever the arithmetic per step or the size of the gradient. "
+        "The 10M-token corpus here only checks memory for this model; the 100M-token run "
+        "is in the first scale-out section.",
     ),
     ("Scale-out: other machines (GPU path, idle host)", "ddp_elsewhere.md", ""),
     ("Word analogies: evaluator speed", "analogy_speed.md", ""),

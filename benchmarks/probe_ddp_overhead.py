@@ -7,11 +7,15 @@ phases to see what the gap is made of, with 2 processes of one thread each:
 - ``ddp``: DistributedDataParallel over gloo, as ``train_mlm_distributed``;
 - ``solo``: the same two processes, same process group, no communication;
 - ``barrier``: as ``solo``, plus a barrier after each step (lockstep, no data);
+- ``ddp_pinned`` / ``barrier_pinned``: as ``ddp`` / ``barrier`` with each rank
+  pinned to its own core (``os.sched_setaffinity``), to rule out migrations;
+- ``ddp_small_buckets``: ``ddp`` with 1 MiB gradient buckets instead of 25, so
+  the all-reduce of early buckets overlaps the rest of the backward pass;
 - a bare gloo all-reduce of a tensor the size of the gradient.
 
 Per step it times forward, backward (DDP's all-reduce runs inside it),
 optimizer step, and the process's CPU time; medians over steps, per rank, the
-two modes interleaved ``--repeats`` times. Writes
+modes interleaved ``--repeats`` times (``--modes`` picks a subset). Writes
 ``benchmarks/results/ddp_overhead.md``.
 
 Run::
@@ -39,7 +43,8 @@ from attnmoe.model.distributed import _Objective
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ddp_overhead.md"
 PHASES = ("forward", "backward", "optimizer", "step", "cpu")
-MODES = ("ddp", "solo", "barrier")
+MODES = ("ddp", "ddp_pinned", "ddp_small_buckets", "solo", "barrier", "barrier_pinned")
+BUCKET_MIB = {"ddp": 25.0, "ddp_pinned": 25.0, "ddp_small_buckets": 1.0}  # 25: DDP's default
 
 
 def _init(rank: int, port: int) -> None:
@@ -60,12 +65,16 @@ def _model(args: argparse.Namespace) -> BidirectionalAttention:
 
 
 def _train(rank: int, port: int, mode: str, args: argparse.Namespace, out: dict) -> None:
+    if mode.endswith("_pinned"):
+        os.sched_setaffinity(0, {rank % os.cpu_count()})
     _init(rank, port)
     model = _model(args)
     objective = _Objective(model)
     net = (
-        torch.nn.parallel.DistributedDataParallel(objective, gradient_as_bucket_view=True)
-        if mode == "ddp"
+        torch.nn.parallel.DistributedDataParallel(
+            objective, gradient_as_bucket_view=True, bucket_cap_mb=BUCKET_MIB[mode]
+        )
+        if mode in BUCKET_MIB
         else objective
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
@@ -82,7 +91,7 @@ def _train(rank: int, port: int, mode: str, args: argparse.Namespace, out: dict)
         loss.backward()
         t2 = time.perf_counter()
         optimizer.step()
-        if mode == "barrier":
+        if mode.startswith("barrier"):
             dist.barrier()
         t3, cpu3 = time.perf_counter(), time.process_time()
         if step >= 5:  # warm-up: DDP rebuilds its buckets on the first steps
@@ -119,6 +128,7 @@ def main() -> None:
     parser.add_argument("--d-model", type=int, default=128)
     parser.add_argument("--n-heads", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
 
@@ -126,7 +136,7 @@ def main() -> None:
     port = 29700
     runs: list[dict] = []
     for repeat in range(args.repeats):
-        for mode in MODES:
+        for mode in args.modes:
             out = manager.dict()
             port += 1
             mp.spawn(_train, args=(port, mode, args, out), nprocs=2)
@@ -157,13 +167,16 @@ def main() -> None:
         f"{args.steps} timed steps after 5 warm-up steps, {args.repeats} repeat(s), the "
         "modes interleaved. `solo`: the same two processes at the same time, no "
         "communication (the ceiling of `bench_ddp.py`); `barrier`: `solo` plus a barrier "
-        "after every step, so the ranks step in lockstep without exchanging gradients.",
+        "after every step, so the ranks step in lockstep without exchanging gradients; "
+        "`_pinned`: each rank pinned to its own core; `ddp_small_buckets`: 1 MiB gradient "
+        "buckets (DDP's default 25 MiB holds the whole gradient, so its all-reduce starts "
+        "after the backward pass; smaller ones overlap it).",
         "",
         "Milliseconds per step, median over steps, then median (range) over ranks and repeats:",
         "",
         "| mode | forward | backward (+ all-reduce) | optimizer (+ barrier) | step | CPU time |",
         "|---|---:|---:|---:|---:|---:|",
-        *(f"| {mode} | " + " | ".join(cell(mode, p) for p in PHASES) + " |" for mode in MODES),
+        *(f"| {mode} | " + " | ".join(cell(mode, p) for p in PHASES) + " |" for mode in args.modes),
         "",
         f"A bare gloo all-reduce of {numel:,} float32 values between the two processes "
         f"(nothing else running in them): {allreduce:.2f} ms (median of 200).",
