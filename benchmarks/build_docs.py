@@ -32,18 +32,18 @@ SECTIONS: list[tuple[str, str, str]] = [
         "Tabular: fit time of one model",
         "tabular_fit.md",
         "Reading: the fused engine runs whole epochs (Adam included) in compiled code; a fit "
-        "of the paper's model (batches of 128 masked copies) takes a median 3.15 s in this "
-        "run (mean 3.35 ± 0.33 s), 20x faster than the torch engine on the same "
-        "predictions and 19-34x faster than the paper's Keras code (61-106 s, the issue "
-        "author's measurement). Goal (issue 3, <= 3.5 s per fit): met in this run. The "
-        "two runs committed before it gave medians of 3.32 s (commit "
-        "4372466) and 3.86 s (commit 296b91e, a busy period in which everything ran about "
-        "20 % slower, the torch engine 69 s instead of 57-65 s), so on this shared 2-core "
-        "VM the goal is met in 2 of 3 runs and sits at the edge of the noise; the ratio to "
-        "the torch engine holds (17-21x). Grouping the same predictions by rows costs the "
-        "same; larger batches are faster but lose validation accuracy at the paper's "
-        "learning rate. Ensembles train two members at a time on the two cores "
-        "(`n_threads=2`): three models in 6.8 s, five in 10.0 s.",
+        "of the paper's model (batches of 128 masked copies) takes a median 3.81 s in this "
+        "run (mean 3.74 ± 0.29 s), 16x faster than the torch engine on the same "
+        "predictions and 16-28x faster than the paper's Keras code (61-106 s, the issue "
+        "author's measurement). Goal (issue 3, <= 3.5 s per fit): not met in this run. The "
+        "three runs committed before it, with the same code, gave medians of 3.15 s "
+        "(commit 2d24491), 3.32 s (4372466) and 3.86 s (296b91e, a busy period in which "
+        "the torch engine took 69 s instead of 57-65 s), so on this shared 2-core VM the "
+        "goal is met in 2 of 4 runs: it sits inside the machine's noise, while the ratio "
+        "to the torch engine holds (16-21x). Grouping the same predictions by rows costs about the same; "
+        "larger batches are faster but lose validation accuracy at the paper's learning "
+        "rate. Ensembles train two members at a time on the two cores (`n_threads=2`): "
+        "three models in 7.0 s, five in 10.7 s.",
     ),
     (
         "Tabular: the paper's simulation and auto-mpg (Tables 3-5), 20 seeds",
