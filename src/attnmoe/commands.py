@@ -9,12 +9,22 @@ from pathlib import Path
 
 
 def _cmd_bench_tabular(args: argparse.Namespace) -> int:
-    from .bench.runner import markdown_report, parse_params, plan_runs, run_benchmark
+    from .bench.runner import (
+        markdown_report,
+        parse_params,
+        parse_search,
+        plan_runs,
+        run_benchmark,
+    )
 
     runs = plan_runs(args.settings, args.seeds, args.models, args.auto_mpg_seeds)
     out = Path(args.out)
     results = run_benchmark(
-        runs, out / "runs.csv", jobs=args.jobs, attnmoe_params=parse_params(args.attnmoe_params)
+        runs,
+        out / "runs.csv",
+        jobs=args.jobs,
+        attnmoe_params=parse_params(args.attnmoe_params),
+        attnmoe_search=parse_search(args.attnmoe_search),
     )
     planned = {(r.dataset, r.seed, r.model) for r in runs}
     keep = [k in planned for k in results[["dataset", "seed", "model"]].itertuples(index=False)]
@@ -77,6 +87,12 @@ def register_all(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=list(MODEL_NAMES))
     p.add_argument("--jobs", type=int, default=2, help="parallel fits (one thread each)")
     p.add_argument("--attnmoe-params", default=None, help="JSON, e.g. '{\"n_ensembles\": 5}'")
+    p.add_argument(
+        "--attnmoe-search",
+        default=None,
+        help="JSON grid, e.g. '{\"epochs\": [200, 100, 400]}': attnmoe chooses among it on "
+        "the least typical quarter of the training rows (AtypicalHoldout), then refits",
+    )
     p.add_argument("--out", default="runs/bench-tabular", help="output folder (resumable)")
     p.set_defaults(func=_cmd_bench_tabular)
     from .bench.cost import register as register_cost

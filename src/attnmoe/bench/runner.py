@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
+from sklearn.model_selection import GridSearchCV
 from tqdm.auto import tqdm
 
-from ..tabular import AttentionMoEClassifier
+from ..tabular import AttentionMoEClassifier, AtypicalHoldout
 from .baselines import BASELINES, make_baseline
 from .datasets import SIMULATION_SEEDS, SIMULATION_SETTINGS, TabularSplit, load_auto_mpg
 from .paper import load_paper_per_seed, load_paper_results
@@ -45,23 +46,45 @@ def load_benchmark_data(dataset: str, seed: int) -> TabularSplit:
     raise ValueError(f"unknown dataset {dataset!r}")
 
 
-def make_model(name: str, seed: int, attnmoe_params: dict[str, Any] | None = None):
-    """An unfitted model of the benchmark by name, seeded."""
+def make_model(
+    name: str,
+    seed: int,
+    attnmoe_params: dict[str, Any] | None = None,
+    attnmoe_search: dict[str, list] | None = None,
+    holdout: float = 0.25,
+):
+    """An unfitted model of the benchmark by name, seeded.
+
+    With ``attnmoe_search`` (a parameter grid), attnmoe becomes a ``GridSearchCV``
+    that chooses among the grid on the least typical ``holdout`` share of the
+    training rows (:class:`~attnmoe.tabular.AtypicalHoldout`), then refits on all
+    of them. Ties go to the grid's first value.
+    """
     if name == OURS:
-        return AttentionMoEClassifier(random_state=seed, **(attnmoe_params or {}))
+        model = AttentionMoEClassifier(random_state=seed, **(attnmoe_params or {}))
+        if attnmoe_search:
+            model = GridSearchCV(
+                model, attnmoe_search, scoring="accuracy", cv=AtypicalHoldout(holdout),
+                refit=True, error_score="raise",
+            )  # fmt: skip
+        return model
     return make_baseline(name, random_state=seed, n_jobs=1)
 
 
-def run_one(run: Run, attnmoe_params: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_one(
+    run: Run,
+    attnmoe_params: dict[str, Any] | None = None,
+    attnmoe_search: dict[str, list] | None = None,
+) -> dict[str, Any]:
     """Fit one model on one dataset; accuracy and squared bin error on the shifted test split."""
     data = load_benchmark_data(run.dataset, run.seed)
-    model = make_model(run.model, run.seed, attnmoe_params)
+    model = make_model(run.model, run.seed, attnmoe_params, attnmoe_search)
     start = time.perf_counter()
     model.fit(data.X_train, data.y_train)
     fit_seconds = time.perf_counter() - start
     predicted = np.asarray(model.predict(data.X_test)).astype(int)
     truth = data.y_test.to_numpy().astype(int)
-    return {
+    row = {
         "dataset": run.dataset,
         "seed": run.seed,
         "model": run.model,
@@ -69,6 +92,10 @@ def run_one(run: Run, attnmoe_params: dict[str, Any] | None = None) -> dict[str,
         "test_mse": float(np.mean((predicted - truth) ** 2)),
         "fit_seconds": fit_seconds,
     }
+    if attnmoe_search:  # every row of such a run has it, so the CSV's columns stay fixed
+        chosen = getattr(model, "best_params_", None)
+        row["chosen"] = json.dumps(chosen, sort_keys=True) if chosen is not None else ""
+    return row
 
 
 def plan_runs(
@@ -94,11 +121,17 @@ def run_benchmark(
     jobs: int = 1,
     attnmoe_params: dict[str, Any] | None = None,
     progress: bool = True,
+    attnmoe_search: dict[str, list] | None = None,
 ) -> pd.DataFrame:
     """Run (or resume) a benchmark, appending each finished run to ``out_csv``."""
     out_csv = Path(out_csv)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     done = pd.read_csv(out_csv) if out_csv.exists() else pd.DataFrame()
+    if len(done.columns) and ("chosen" in done.columns) != bool(attnmoe_search):
+        raise ValueError(
+            f"{out_csv} was written {'with' if 'chosen' in done.columns else 'without'} a "
+            "parameter search; resume it the same way or use another output folder"
+        )
     seen = set()
     if len(done):
         seen = {
@@ -107,7 +140,7 @@ def run_benchmark(
         }
     todo = [r for r in runs if r not in seen]
     bar = tqdm(total=len(todo), desc="runs", unit="fit", disable=not progress)
-    tasks = (delayed(run_one)(r, attnmoe_params) for r in todo)
+    tasks = (delayed(run_one)(r, attnmoe_params, attnmoe_search) for r in todo)
     for row in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks):
         pd.DataFrame([row]).to_csv(out_csv, mode="a", header=not out_csv.exists(), index=False)
         bar.update(1)
@@ -212,6 +245,12 @@ def markdown_report(results: pd.DataFrame, command: str = "") -> str:
             f"{m} {summary[summary['model'] == m]['fit_seconds'].mean():.2f}" for m in models
         ),
     ]
+    if "chosen" in results.columns:
+        chosen = results[results["model"] == OURS]
+        lines += ["", "Settings chosen on the least typical training rows (runs per choice):", ""]
+        for dataset, group in chosen.groupby("dataset", sort=False):
+            counts = group["chosen"].value_counts().sort_index()
+            lines.append(f"- {dataset}: " + "; ".join(f"{k}: {v}" for k, v in counts.items()))
     if n_sets:
         lines += [
             "",
@@ -222,14 +261,23 @@ def markdown_report(results: pd.DataFrame, command: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def parse_params(text: str | None) -> dict[str, Any]:
+def parse_params(text: str | None, option: str = "--attnmoe-params") -> dict[str, Any]:
     """``--attnmoe-params`` JSON, e.g. ``'{"n_ensembles": 5}'``."""
     if not text:
         return {}
     try:
         params = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"--attnmoe-params is not valid JSON: {err}") from err
+        raise ValueError(f"{option} is not valid JSON: {err}") from err
     if not isinstance(params, dict):
-        raise ValueError("--attnmoe-params must be a JSON object")
+        raise ValueError(f"{option} must be a JSON object")
     return params
+
+
+def parse_search(text: str | None) -> dict[str, list]:
+    """``--attnmoe-search`` JSON: a grid, each parameter a non-empty list of values."""
+    grid = parse_params(text, "--attnmoe-search")
+    for name, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"--attnmoe-search: {name!r} needs a non-empty list of values")
+    return grid

@@ -2,5 +2,12 @@
 
 from .encoding import TableEncoder
 from .estimators import AttentionMoEClassifier, AttentionMoEImputer
+from .shift import AtypicalHoldout, pair_typicality
 
-__all__ = ["AttentionMoEClassifier", "AttentionMoEImputer", "TableEncoder"]
+__all__ = [
+    "AttentionMoEClassifier",
+    "AttentionMoEImputer",
+    "AtypicalHoldout",
+    "TableEncoder",
+    "pair_typicality",
+]
