@@ -1,0 +1,84 @@
+"""Tests of the tabular benchmark runner (planning, resuming, reports, searches)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from sklearn.model_selection import GridSearchCV
+
+from attnmoe.bench.runner import (
+    AUTO_MPG,
+    OURS,
+    Run,
+    make_model,
+    markdown_report,
+    parse_params,
+    parse_search,
+    plan_runs,
+    run_benchmark,
+)
+from attnmoe.tabular import AttentionMoEClassifier, AtypicalHoldout
+
+
+def test_plan_runs_orders_settings_seeds_models_then_auto_mpg():
+    runs = plan_runs(["k=1 corr=0.1 x_noise=0"], 2, ["attnmoe", "mlp"], 1)
+    assert [(r.seed, r.model) for r in runs[:4]] == [
+        (4951, "attnmoe"), (4951, "mlp"), (5657, "attnmoe"), (5657, "mlp"),
+    ]  # fmt: skip
+    assert runs[4:] == [Run(AUTO_MPG, 0, "attnmoe"), Run(AUTO_MPG, 0, "mlp")]
+    with pytest.raises(ValueError, match="unknown models"):
+        plan_runs(None, 1, ["xgboost"], 0)
+    with pytest.raises(ValueError, match="unknown setting"):
+        plan_runs(["k=2"], 1, ["mlp"], 0)
+
+
+def test_parse_params_and_search():
+    assert parse_params(None) == {} and parse_params('{"epochs": 5}') == {"epochs": 5}
+    with pytest.raises(ValueError, match="--attnmoe-params is not valid JSON"):
+        parse_params("{epochs: 5}")
+    with pytest.raises(ValueError, match="must be a JSON object"):
+        parse_params("[1, 2]")
+    assert parse_search('{"epochs": [200, 100]}') == {"epochs": [200, 100]}
+    for bad in ('{"epochs": 200}', '{"epochs": []}'):
+        with pytest.raises(ValueError, match="non-empty list"):
+            parse_search(bad)
+
+
+def test_make_model_wraps_ours_in_a_search_on_atypical_rows():
+    plain = make_model(OURS, 3, {"epochs": 7})
+    assert isinstance(plain, AttentionMoEClassifier) and plain.epochs == 7
+    assert plain.random_state == 3
+    search = make_model(OURS, 3, {"n_heads": 1}, {"epochs": [200, 100]}, holdout=0.2)
+    assert isinstance(search, GridSearchCV)
+    assert isinstance(search.cv, AtypicalHoldout) and search.cv.test_size == 0.2
+    assert search.estimator.n_heads == 1 and search.param_grid == {"epochs": [200, 100]}
+    # baselines ignore both
+    assert not isinstance(make_model("logistic_regression", 0, None, {"C": [1]}), GridSearchCV)
+
+
+def test_run_benchmark_appends_resumes_and_reports_choices(tmp_path):
+    out = tmp_path / "runs.csv"
+    runs = [Run(AUTO_MPG, 0, OURS)]
+    search = {"epochs": [2, 1]}
+    first = run_benchmark(runs, out, attnmoe_params={"verbose": 0}, progress=False,
+                          attnmoe_search=search)  # fmt: skip
+    assert list(first.columns)[-1] == "chosen" and len(first) == 1
+    assert first["chosen"].iloc[0] in ('{"epochs": 2}', '{"epochs": 1}')
+    # resuming skips what is done; a resume without the search is refused
+    again = run_benchmark(runs, out, attnmoe_search=search, progress=False)
+    assert again.equals(first)
+    with pytest.raises(ValueError, match="parameter search"):
+        run_benchmark([*runs, Run(AUTO_MPG, 1, OURS)], out, progress=False)
+    report = markdown_report(first, command="attnmoe bench tabular ...")
+    assert "Settings chosen on the least typical training rows" in report
+    assert f"- {AUTO_MPG}: {first['chosen'].iloc[0]}: 1" in report
+
+
+def test_report_without_search_has_no_choices():
+    results = pd.DataFrame(
+        [{"dataset": AUTO_MPG, "seed": 0, "model": OURS, "test_accuracy": 0.7,
+          "test_mse": 0.3, "fit_seconds": 1.0}]
+    )  # fmt: skip
+    report = markdown_report(results)
+    assert "| auto-mpg | 0.700 (n=1)" in report
+    assert "chosen" not in report
