@@ -31,19 +31,18 @@ SECTIONS: list[tuple[str, str, str]] = [
     (
         "Tabular: fit time of one model",
         "tabular_fit.md",
-        "Reading: the fused engine runs whole epochs (Adam included) in compiled code; a fit "
-        "of the paper's model (batches of 128 masked copies) takes a median 3.81 s in this "
-        "run (mean 3.74 ± 0.29 s), 16x faster than the torch engine on the same "
-        "predictions and 16-28x faster than the paper's Keras code (61-106 s, the issue "
-        "author's measurement). Goal (issue 3, <= 3.5 s per fit): not met in this run. The "
-        "three runs committed before it, with the same code, gave medians of 3.15 s "
-        "(commit 2d24491), 3.32 s (4372466) and 3.86 s (296b91e, a busy period in which "
-        "the torch engine took 69 s instead of 57-65 s), so on this shared 2-core VM the "
-        "goal is met in 2 of 4 runs: it sits inside the machine's noise, while the ratio "
-        "to the torch engine holds (16-21x). Grouping the same predictions by rows costs about the same; "
-        "larger batches are faster but lose validation accuracy at the paper's learning "
-        "rate. Ensembles train two members at a time on the two cores (`n_threads=2`): "
-        "three models in 7.0 s, five in 10.7 s.",
+        "Reading: the fused engine runs whole epochs (Adam included) in compiled code; a fit of"
+        " the paper's model (batches of 128 masked copies) takes a median 3.81 s in this run "
+        "(mean 3.74 ± 0.29 s), 16x faster than the torch engine on the same predictions and "
+        "16-28x faster than the paper's Keras code (61-106 s, the issue author's measurement). "
+        "Goal (issue 3, <= 3.5 s per fit): not met in this run. The three runs committed before"
+        " it, with the same code, gave medians of 3.15 s (commit 2d24491), 3.32 s (4372466) and"
+        " 3.86 s (296b91e, a busy period in which the torch engine took 69 s instead of 57-65 "
+        "s), so on this shared 2-core VM the goal is met in 2 of 4 runs: it sits inside the "
+        "machine's noise, while the ratio to the torch engine holds (16-21x). Grouping the same"
+        " predictions by rows costs about the same; larger batches are faster but lose "
+        "validation accuracy at the paper's learning rate. Ensembles train two members at a "
+        "time on the two cores (`n_threads=2`): three models in 7.0 s, five in 10.7 s.",
     ),
     (
         "Tabular: the paper's simulation and auto-mpg (Tables 3-5), 20 seeds",
@@ -57,8 +56,10 @@ SECTIONS: list[tuple[str, str, str]] = [
         "splits.\n\n"
         "Reading: per seed, paired with the paper's own result on the same data, our mean "
         "differs from the paper's attention column by -0.013 to +0.005 in the 12 settings, "
-        "each within 2 standard errors of the paired difference (0.002-0.014): the model "
-        "reproduces the paper's. The last gap we had, 0.012-0.021 below in the strong-shift "
+        "each within 2 standard errors of the paired difference (0.002-0.014; per setting "
+        "in `tabular_20seeds/paired.md`, written by `benchmarks/compare_tabular_runs.py`): "
+        "the model reproduces the paper's. The last gap we had, 0.012-0.021 below in the "
+        "strong-shift "
         "settings (corr=0.9, x_noise 0 and 0.5), was the position embeddings' "
         "initialisation: the paper's code adds keras_nlp's `PositionEmbedding`, "
         "Glorot-uniform (bounds 0.48 for 6 columns, d = 20), where we had drawn them like "
@@ -99,7 +100,8 @@ SECTIONS: list[tuple[str, str, str]] = [
         "to 0.011, and on auto-mpg by 0.016 with less than half the sd. Against the issue's "
         "targets: >= the paper's attention in all 12: **not met**, 10 of 12 (k=5 corr=0.9 "
         "stays below at x_noise 0, by 0.003, and 0.5, by 0.011; paired standard errors "
-        "0.010 and 0.008); >= the best baseline in at least 10 of 12: **not met**, 9 of 12 "
+        "0.010 and 0.008, `tabular_20seeds_ensemble/paired.md`); >= the best baseline in "
+        "at least 10 of 12: **not met**, 9 of 12 "
         "(gradient boosting is ahead by 0.002, 0.0015 and 0.0003 in k=1 corr=0.1 x_noise "
         "0 and 0.5 and k=1 corr=0.9 x_noise=1.5; the paper's attention: 8 of 12); "
         "auto-mpg >= 0.80: **not met**, 0.756 ± 0.027 (paper's single run 0.793; best "
