@@ -30,7 +30,10 @@ from attnmoe.bench.runner import AUTO_MPG, OURS
 
 def _ours(run_dir: Path) -> pd.DataFrame:
     runs = pd.read_csv(run_dir / "runs.csv")
-    return runs[runs["model"] == OURS].set_index(["dataset", "seed"])["test_accuracy"]
+    ours = runs[runs["model"] == OURS].set_index(["dataset", "seed"])["test_accuracy"]
+    if not ours.index.is_unique:
+        raise ValueError(f"{run_dir / 'runs.csv'} holds some (dataset, seed) twice for {OURS}")
+    return ours
 
 
 def _paired(a: pd.Series, b: pd.Series) -> str:

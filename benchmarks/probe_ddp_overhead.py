@@ -9,8 +9,10 @@ phases to see what the gap is made of, with 2 processes of one thread each:
 - ``barrier``: as ``solo``, plus a barrier after each step (lockstep, no data);
 - ``ddp_pinned`` / ``barrier_pinned``: as ``ddp`` / ``barrier`` with each rank
   pinned to its own core (``os.sched_setaffinity``), to rule out migrations;
-- ``ddp_small_buckets``: ``ddp`` with 1 MiB gradient buckets instead of 25, so
-  the all-reduce of early buckets overlaps the rest of the backward pass;
+- ``ddp_one_bucket``: ``ddp`` with the whole gradient in one bucket (25 MiB), so
+  its all-reduce starts only after the backward pass (DDP's defaults put the
+  last-computed ~1 MiB in a first bucket that overlaps the rest of it);
+- ``ddp_small_buckets``: ``ddp`` with 0.25 MiB buckets, more overlap;
 - a bare gloo all-reduce of a tensor the size of the gradient.
 
 Per step it times forward, backward (DDP's all-reduce runs inside it),
@@ -43,8 +45,12 @@ from attnmoe.model.distributed import _Objective
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ddp_overhead.md"
 PHASES = ("forward", "backward", "optimizer", "step", "cpu")
-MODES = ("ddp", "ddp_pinned", "ddp_small_buckets", "solo", "barrier", "barrier_pinned")
-BUCKET_MIB = {"ddp": 25.0, "ddp_pinned": 25.0, "ddp_small_buckets": 1.0}  # 25: DDP's default
+MODES = (
+    "ddp", "ddp_pinned", "ddp_one_bucket", "ddp_small_buckets", "solo", "barrier",
+    "barrier_pinned",
+)  # fmt: skip
+# DDP modes and their bucket_cap_mb (None: DDP's defaults, as train_mlm_distributed)
+BUCKET_MIB = {"ddp": None, "ddp_pinned": None, "ddp_one_bucket": 25.0, "ddp_small_buckets": 0.25}
 
 
 def _init(rank: int, port: int) -> None:
@@ -66,13 +72,16 @@ def _model(args: argparse.Namespace) -> BidirectionalAttention:
 
 def _train(rank: int, port: int, mode: str, args: argparse.Namespace, out: dict) -> None:
     if mode.endswith("_pinned"):
-        os.sched_setaffinity(0, {rank % os.cpu_count()})
+        allowed = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {allowed[rank % len(allowed)]})
     _init(rank, port)
     model = _model(args)
     objective = _Objective(model)
     net = (
         torch.nn.parallel.DistributedDataParallel(
-            objective, gradient_as_bucket_view=True, bucket_cap_mb=BUCKET_MIB[mode]
+            objective,
+            gradient_as_bucket_view=True,
+            **({} if BUCKET_MIB[mode] is None else {"bucket_cap_mb": BUCKET_MIB[mode]}),
         )
         if mode in BUCKET_MIB
         else objective
@@ -129,6 +138,7 @@ def main() -> None:
     parser.add_argument("--n-heads", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--out", type=Path, default=RESULTS, help="markdown report to write")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
 
@@ -168,9 +178,10 @@ def main() -> None:
         "modes interleaved. `solo`: the same two processes at the same time, no "
         "communication (the ceiling of `bench_ddp.py`); `barrier`: `solo` plus a barrier "
         "after every step, so the ranks step in lockstep without exchanging gradients; "
-        "`_pinned`: each rank pinned to its own core; `ddp_small_buckets`: 1 MiB gradient "
-        "buckets (DDP's default 25 MiB holds the whole gradient, so its all-reduce starts "
-        "after the backward pass; smaller ones overlap it).",
+        "`_pinned`: each rank pinned to its own core; `ddp` uses DDP's default buckets "
+        "(here two: the last-computed ~1 MiB of gradient is all-reduced while the backward "
+        "pass goes on), `ddp_one_bucket` one bucket for the whole gradient (all-reduced "
+        "after the backward pass), `ddp_small_buckets` 0.25 MiB buckets.",
         "",
         "Milliseconds per step, median over steps, then median (range) over ranks and repeats:",
         "",
@@ -184,7 +195,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_write:
-        RESULTS.write_text(text)
+        args.out.write_text(text)
 
 
 if __name__ == "__main__":

@@ -69,6 +69,8 @@ def test_run_benchmark_appends_resumes_and_reports_choices(tmp_path):
     assert again.equals(first)
     with pytest.raises(ValueError, match="parameter search"):
         run_benchmark([*runs, Run(AUTO_MPG, 1, OURS)], out, progress=False)
+    with pytest.raises(ValueError, match="search grid"):
+        run_benchmark(runs, out, attnmoe_search={"epochs": [3]}, progress=False)
     report = markdown_report(first, command="attnmoe bench tabular ...")
     assert "Settings chosen on the least typical training rows" in report
     assert f"- {AUTO_MPG}: {first['chosen'].iloc[0]}: 1" in report
@@ -82,3 +84,18 @@ def test_report_without_search_has_no_choices():
     report = markdown_report(results)
     assert "| auto-mpg | 0.700 (n=1)" in report
     assert "chosen" not in report
+
+
+def test_cli_search_runs_baselines_unchanged(tmp_path, capsys):
+    from attnmoe.cli import main
+
+    out = tmp_path / "bench"
+    args = ["bench", "tabular", "--settings", "--auto-mpg-seeds", "1", "--jobs", "1"]
+    args += ["--models", "logistic_regression", "--attnmoe-search", '{"epochs": [200]}']
+    assert main([*args, "--out", str(out)]) == 0
+    runs = pd.read_csv(out / "runs.csv")
+    assert list(runs["model"]) == ["logistic_regression"] and runs["chosen"].isna().all()
+    assert (out / "runs.search.json").read_text().strip() == '{"epochs": [200]}'
+    assert "| auto-mpg | " in (out / "summary.md").read_text()
+    assert main([*args[:-1], '{"epochs": 200}', "--out", str(out)]) == 2
+    assert "--attnmoe-search: 'epochs' needs a non-empty list" in capsys.readouterr().err

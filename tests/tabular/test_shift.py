@@ -30,13 +30,39 @@ def test_rows_that_break_a_pairing_score_lowest():
     assert scores[odd].max() < np.delete(scores, odd).min()
 
 
-def test_typicality_is_pointwise_mutual_information_of_the_pairs():
+def test_typicality_is_smoothed_pointwise_mutual_information():
     X = pd.DataFrame({"a": ["x", "x", "y", "y"], "b": ["u", "u", "v", "u"]})
-    scores = pair_typicality(X, smoothing=1e-9)  # counts only, to the precision shown
-    # row 0: p(x, u) = 2/4, p(x) = 2/4, p(u) = 3/4 -> log(4/3)
-    assert scores[0] == pytest.approx(np.log(4 / 3), abs=1e-6)
-    # row 2: p(y, v) = 1/4, p(y) = 2/4, p(v) = 1/4 -> log 2
-    assert scores[2] == pytest.approx(np.log(2), abs=1e-6)
+    # 2 x 2 values, smoothing 1: Z = 4 + 4; p(x, u) = 3/8, p(x) = 4/8, p(u) = 5/8
+    expected = np.log([3 * 8 / (4 * 5), 3 * 8 / (4 * 5), 2 * 8 / (4 * 3), 2 * 8 / (4 * 5)])
+    assert np.allclose(pair_typicality(X, smoothing=1.0), expected)
+    # counts only, as smoothing vanishes
+    assert pair_typicality(X, smoothing=1e-9)[2] == pytest.approx(np.log(2), abs=1e-6)
+
+
+def test_each_pair_is_judged_on_its_own_values():
+    rng = np.random.default_rng(0)
+    a = np.tile([0, 0, 1, 1], 100).astype(str)
+    b = np.tile([0, 1, 0, 1], 100).astype(str)  # independent of a, balanced
+    wide = rng.integers(0, 50, 400).astype(str)  # many values: must not touch the (a, b) pair
+    alone = pair_typicality(pd.DataFrame({"a": a, "b": b}))
+    assert np.allclose(alone, 0.0)
+    three = pair_typicality(pd.DataFrame({"a": a, "b": b, "w": wide}))
+    with_a = pair_typicality(pd.DataFrame({"a": a, "w": wide}))
+    with_b = pair_typicality(pd.DataFrame({"b": b, "w": wide}))
+    assert np.allclose(3 * three, alone + with_a + with_b)
+
+
+def test_many_distinct_values_and_object_arrays():
+    n = 20_000
+    ids = np.array([f"id{k}" for k in range(n)])  # an ID column: no V x V table is built
+    other = np.arange(n) % 3
+    scores = pair_typicality(pd.DataFrame({"id": ids, "other": other.astype(str)}))
+    assert scores.shape == (n,) and np.isfinite(scores).all()
+    # a mixed frame's .to_numpy() is an object array: its float column is still binned
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"s": rng.choice(["p", "q"], 100), "f": rng.normal(size=100)})
+    assert np.allclose(pair_typicality(frame.to_numpy()), pair_typicality(frame))
+    assert len(np.unique(pair_typicality(frame))) > 2
 
 
 def test_typicality_edge_cases():
@@ -71,20 +97,20 @@ def test_holdout_rejects_bad_sizes(test_size):
         list(AtypicalHoldout(test_size).split(X))
 
 
-def test_holdout_needs_x():
-    with pytest.raises(ValueError, match="needs X"):
-        list(AtypicalHoldout()._iter_test_indices(None))
-
-
-def test_grid_search_with_the_estimator():
+def test_grid_search_validates_on_the_held_out_rows():
     X, _ = _paired_table(n=120, n_odd=12)
     y = X["a"].map({"0": "low", "1": "low", "2": "high", "3": "high"})
+    cv = AtypicalHoldout(0.1)
     search = GridSearchCV(
         AttentionMoEClassifier(epochs=1, random_state=0, verbose=0),
         {"epochs": [2, 1]},
-        cv=AtypicalHoldout(0.1),
+        cv=cv,
         scoring="accuracy",
-    )
-    search.fit(X, y)
-    assert search.best_params_["epochs"] in (1, 2)
-    assert search.predict(X.head(3)).shape == (3,)
+    ).fit(X, y)
+    assert search.n_splits_ == 1
+    ((train, test),) = list(cv.split(X))
+    for epochs, score in zip((2, 1), search.cv_results_["split0_test_score"], strict=True):
+        model = AttentionMoEClassifier(epochs=epochs, random_state=0, verbose=0)
+        model.fit(X.iloc[train], y.iloc[train])
+        assert model.score(X.iloc[test], y.iloc[test]) == pytest.approx(score)
+    assert "AtypicalHoldout(n_bins=10, test_size=0.1)" == repr(cv)

@@ -132,6 +132,14 @@ def run_benchmark(
             f"{out_csv} was written {'with' if 'chosen' in done.columns else 'without'} a "
             "parameter search; resume it the same way or use another output folder"
         )
+    if attnmoe_search:  # the grid is kept beside the runs: a resume must use the same one
+        grid_file = out_csv.with_name(out_csv.stem + ".search.json")
+        if grid_file.exists() and json.loads(grid_file.read_text()) != attnmoe_search:
+            raise ValueError(
+                f"{out_csv} was written with the search grid {grid_file.read_text().strip()}; "
+                "resume it with the same grid or use another output folder"
+            )
+        grid_file.write_text(json.dumps(attnmoe_search, sort_keys=True) + "\n")
     seen = set()
     if len(done):
         seen = {
@@ -249,7 +257,7 @@ def markdown_report(results: pd.DataFrame, command: str = "") -> str:
         chosen = results[results["model"] == OURS]
         lines += ["", "Settings chosen on the least typical training rows (runs per choice):", ""]
         for dataset, group in chosen.groupby("dataset", sort=False):
-            counts = group["chosen"].value_counts().sort_index()
+            counts = group["chosen"].fillna("none").value_counts()  # most chosen first
             lines.append(f"- {dataset}: " + "; ".join(f"{k}: {v}" for k, v in counts.items()))
     if n_sets:
         lines += [

@@ -26,16 +26,22 @@ def pair_typicality(X, n_bins: int = 10, smoothing: float = 1.0) -> np.ndarray:
     """Mean pointwise mutual information of each row's pairs of column values.
 
     For every pair of columns ``(a, b)`` and row ``r``, ``log p(x_a, x_b) -
-    log p(x_a) - log p(x_b)`` with the probabilities counted on ``X`` itself
-    (additive ``smoothing`` on every cell); a row's score is the mean over pairs.
+    log p(x_a) - log p(x_b)`` with the probabilities counted on ``X`` itself: the
+    joint over the ``V_a x V_b`` value pairs of the two columns (``V`` the number
+    of distinct values a column holds) with ``smoothing`` added to every cell, and
+    the marginals summed from that joint. A row's score is the mean over pairs.
     High: the row pairs its values as most rows do; low (negative): it pairs
-    values that rarely occur together.
+    values that rarely occur together. Columns independent of each other score
+    about 0 whatever their number of values.
 
     Parameters
     ----------
     X : DataFrame or array-like of shape (n_samples, n_features)
-        Numeric columns are cut into ``n_bins`` quantile bins (as the estimators
-        encode them); missing values count as one more value of their column.
+        Encoded as the estimators encode it: numeric columns are cut into
+        ``n_bins`` quantile bins, except whole-number columns with at most 50
+        distinct values, which stay categories (object arrays are first given
+        their columns' inferred types). Missing values count as one more value
+        of their column.
     n_bins : int, default=10
         Quantile bins per numeric column.
     smoothing : float, default=1.0
@@ -46,30 +52,37 @@ def pair_typicality(X, n_bins: int = 10, smoothing: float = 1.0) -> np.ndarray:
     ndarray of shape (n_samples,)
         Zeros when ``X`` has fewer than two columns (no pairs to judge).
     """
-    frame = X.reset_index(drop=True) if isinstance(X, pd.DataFrame) else pd.DataFrame(X)
+    if isinstance(X, pd.DataFrame):
+        frame = X.reset_index(drop=True)
+    else:  # an object array (e.g. a mixed frame's .to_numpy()): numbers back to numbers
+        frame = pd.DataFrame(np.asarray(X)).infer_objects()
     if frame.shape[0] == 0:
         raise ValueError("X has no rows")
     if smoothing <= 0:
         raise ValueError(f"smoothing must be positive, got {smoothing}")
     encoder = TableEncoder(n_bins=n_bins).fit(frame)
-    missing = encoder.n_codes  # one extra code for missing values, in every column
-    codes = encoder.encode(frame, missing, warn=False)  # (n, D)
+    codes = encoder.encode(frame, encoder.n_codes, warn=False)  # missing: one more code
     n, n_columns = codes.shape
-    n_values = missing + 1
     scores = np.zeros(n)
     pairs = list(combinations(range(n_columns), 2))
     if not pairs:
         return scores
-    # per column: smoothed log marginal of each row's value
-    log_marginal = np.empty((n, n_columns))
+    # per column: each row's value as 0..V-1 over the values present, and their counts
+    values, counts, sizes = [], [], []
     for j in range(n_columns):
-        counts = np.bincount(codes[:, j], minlength=n_values) + smoothing * n_values
-        log_marginal[:, j] = np.log(counts[codes[:, j]] / (n + smoothing * n_values**2))
+        _, inverse, count = np.unique(codes[:, j], return_inverse=True, return_counts=True)
+        values.append(inverse)
+        counts.append(count)
+        sizes.append(len(count))
     for a, b in pairs:
-        cells = codes[:, a] * n_values + codes[:, b]
-        joint = np.bincount(cells, minlength=n_values**2) + smoothing
-        log_joint = np.log(joint[cells] / (n + smoothing * n_values**2))
-        scores += log_joint - log_marginal[:, a] - log_marginal[:, b]
+        # only the pairs that occur are counted; the others hold `smoothing` each
+        cells = values[a].astype(np.int64) * sizes[b] + values[b]
+        _, inverse, joint = np.unique(cells, return_inverse=True, return_counts=True)
+        total = n + smoothing * sizes[a] * sizes[b]
+        log_joint = np.log((joint[inverse] + smoothing) / total)
+        log_a = np.log((counts[a][values[a]] + smoothing * sizes[b]) / total)
+        log_b = np.log((counts[b][values[b]] + smoothing * sizes[a]) / total)
+        scores += log_joint - log_a - log_b
     return scores / len(pairs)
 
 
@@ -102,8 +115,6 @@ class AtypicalHoldout(BaseCrossValidator):
         self.n_bins = n_bins
 
     def _iter_test_indices(self, X=None, y=None, groups=None) -> Iterator[np.ndarray]:
-        if X is None:
-            raise ValueError("AtypicalHoldout needs X to score rows")
         if not 0.0 < self.test_size < 1.0:
             raise ValueError(f"test_size must be in (0, 1), got {self.test_size}")
         scores = pair_typicality(X, n_bins=self.n_bins)
@@ -116,5 +127,15 @@ class AtypicalHoldout(BaseCrossValidator):
         yield np.sort(np.argsort(scores, kind="stable")[:n_test])
 
     def get_n_splits(self, X=None, y=None, groups=None) -> int:
-        """Always 1: one split."""
+        """The number of splits: always 1.
+
+        Parameters
+        ----------
+        X, y, groups : object
+            Ignored; present for the scikit-learn splitter API.
+
+        Returns
+        -------
+        int
+        """
         return 1
