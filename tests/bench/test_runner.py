@@ -30,6 +30,10 @@ def test_plan_runs_orders_settings_seeds_models_then_auto_mpg():
         plan_runs(None, 1, ["xgboost"], 0)
     with pytest.raises(ValueError, match="unknown setting"):
         plan_runs(["k=2"], 1, ["mlp"], 0)
+    with pytest.raises(ValueError, match="has 20 seeds, got 25"):
+        plan_runs(None, 25, ["mlp"], 0)
+    with pytest.raises(ValueError, match="auto-mpg seeds"):
+        plan_runs(None, 1, ["mlp"], -1)
 
 
 def test_parse_params_and_search():
@@ -38,6 +42,10 @@ def test_parse_params_and_search():
         parse_params("{epochs: 5}")
     with pytest.raises(ValueError, match="must be a JSON object"):
         parse_params("[1, 2]")
+    with pytest.raises(ValueError, match=r"\['epochz'\] are not parameters"):
+        parse_params('{"epochz": 3}')
+    with pytest.raises(ValueError, match="not parameters"):
+        parse_search('{"epochz": [3]}')
     assert parse_search('{"epochs": [200, 100]}') == {"epochs": [200, 100]}
     for bad in ('{"epochs": 200}', '{"epochs": []}'):
         with pytest.raises(ValueError, match="non-empty list"):

@@ -57,3 +57,32 @@ def test_group_column_that_is_not_a_feature(simulation_model, simulation):
     )
     assert list(result.groups.index) == ["n", "s"]
     assert result.groups["n"].sum() == 200
+
+
+def test_labels_read_as_floats_and_missing_labels(simulation_model, simulation):
+    """A target column with a gap comes back as floats; its rows must still match."""
+    X, y = simulation.X_test.iloc[:300], simulation.y_test.iloc[:300]
+    group = np.repeat(["A", "B"], 150)
+    typed = audit(simulation_model, X, y, group=group, n_bootstrap=10)
+    as_float = audit(simulation_model, X, y.astype(float), group=group, n_bootstrap=10)
+    np.testing.assert_allclose(typed.groups["accuracy"], as_float.groups["accuracy"])
+    assert typed.groups["accuracy"].min() > 0.2  # the model has learnt something: not all -1
+
+    gapped = y.astype(float).copy()
+    gapped.iloc[:50] = np.nan  # 50 rows of group A have no label
+    with pytest.warns(UserWarning, match="50 of 300 rows have no true label"):
+        result = audit(simulation_model, X, gapped, group=group, n_bootstrap=10)
+    assert result.groups.loc["A", "n"] == 100
+    labelled = X.iloc[50:150]
+    direct = (simulation_model.predict(labelled) == y.iloc[50:150].to_numpy()).mean()
+    assert result.groups.loc["A", "accuracy"] == pytest.approx(direct)
+
+
+def test_audit_input_errors(simulation_model, simulation):
+    X, y = simulation.X_test.iloc[:100], simulation.y_test.iloc[:100]
+    with pytest.raises(ValueError, match="'nosuch' is not a column of X"):
+        audit(simulation_model, X, y, group="nosuch")
+    with pytest.raises(ValueError, match="y has 99 labels for 100 rows"):
+        audit(simulation_model, X, y.iloc[:99], group=np.repeat(["A"], 100))
+    with pytest.raises(ValueError, match="all missing"):
+        audit(simulation_model, X, np.full(100, np.nan), group=np.repeat(["A"], 100))

@@ -171,3 +171,22 @@ def test_report_command_errors(tmp_path, auto_mpg_model, capsys):
     pd.DataFrame({"other": [1, 2]}).to_csv(tmp_path / "bad.csv", index=False)
     assert main(["report", str(tmp_path / "model"), str(tmp_path / "bad.csv")]) == 2
     assert "lacks the model's columns" in capsys.readouterr().err
+
+
+def test_report_scores_a_target_read_with_gaps(auto_mpg, auto_mpg_model):
+    """A target column with empty cells reads as floats: labelled rows still match."""
+    from attnmoe.explain import build_report
+
+    data = auto_mpg.X_test.assign(mpg=auto_mpg.y_test.to_numpy(), origin=auto_mpg.X_test.index % 2)
+    _, typed = build_report(auto_mpg_model, data, target="mpg", n_bootstrap=10)
+    gapped = data.assign(mpg=data["mpg"].astype(float))
+    gapped.loc[gapped.index[:6], "mpg"] = np.nan
+    with pytest.warns(UserWarning, match="6 of 140 rows have no true label"):
+        html, numbers = build_report(
+            auto_mpg_model, gapped, target="mpg", group="origin", n_bootstrap=10
+        )
+    labelled = data.iloc[6:]
+    direct = (auto_mpg_model.predict(labelled[auto_mpg.X_test.columns]) == labelled["mpg"]).mean()
+    assert numbers["accuracy"] == pytest.approx(direct)
+    assert abs(numbers["accuracy"] - typed["accuracy"]) < 0.05 and typed["accuracy"] > 0.5
+    assert "6 rows without a true label left out" in html

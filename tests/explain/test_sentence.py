@@ -77,6 +77,9 @@ def test_attnmoe_text_model_sentence_view(tmp_path):
     gates = np.asarray(view["gates"])
     assert gates.shape == (2, 5, 5)
     np.testing.assert_allclose(gates.sum(-1), 1.0, atol=1e-6)
+    with pytest.warns(UserWarning, match="has 10 tokens and the model reads 8: the last 2"):
+        long = sentence_view(tmp_path / "model", " ".join(f"w{i}" for i in range(10)))
+    assert np.asarray(long["gates"]).shape == (2, 8, 8)
     out = tmp_path / "s.html"
     assert main(["report-sentence", str(tmp_path / "model"), "w1 w2 w3", "--out", str(out)]) == 0
     assert "All heads together" in out.read_text()

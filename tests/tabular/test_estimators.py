@@ -123,6 +123,8 @@ def test_bad_inputs():
     fitted = AttentionMoEClassifier(**{**FAST, "epochs": 1}).fit(X, y)
     with pytest.raises(ValueError, match="feature"):
         fitted.predict(X.drop(columns="flag"))
+    with pytest.raises(ValueError, match=r"columns \['empty'\] have no observed values"):
+        AttentionMoEImputer(**FAST).fit(X.assign(empty=np.nan))
 
 
 def test_imputer_fills_every_column_type():

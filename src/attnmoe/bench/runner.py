@@ -105,6 +105,12 @@ def plan_runs(
     unknown = set(models) - set(MODEL_NAMES)
     if unknown:
         raise ValueError(f"unknown models {sorted(unknown)}; choose from {list(MODEL_NAMES)}")
+    if not 0 <= n_seeds <= len(SIMULATION_SEEDS):
+        raise ValueError(
+            f"seeds: the paper's simulation has {len(SIMULATION_SEEDS)} seeds, got {n_seeds}"
+        )
+    if auto_mpg_seeds < 0:
+        raise ValueError(f"auto-mpg seeds must be >= 0, got {auto_mpg_seeds}")
     names = [s.name for s in SIMULATION_SETTINGS]
     chosen = names if settings is None else list(settings)
     for name in chosen:
@@ -279,6 +285,12 @@ def parse_params(text: str | None, option: str = "--attnmoe-params") -> dict[str
         raise ValueError(f"{option} is not valid JSON: {err}") from err
     if not isinstance(params, dict):
         raise ValueError(f"{option} must be a JSON object")
+    unknown = sorted(set(params) - set(AttentionMoEClassifier().get_params()))
+    if unknown:
+        raise ValueError(
+            f"{option}: {unknown} are not parameters of AttentionMoEClassifier "
+            "(see help(attnmoe.tabular.AttentionMoEClassifier))"
+        )
     return params
 
 

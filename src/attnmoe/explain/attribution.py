@@ -29,6 +29,7 @@ from torch import Tensor
 
 from ..model import BidirectionalAttention, ContinuousWordExperts
 from ..model.base import MaskedWordModel
+from ..tabular.encoding import label_indices
 
 Method = Literal["integrated_gradients", "linearization"]
 
@@ -302,13 +303,11 @@ def _class_targets(clf, X_frame: pd.DataFrame, classes: Any) -> tuple[np.ndarray
         labels = np.repeat(labels, n)
     if labels.size != n:
         raise ValueError(f"classes: one label per row expected ({n}), got {labels.size}")
-    known = {str(c): k for k, c in enumerate(clf.classes_)}
-    index = []
-    for label in labels:
-        if str(label) not in known:
-            raise ValueError(f"unknown class {label!r}; classes are {list(clf.classes_)}")
-        index.append(known[str(label)])
-    return np.arange(n), np.asarray(index)
+    index = label_indices(clf.classes_, labels)
+    if (index < 0).any():
+        label = labels[np.flatnonzero(index < 0)[0]]
+        raise ValueError(f"unknown class {label!r}; classes are {list(clf.classes_)}")
+    return np.arange(n), index
 
 
 def _explain_classifier(

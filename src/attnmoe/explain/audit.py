@@ -8,6 +8,7 @@ the gaps that are both larger than a threshold and distinguishable from zero.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..tabular.encoding import label_indices
 from .usage import expert_names, target_gates
 
 #: metric -> True when higher is better
@@ -114,12 +116,6 @@ def _features(clf, X: pd.DataFrame) -> pd.DataFrame:
     return X
 
 
-def _class_index(clf, y: Sequence[Hashable]) -> np.ndarray:
-    known = {str(c): k for k, c in enumerate(clf.classes_)}
-    # labels the model never saw count as errors (index -1 never matches)
-    return np.array([known.get(str(v), -1) for v in np.asarray(y, dtype=object)])
-
-
 def audit(
     model: Any,
     X: Any,
@@ -165,20 +161,35 @@ def audit(
     -------
     AuditResult
     """
-    if isinstance(group, str) and isinstance(X, pd.DataFrame) and group in X.columns:
+    if isinstance(group, str):
+        if not (isinstance(X, pd.DataFrame) and group in X.columns):
+            raise ValueError(f"group {group!r} is not a column of X")
         groups = X[group].to_numpy()
     else:
         groups = np.asarray(group, dtype=object)
     features = _features(model, X)
-    if len(groups) != len(features):
-        raise ValueError(f"group has {len(groups)} labels for {len(features)} rows")
+    labels = np.asarray(y, dtype=object).reshape(-1)
+    for what, n in (("group", len(groups)), ("y", len(labels))):
+        if n != len(features):
+            raise ValueError(f"{what} has {n} labels for {len(features)} rows")
     groups = pd.Series(groups, dtype=object).fillna("(missing)").astype(str).to_numpy()
     if proba is None:
         proba = model.predict_proba(features)
     if gates is None:
         gates = target_gates(model, features)
+    labelled = ~pd.isna(labels)
+    if not labelled.any():
+        raise ValueError("y has no labels (all missing)")
+    if not labelled.all():  # nothing to score them against; counting them wrong would bias
+        warnings.warn(
+            f"{int((~labelled).sum())} of {len(labels)} rows have no true label and are "
+            "left out of the audit",
+            stacklevel=2,
+        )
+        groups, labels, proba, gates = (a[labelled] for a in (groups, labels, proba, gates))
     usage = gates.mean(1)  # (n, experts): head-averaged, sums to one per row
-    y_idx = _class_index(model, y)
+    # labels the model never saw count as errors (index -1 never matches a prediction)
+    y_idx = label_indices(model.classes_, labels)
     pred = proba.argmax(1)
     conf = proba.max(1)
     n_classes = len(model.classes_)

@@ -26,20 +26,24 @@ def _cmd_report(args: argparse.Namespace) -> int:
         n_bootstrap=args.bootstrap,
         random_state=args.seed,
     )
-    shown = ", ".join(
+    print(f"report: {Path(args.out)} ({_scalars(numbers)})")
+    return 0
+
+
+def _scalars(numbers: dict) -> str:
+    """The single numbers of a report's summary, ``key=value`` (lists and tables left out)."""
+    return ", ".join(
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
         for k, v in numbers.items()
         if isinstance(v, (int, float, str))
     )
-    print(f"report: {Path(args.out)} ({shown})")
-    return 0
 
 
 def _cmd_report_sentence(args: argparse.Namespace) -> int:
     from .sentence import write_sentence_report
 
     numbers = write_sentence_report(args.model, args.sentence, args.out, layer=args.layer)
-    print(f"report: {Path(args.out)} ({numbers})")
+    print(f"report: {Path(args.out)} ({_scalars(numbers)})")
     return 0
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..tabular.encoding import label_indices
 from .attribution import explain, top_experts
 from .audit import AuditResult, audit, expected_calibration_error
 from .usage import ExpertUsageLog, expert_names, target_gates
@@ -360,10 +361,13 @@ def build_report(
     # -- accuracy, calibration, confusion
     result: AuditResult | None = None
     if target is not None:
-        y_idx = np.array([classes.index(str(v)) if str(v) in classes else -1 for v in data[target]])
-        correct = pred == y_idx
+        labelled = ~pd.isna(data[target]).to_numpy()  # rows without a label are not scored
+        if not labelled.any():
+            raise ValueError(f"the target column {target!r} holds no labels")
+        y_idx = label_indices(clf.classes_, data[target])[labelled]
+        correct = pred[labelled] == y_idx
         accuracy = float(correct.mean())
-        ece = expected_calibration_error(proba.max(1), correct)
+        ece = expected_calibration_error(proba[labelled].max(1), correct)
         numbers.update(accuracy=accuracy, ece=ece)
         kpis.append(
             _number("accuracy", accuracy, _pct(accuracy), "accuracy", "share of rows right")
@@ -371,14 +375,16 @@ def build_report(
         kpis.append(
             _number("ece", ece, f"{ece:.3f}", "calibration error (ECE)", "0 = honest probabilities")
         )
-        confusion_png, matrix = _confusion(y_idx, pred, classes)
+        confusion_png, matrix = _confusion(y_idx, pred[labelled], classes)
         numbers["confusion"] = matrix.tolist()
+        left_out = len(data) - len(y_idx)
         sections.append(
             "<section><h2>How often it is right</h2>"
-            f"<p>Accuracy on these {len(data):,} rows: <b>{_pct(accuracy)}</b>. "
-            "Calibration: when the model says 80%, is it right 80% of the time? Points "
+            f"<p>Accuracy on these {len(y_idx):,} rows: <b>{_pct(accuracy)}</b>"
+            + (f" ({left_out:,} rows without a true label left out)" if left_out else "")
+            + ". Calibration: when the model says 80%, is it right 80% of the time? Points "
             "on the dashed line mean yes.</p>"
-            f'<div class="plots">{_reliability(proba, correct)}{confusion_png}</div>'
+            f'<div class="plots">{_reliability(proba[labelled], correct)}{confusion_png}</div>'
             f'<div id="confusion" data-value="{_esc(matrix.tolist())}"></div></section>'
         )
         if group is not None:
@@ -416,12 +422,11 @@ def build_report(
             }
         ).sort_values("change", key=np.abs, ascending=False)
         extra = ""
-        if target is not None and target in shift_data.columns:
+        if target is not None and target in shift_data.columns and shift_data[target].notna().any():
             pred_new = clf.predict_proba(X_new).argmax(1)
-            y_new = np.array(
-                [classes.index(str(v)) if str(v) in classes else -1 for v in shift_data[target]]
-            )
-            shift_accuracy = float((pred_new == y_new).mean())
+            labelled_new = ~pd.isna(shift_data[target]).to_numpy()
+            y_new = label_indices(clf.classes_, shift_data[target])
+            shift_accuracy = float((pred_new == y_new)[labelled_new].mean())
             numbers["shift_accuracy"] = shift_accuracy
             kpis.append(
                 _number(

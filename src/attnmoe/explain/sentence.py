@@ -12,6 +12,7 @@ masked, as in masked-word prediction).
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,14 @@ def attnmoe_sentence_view(model_dir: str | Path, sentence: str, k: int = 3) -> d
     root = Path(model_dir)
     vocab = Vocabulary.load(root / VOCAB_NAME)
     model = BidirectionalAttention.from_pretrained(root / ATTENTION_DIR)
-    tokens = load_tokenizer(vocab.meta.get("tokenizer"))(sentence)[: model.config.max_len]
+    tokens = load_tokenizer(vocab.meta.get("tokenizer"))(sentence)
+    if len(tokens) > model.config.max_len:
+        warnings.warn(
+            f"the sentence has {len(tokens)} tokens and the model reads {model.config.max_len}: "
+            f"the last {len(tokens) - model.config.max_len} are left out",
+            stacklevel=2,
+        )
+        tokens = tokens[: model.config.max_len]
     if not tokens:
         raise ValueError("the sentence has no tokens")
     ids = torch.as_tensor(vocab.encode(tokens), dtype=torch.long).unsqueeze(0)

@@ -150,7 +150,9 @@ class ArraySource:
             self.window, self._n = int(shape[1]), int(shape[0])
         elif len(shape) == 1:
             if window is None or window < 1:
-                raise ValueError("a 1-D token stream needs a positive window length")
+                raise ValueError(
+                    "a 1-D token stream needs a positive window length (window=, or --window)"
+                )
             self.window, self._n = int(window), int(shape[0]) // int(window)
         else:
             raise ValueError(f"tokens must be 1-D or 2-D, got shape {tuple(shape)}")
@@ -994,7 +996,13 @@ def register_cli(sub: Any) -> None:
     data.add_argument(
         "--synthetic-tokens", help="a generated corpus of this many tokens, e.g. 100M"
     )
-    p.add_argument("--window", type=int, default=None, help="tokens per window (1-D; default 16)")
+    p.add_argument(
+        "--window",
+        type=int,
+        default=None,
+        help="tokens per window: required for a 1-D --tokens stream (2-D rows are windows "
+        "already); default 16 with --synthetic-tokens",
+    )
     p.add_argument("--vocab-size", type=int, default=None)
     p.add_argument("--init", default=None, help="start from this saved model directory")
     p.add_argument("--d-model", type=int, default=64)

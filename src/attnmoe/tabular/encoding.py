@@ -11,10 +11,39 @@ Missing or unseen values become the mask token.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+
+
+def label_indices(classes, labels) -> np.ndarray:
+    """Index of each label in ``classes``; -1 for a label not among them or missing.
+
+    Labels match by value first (``1``, ``1.0`` and ``np.int64(1)`` are one label,
+    as a target column read with a gap comes back as floats), then by text (``"1"``
+    matches class ``1`` and back), so labels read from a CSV match a model fitted
+    on typed data. Missing labels (None, NaN) get -1 too; callers that must tell
+    them apart test ``pandas.isna``.
+    """
+    by_value: dict = {}
+    by_text: dict[str, int] = {}
+    for k, c in enumerate(classes):
+        value = c.item() if isinstance(c, np.generic) else c
+        by_value.setdefault(value, k)
+        by_text.setdefault(str(value), k)
+    values = np.asarray(labels, dtype=object).reshape(-1)
+    index = np.full(len(values), -1, dtype=np.int64)
+    for i in np.flatnonzero(~pd.isna(values)):
+        v = values[i]
+        v = v.item() if isinstance(v, np.generic) else v
+        k = by_value.get(v) if isinstance(v, Hashable) else None
+        if k is None:
+            text = str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+            k = by_text.get(text, -1)
+        index[i] = k
+    return index
 
 
 @dataclass

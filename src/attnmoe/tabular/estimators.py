@@ -549,6 +549,9 @@ class AttentionMoEImputer(TransformerMixin, _TableMLM):
     def fit(self, X, y=None) -> AttentionMoEImputer:
         """Train the row model on ``X`` (missing cells allowed)."""
         frame = self._frame(X, reset=True)
+        empty = [str(c) for c in frame.columns[frame.isna().all().to_numpy()]]
+        if empty:  # no value to learn or to fill with
+            raise ValueError(f"columns {empty} have no observed values; drop them before fitting")
         self.encoder_ = TableEncoder(self.n_bins, self.max_categories).fit(frame)
         self.mask_id_ = self.encoder_.n_codes
         tokens = self.encoder_.encode(frame, self.mask_id_, warn=False)
