@@ -65,6 +65,10 @@ def register_all(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/demo", help="output folder")
     p.set_defaults(func=_cmd_demo)
 
+    from .tabular.cli import register as register_tabular
+
+    register_tabular(sub)
+
     from .explain.cli import register as register_report
 
     register_report(sub)

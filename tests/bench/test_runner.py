@@ -46,6 +46,8 @@ def test_parse_params_and_search():
         parse_params('{"epochz": 3}')
     with pytest.raises(ValueError, match="not parameters"):
         parse_search('{"epochz": [3]}')
+    with pytest.raises(ValueError, match="set by the benchmark"):
+        parse_params('{"random_state": 1}')
     assert parse_search('{"epochs": [200, 100]}') == {"epochs": [200, 100]}
     for bad in ('{"epochs": 200}', '{"epochs": []}'):
         with pytest.raises(ValueError, match="non-empty list"):

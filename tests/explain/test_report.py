@@ -181,10 +181,14 @@ def test_report_scores_a_target_read_with_gaps(auto_mpg, auto_mpg_model):
     _, typed = build_report(auto_mpg_model, data, target="mpg", n_bootstrap=10)
     gapped = data.assign(mpg=data["mpg"].astype(float))
     gapped.loc[gapped.index[:6], "mpg"] = np.nan
-    with pytest.warns(UserWarning, match="6 of 140 rows have no true label"):
+    with pytest.warns(UserWarning, match="6 of 140 rows have no 'mpg' label") as caught:
         html, numbers = build_report(
             auto_mpg_model, gapped, target="mpg", group="origin", n_bootstrap=10
         )
+    assert sum("label" in str(w.message) for w in caught) == 1  # said once, not again by audit
+    assert numbers["n_labelled"] == 134
+    with pytest.warns(UserWarning, match="6 of 140 rows"):  # without a group too
+        build_report(auto_mpg_model, gapped, target="mpg", n_bootstrap=10)
     labelled = data.iloc[6:]
     direct = (auto_mpg_model.predict(labelled[auto_mpg.X_test.columns]) == labelled["mpg"]).mean()
     assert numbers["accuracy"] == pytest.approx(direct)

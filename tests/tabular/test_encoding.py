@@ -15,3 +15,20 @@ def test_label_indices_match_by_value_then_by_text():
     got = label_indices(text, pd.Series([1.0, 2, "a", np.nan, 3]))
     np.testing.assert_array_equal(got, [0, 1, 2, -1, -1])
     assert label_indices(classes, []).shape == (0,)
+
+
+def test_label_indices_numbers_spelt_differently():
+    # classes saved as text from floats, float32 classes, and numbers read as text
+    np.testing.assert_array_equal(
+        label_indices(np.array(["0.0", "1.0"]), [1.0, np.float64(0.0), "1", "x"]), [1, 0, 1, -1]
+    )
+    np.testing.assert_array_equal(
+        label_indices(np.array([0.1, 0.2], dtype=np.float32), [0.1, "0.2", 0.3]), [0, 1, -1]
+    )
+    np.testing.assert_array_equal(label_indices(np.array([0, 1, 2]), ["1.0", 2.0, "0"]), [1, 2, 0])
+    np.testing.assert_array_equal(label_indices(np.array([0.0, 1.0]), ["1", 1]), [1, 1])
+    dates = np.array(["2020-01-01", "2021-01-01"], dtype="datetime64[ns]")
+    got = label_indices(dates, [1577836800000000000, pd.Timestamp("2020-01-01")])
+    np.testing.assert_array_equal(got, [-1, 0])  # an integer is not a date
+    missing = [pd.NA, None, np.nan, pd.NaT, "b"]
+    np.testing.assert_array_equal(label_indices(np.array(["a", "b"]), missing), [-1] * 4 + [1])

@@ -20,6 +20,7 @@ from sklearn.model_selection import GridSearchCV
 from tqdm.auto import tqdm
 
 from ..tabular import AttentionMoEClassifier, AtypicalHoldout
+from ..tabular.cli import parse_estimator_params
 from .baselines import BASELINES, make_baseline
 from .datasets import SIMULATION_SEEDS, SIMULATION_SETTINGS, TabularSplit, load_auto_mpg
 from .paper import load_paper_per_seed, load_paper_results
@@ -277,20 +278,9 @@ def markdown_report(results: pd.DataFrame, command: str = "") -> str:
 
 def parse_params(text: str | None, option: str = "--attnmoe-params") -> dict[str, Any]:
     """``--attnmoe-params`` JSON, e.g. ``'{"n_ensembles": 5}'``."""
-    if not text:
-        return {}
-    try:
-        params = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{option} is not valid JSON: {err}") from err
-    if not isinstance(params, dict):
-        raise ValueError(f"{option} must be a JSON object")
-    unknown = sorted(set(params) - set(AttentionMoEClassifier().get_params()))
-    if unknown:
-        raise ValueError(
-            f"{option}: {unknown} are not parameters of AttentionMoEClassifier "
-            "(see help(attnmoe.tabular.AttentionMoEClassifier))"
-        )
+    params = parse_estimator_params(text, option, AttentionMoEClassifier)
+    if "random_state" in params:
+        raise ValueError(f"{option}: random_state is set by the benchmark, one per seed")
     return params
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -364,7 +365,14 @@ def build_report(
         labelled = ~pd.isna(data[target]).to_numpy()  # rows without a label are not scored
         if not labelled.any():
             raise ValueError(f"the target column {target!r} holds no labels")
+        if not labelled.all():
+            warnings.warn(
+                f"{int((~labelled).sum())} of {len(data)} rows have no {target!r} label and are "
+                "left out of accuracy, calibration and the audit",
+                stacklevel=2,
+            )
         y_idx = label_indices(clf.classes_, data[target])[labelled]
+        numbers["n_labelled"] = len(y_idx)
         correct = pred[labelled] == y_idx
         accuracy = float(correct.mean())
         ece = expected_calibration_error(proba[labelled].max(1), correct)
@@ -388,16 +396,16 @@ def build_report(
             f'<div id="confusion" data-value="{_esc(matrix.tolist())}"></div></section>'
         )
         if group is not None:
-            result = audit(
+            result = audit(  # the labelled rows only: already warned about the others
                 clf,
-                X,
-                data[target],
-                group=data[group].to_numpy(),
+                X[labelled],
+                data[target][labelled],
+                group=data[group].to_numpy()[labelled],
                 threshold=threshold,
                 n_bootstrap=n_bootstrap,
                 random_state=random_state,
-                proba=proba,
-                gates=gates,
+                proba=proba[labelled],
+                gates=gates[labelled],
             )
 
     # -- shift
@@ -433,7 +441,12 @@ def build_report(
                     "shift-accuracy", shift_accuracy, _pct(shift_accuracy), "accuracy on new data"
                 )
             )
-            extra = f"<p>Accuracy on the new data: <b>{_pct(shift_accuracy)}</b>.</p>"
+            unlabelled = int((~labelled_new).sum())
+            extra = (
+                f"<p>Accuracy on the new data: <b>{_pct(shift_accuracy)}</b>"
+                + (f" ({unlabelled:,} rows without a label left out)" if unlabelled else "")
+                + ".</p>"
+            )
         sections.append(
             "<section><h2>What changes on new data</h2>"
             f"<p>The new data has {len(shift_data):,} rows. The distance between the two "

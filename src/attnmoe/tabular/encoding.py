@@ -18,31 +18,46 @@ import numpy as np
 import pandas as pd
 
 
+def _label_text(value) -> str:
+    """A label as text, numbers in one canonical spelling (``1``, ``1.0``, ``"1.0"`` -> ``"1"``)."""
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return _label_text(number) if np.isfinite(number) else value
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        return str(value)
+    text = str(value)  # numpy's shortest spelling in the value's own precision: float32 0.1 -> 0.1
+    if np.isfinite(float(value)) and float(value).is_integer():
+        return str(int(float(value)))
+    return text
+
+
 def label_indices(classes, labels) -> np.ndarray:
     """Index of each label in ``classes``; -1 for a label not among them or missing.
 
     Labels match by value first (``1``, ``1.0`` and ``np.int64(1)`` are one label,
-    as a target column read with a gap comes back as floats), then by text (``"1"``
-    matches class ``1`` and back), so labels read from a CSV match a model fitted
-    on typed data. Missing labels (None, NaN) get -1 too; callers that must tell
-    them apart test ``pandas.isna``.
+    as a target column read with a gap comes back as floats), then by their text
+    with numbers spelt one way (``"1"``, ``"1.0"`` and ``1.0`` match class ``1``
+    and class ``"1.0"``; float32 ``0.1`` matches ``0.1``), so labels read from a
+    CSV match a model fitted on typed data. Missing labels (None, NaN, NA) get -1
+    too; callers that must tell them apart test ``pandas.isna``.
     """
     by_value: dict = {}
     by_text: dict[str, int] = {}
     for k, c in enumerate(classes):
-        value = c.item() if isinstance(c, np.generic) else c
+        # numpy numbers as Python ones, so 1.0 finds 1; datetimes stay datetimes
+        value = c.item() if isinstance(c, (np.number, np.bool_)) else c
         by_value.setdefault(value, k)
-        by_text.setdefault(str(value), k)
+        by_text.setdefault(_label_text(c), k)
     values = np.asarray(labels, dtype=object).reshape(-1)
     index = np.full(len(values), -1, dtype=np.int64)
     for i in np.flatnonzero(~pd.isna(values)):
         v = values[i]
-        v = v.item() if isinstance(v, np.generic) else v
-        k = by_value.get(v) if isinstance(v, Hashable) else None
-        if k is None:
-            text = str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
-            k = by_text.get(text, -1)
-        index[i] = k
+        key = v.item() if isinstance(v, (np.number, np.bool_)) else v
+        k = by_value.get(key) if isinstance(key, Hashable) else None
+        index[i] = by_text.get(_label_text(v), -1) if k is None else k
     return index
 
 
