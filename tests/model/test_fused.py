@@ -195,3 +195,39 @@ def test_masked_copies_are_the_all_locations_loss_when_one_batch_holds_them_all(
         assert torch.allclose(p, q, atol=1e-12, rtol=0)
     with pytest.raises(ValueError, match="copies"):
         train_mlm(_tabular_model(n_layers=2), x, epochs=1, masking="copies", verbose=0)
+
+
+def test_keras_adam_flavour_is_kerass_update_and_engines_agree():
+    from attnmoe.model.training import _KerasEpsilon
+
+    # Keras: m, v as torch; w -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
+    rng = np.random.default_rng(0)
+    grads = rng.normal(scale=[1e-7, 1e-5, 1.0], size=(30, 3))  # near eps and far from it
+    lr, b1, b2, eps = 1e-2, 0.9, 0.999, 1e-7
+    w, m, v = np.ones(3), np.zeros(3), np.zeros(3)
+    param = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+    keras_like = _KerasEpsilon(torch.optim.Adam([param], lr=lr, betas=(b1, b2), eps=eps))
+    plain = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+    torch_adam = torch.optim.Adam([plain], lr=lr, betas=(b1, b2), eps=eps)
+    for t, g in enumerate(grads, start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        w = w - lr * np.sqrt(1 - b2**t) / (1 - b1**t) * m / (np.sqrt(v) + eps)
+        for p, opt in ((param, keras_like), (plain, torch_adam)):
+            p.grad = torch.as_tensor(g)
+            opt.step()
+    np.testing.assert_allclose(param.detach().numpy(), w, rtol=0, atol=1e-12)
+    assert not np.allclose(plain.detach().numpy(), w, rtol=0, atol=1e-6)  # torch's differs
+
+    # the compiled Adam with eps_hat steps the same way, inside whole epochs
+    x = torch.randint(0, 10, (64, 6), generator=torch.Generator().manual_seed(5))
+    _assert_engines_agree(x, epochs=3, batch_size=16, adam="keras")
+    outputs = []
+    for flavour in ("torch", "keras"):  # and the flavours differ by more than that tolerance
+        model = _tabular_model(seed=9)
+        train_mlm(model, x, epochs=3, batch_size=16, seed=1, verbose=0, engine="fused",
+                  adam=flavour)  # fmt: skip
+        outputs.append(model.output.weight.detach())
+    assert (outputs[0] - outputs[1]).abs().max() > 1e-5
+    with pytest.raises(ValueError, match="adam must be"):
+        train_mlm(_tabular_model(), x, epochs=1, verbose=0, adam="sgd")

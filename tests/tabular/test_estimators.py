@@ -120,6 +120,8 @@ def test_bad_inputs():
     X, y = _rule_table(n=60)
     with pytest.raises(ValueError, match="batching"):
         AttentionMoEClassifier(**FAST, batching="columns").fit(X, y)
+    with pytest.raises(ValueError, match="adam must be"):
+        AttentionMoEClassifier(**FAST, adam="sgd").fit(X, y)
     fitted = AttentionMoEClassifier(**{**FAST, "epochs": 1}).fit(X, y)
     with pytest.raises(ValueError, match="feature"):
         fitted.predict(X.drop(columns="flag"))

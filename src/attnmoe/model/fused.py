@@ -400,7 +400,11 @@ class FusedMLM:
 
 class FusedAdam:
     """Adam (``torch.optim.Adam``'s update, L2 weight decay) kept by :class:`FusedMLM`
-    for :meth:`FusedMLM.train_epoch`: the moments of every weight, and the step count."""
+    for :meth:`FusedMLM.train_epoch`: the moments of every weight, and the step count.
+
+    ``eps_hat=True`` adds ``eps`` to the uncorrected root second moment, as Keras's
+    Adam does (torch adds it to the bias-corrected one).
+    """
 
     def __init__(
         self,
@@ -409,16 +413,21 @@ class FusedAdam:
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.0,
+        eps_hat: bool = False,
     ) -> None:
         self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
+        self.eps_hat = eps_hat
         self.first = tuple(np.zeros_like(w) for w in fused.weight_arrays)
         self.second = tuple(np.zeros_like(w) for w in fused.weight_arrays)
         self.steps = 0
 
     def hyper(self) -> np.ndarray:
-        """``[lr, beta1, beta2, eps, weight_decay, steps taken]`` for the kernel."""
+        """``[lr, beta1, beta2, eps, weight_decay, steps taken, eps_hat]`` for the kernel."""
         b1, b2 = self.betas
-        return np.array([self.lr, b1, b2, self.eps, self.weight_decay, self.steps], np.float64)
+        return np.array(
+            [self.lr, b1, b2, self.eps, self.weight_decay, self.steps, float(self.eps_hat)],
+            np.float64,
+        )
 
 
 _POOL: tuple[int, ThreadPoolExecutor] | None = None
@@ -949,10 +958,13 @@ if _HAVE_NUMBA:
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
     def _adam_update(groups, hyper):  # pragma: no cover - compiled
-        # torch.optim.Adam's update (L2 weight decay added to the gradient)
-        lr, beta1, beta2, eps, decay, step = hyper
+        # torch.optim.Adam's update (L2 weight decay added to the gradient); with eps_hat,
+        # eps is added to the uncorrected sqrt(v) as in Keras: eps / root_bias2 here
+        lr, beta1, beta2, eps, decay, step, eps_hat = hyper
         step_size = lr / (1.0 - beta1**step)
         root_bias2 = math.sqrt(1.0 - beta2**step)
+        if eps_hat > 0.0:
+            eps = eps / root_bias2
         for group in literal_unroll(groups):
             weight, grad, first, second = group
             w, g, m, v = weight.reshape(-1), grad.reshape(-1), first.reshape(-1), second.reshape(-1)

@@ -30,6 +30,7 @@ Masking = Literal["auto", "all", "copies", "random"]
 # Up to this many words per row the written-out log-softmax beats torch's kernel on CPU.
 _SHORT_ROWS = 64
 Engine = Literal["auto", "torch", "fused"]
+AdamFlavour = Literal["torch", "keras"]
 
 
 @contextmanager
@@ -165,6 +166,33 @@ def _as_tokens(data: Tensor | np.ndarray) -> Tensor:
     return tokens.long()
 
 
+#: Keras's default Adam epsilon (torch's is 1e-8)
+KERAS_ADAM_EPS = 1e-7
+
+
+class _KerasEpsilon:
+    """``torch.optim.Adam`` stepping as Keras's Adam: epsilon on the uncorrected sqrt(v).
+
+    torch divides by ``sqrt(v_t / (1 - beta2^t)) + eps``, Keras (with the same
+    bias-corrected step size) by ``(sqrt(v_t) + eps) / sqrt(1 - beta2^t)``: the same
+    update when torch's epsilon at step ``t`` is ``eps / sqrt(1 - beta2^t)``.
+    """
+
+    def __init__(self, optimizer: torch.optim.Adam) -> None:
+        self.optimizer = optimizer
+        self.eps = [group["eps"] for group in optimizer.param_groups]
+        self.steps = 0
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        self.steps += 1
+        for group, eps in zip(self.optimizer.param_groups, self.eps, strict=True):
+            group["eps"] = eps / math.sqrt(1.0 - group["betas"][1] ** self.steps)
+        self.optimizer.step()
+
+
 def train_mlm(
     model: MaskedWordModel,
     data: Tensor | np.ndarray,
@@ -185,6 +213,7 @@ def train_mlm(
     on_epoch_end: Callable[[int, TrainingHistory], None] | None = None,
     num_threads: int | None = None,
     engine: Engine = "auto",
+    adam: AdamFlavour = "torch",
 ) -> TrainingHistory:
     """Fit any model form by maximum likelihood of masked words (Adam).
 
@@ -235,6 +264,13 @@ def train_mlm(
         included, run in compiled code, on several the batch is split across
         threads and torch's fused Adam steps).
         ``"auto"``: fused when supported and the model is small, else torch.
+    adam
+        ``"torch"``: ``torch.optim.Adam`` (epsilon 1e-8 added to the bias-corrected
+        root second moment). ``"keras"``: Adam as the paper's Keras code ran it:
+        epsilon 1e-7 added to the *uncorrected* root second moment, on a loss
+        averaged over all ``L`` locations of each sentence (only the masked one
+        counted); on this function's mean masked loss that is epsilon ``1e-7 * L``.
+        The two differ only where a gradient's scale is near epsilon.
 
     Returns
     -------
@@ -264,6 +300,8 @@ def train_mlm(
         and key_mask is None
         and fused_supported(model, tokens.shape[1])
     )
+    if adam not in ("torch", "keras"):
+        raise ValueError(f"adam must be 'torch' or 'keras', got {adam!r}")
     if engine not in ("auto", "torch", "fused"):
         raise ValueError(f"engine must be 'auto', 'torch' or 'fused', got {engine!r}")
     if engine == "auto":
@@ -306,6 +344,7 @@ def train_mlm(
     fused = engine == "fused"
     fused_adam = None
     length = train_x.shape[1]
+    adam_eps = KERAS_ADAM_EPS * length if adam == "keras" else 1e-8
     # copies: order numbers (sentence, location) pairs as sentence * L + location
     n_items = len(train_x) * length if copies else len(train_x)
     per_step = min(batch_size, n_items)
@@ -320,15 +359,19 @@ def train_mlm(
             threads=1 if copies else (num_threads or torch.get_num_threads()),
         )
         if stepper.threads == 1:  # whole epochs in compiled code, Adam included
-            fused_adam = FusedAdam(stepper, lr=lr, weight_decay=weight_decay)
+            fused_adam = FusedAdam(
+                stepper, lr=lr, weight_decay=weight_decay, eps=adam_eps, eps_hat=adam == "keras"
+            )
             train_tokens = train_x.numpy()
         num_threads = 1  # the kernel runs its own threads; torch's GEMMs there are tiny
     optimizer = None  # the compiled epochs keep their own Adam
     if fused_adam is None:
         adam_kwargs = {"fused": True} if fused else {}
         optimizer = torch.optim.Adam(
-            model.parameters(), lr=lr, weight_decay=weight_decay, **adam_kwargs
+            model.parameters(), lr=lr, weight_decay=weight_decay, eps=adam_eps, **adam_kwargs
         )
+        if adam == "keras":
+            optimizer = _KerasEpsilon(optimizer)
     history = TrainingHistory()
     best_loss, best_state, stale = math.inf, None, 0
     start = time.perf_counter()

@@ -115,6 +115,8 @@ class _TableMLM(BaseEstimator):
             raise ValueError(f"init must be 'keras' or 'torch', got {self.init!r}")
         if self.batching not in ("copies", "rows"):
             raise ValueError(f"batching must be 'copies' or 'rows', got {self.batching!r}")
+        if self.adam not in ("torch", "keras"):
+            raise ValueError(f"adam must be 'torch' or 'keras', got {self.adam!r}")
         copies = self.batching == "copies" and self.n_layers == 1
         rng = check_random_state(self.random_state)
         seeds = [int(s) for s in rng.randint(0, 2**31 - 1, size=self.n_ensembles)]
@@ -138,6 +140,7 @@ class _TableMLM(BaseEstimator):
                 batch_size=self.batch_size if copies else max(1, self.batch_size // length),
                 lr=self.learning_rate,
                 weight_decay=self.weight_decay,
+                adam=self.adam,
                 masking="copies" if copies else "all",
                 position_weights=weights,
                 validation=self.validation_fraction,
@@ -199,6 +202,11 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         more than one layer always use rows.
     learning_rate, weight_decay : float
         Adam settings.
+    adam : {"torch", "keras"}
+        ``"torch"``: torch's Adam (epsilon 1e-8 on the bias-corrected second
+        moment). ``"keras"``: Adam exactly as the paper's Keras code ran it
+        (epsilon 1e-7 on the uncorrected second moment, loss averaged over all
+        locations of each masked copy); see :func:`attnmoe.model.train_mlm`.
     n_bins : int
         Quantile bins for float columns.
     max_categories : int
@@ -265,6 +273,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         batching: str = "copies",
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
+        adam: str = "torch",
         n_bins: int = 10,
         max_categories: int = 50,
         target_weight: float = 1.0,
@@ -290,6 +299,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         self.batching = batching
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
+        self.adam = adam
         self.n_bins = n_bins
         self.max_categories = max_categories
         self.target_weight = target_weight
@@ -511,6 +521,7 @@ class AttentionMoEImputer(TransformerMixin, _TableMLM):
         batching: str = "copies",
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
+        adam: str = "torch",
         n_bins: int = 10,
         max_categories: int = 50,
         n_ensembles: int = 1,
@@ -535,6 +546,7 @@ class AttentionMoEImputer(TransformerMixin, _TableMLM):
         self.batching = batching
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
+        self.adam = adam
         self.n_bins = n_bins
         self.max_categories = max_categories
         self.n_ensembles = n_ensembles
