@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # bad input or files: one line, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
 

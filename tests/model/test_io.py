@@ -46,6 +46,21 @@ def test_overwrite_keeps_no_leftovers(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["m"]
 
 
+def test_a_folder_that_is_not_a_model_is_not_replaced(tmp_path):
+    model = BidirectionalAttention(AttentionConfig(vocab_size=3, max_len=2))
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "data.csv").write_text("a,b\n")
+    with pytest.raises(FileExistsError, match=r"holds no config\.json"):
+        model.save_pretrained(tmp_path / "project")
+    assert [p.name for p in (tmp_path / "project").iterdir()] == ["data.csv"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError, match="not a folder"):
+        model.save_pretrained(tmp_path / "file")
+    (tmp_path / "empty").mkdir()
+    model.save_pretrained(tmp_path / "empty")  # an empty folder is fine
+    assert (tmp_path / "empty" / "config.json").is_file()
+
+
 def test_crash_while_writing_leaves_the_old_model_intact(tmp_path, monkeypatch):
     model = BidirectionalAttention(AttentionConfig(vocab_size=3, max_len=2))
     model.save_pretrained(tmp_path / "m")

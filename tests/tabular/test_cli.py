@@ -32,7 +32,7 @@ def table(tmp_path):
     return frame, path
 
 
-def test_fit_then_predict_matches_the_python_api(tmp_path, table, capsys):
+def test_fit_then_predict_matches_the_python_api(tmp_path, table, capsys, monkeypatch):
     frame, path = table
     model, out = tmp_path / "model", tmp_path / "pred.csv"
     assert main(["fit", str(path), "--target", "label", "--drop", "id", "--out", str(model),
@@ -48,8 +48,18 @@ def test_fit_then_predict_matches_the_python_api(tmp_path, table, capsys):
     np.testing.assert_allclose(pred[["p_no", "p_yes"]], clf.predict_proba(X), rtol=1e-6)
     assert list(pred.columns[:5]) == list(frame.columns)  # the input comes back unchanged
     assert (pred["prediction"] == frame["label"]).mean() > 0.9  # it learnt the rule
-    assert set(pred["top_expert"]) <= {"colour", "size", "weight"}
-    assert pred["top_expert"].notna().all()
+    # explained in chunks, the same answer as in one piece
+    import attnmoe.tabular.cli as tabular_cli
+
+    monkeypatch.setattr(tabular_cli, "_EXPLAIN_CHUNK", 7)
+    chunked = tmp_path / "chunked.csv"
+    assert main(["predict", str(model), str(path), "--out", str(chunked), "--explain"]) == 0
+    again = pd.read_csv(chunked)
+    assert (again["top_expert"] == pred["top_expert"]).all()
+    np.testing.assert_allclose(again["top_expert_contribution"], pred["top_expert_contribution"])
+    assert set(pred["top_expert"]) <= {"colour", "size", "weight"}  # never the target itself
+    assert pred["top_expert"].notna().all() and pred["top_expert_contribution"].notna().all()
+    assert oct(out.stat().st_mode & 0o777) != oct(0o600)  # not private like a temporary file
 
 
 def test_fit_leaves_unlabelled_rows_out_and_predict_keeps_true_labels(tmp_path, table, capsys):
@@ -64,8 +74,12 @@ def test_fit_leaves_unlabelled_rows_out_and_predict_keeps_true_labels(tmp_path, 
     # the prediction column may not overwrite a column of the data
     out = tmp_path / "pred.csv"
     assert main(["predict", str(model), str(path), "--out", str(out), "--column", "label"]) == 2
-    assert "already has column(s) ['label']" in capsys.readouterr().err
+    assert "would repeat column(s) ['label']" in capsys.readouterr().err
     assert not out.exists()
+    # nor one new column another (the prediction named like a probability column)
+    argv = ["predict", str(model), str(path), "--out", str(out), "--column", "p_yes", "--proba"]
+    assert main(argv) == 2
+    assert "would repeat column(s) ['p_yes']" in capsys.readouterr().err
 
 
 def test_impute_fills_every_missing_cell(tmp_path, table, capsys):
@@ -83,6 +97,27 @@ def test_impute_fills_every_missing_cell(tmp_path, table, capsys):
     pd.testing.assert_frame_equal(filled[kept], holes[kept], check_dtype=False)
 
 
+def test_columns_pass_through_as_written(tmp_path):
+    rows = 120
+    rng = np.random.default_rng(1)
+    lines = ["zip,country,big_id,n,colour"]
+    for r in range(rows):
+        n = "" if r % 9 == 0 else str(int(rng.integers(1, 5)))
+        colour = "" if r % 7 == 0 else ("red" if r % 2 else "blue")
+        lines.append(f"0{1400 + r},NA,{10**17 + r},{n},{colour}")
+    path, out = tmp_path / "ids.csv", tmp_path / "filled.csv"
+    path.write_text("\n".join(lines) + "\n")
+    argv = ["impute", str(path), "--keep", "zip", "country", "big_id", "--out", str(out)]
+    assert main([*argv, "--params", FAST]) == 0
+    written = out.read_text().splitlines()
+    assert written[0] == lines[0]
+    for before, after in zip(lines[1:], written[1:], strict=True):
+        assert after.split(",")[:3] == before.split(",")[:3]  # kept cells unchanged, text for text
+        n = after.split(",")[3]
+        assert n.isdigit()  # whole numbers stay whole (no 3.0), gaps filled
+        assert after.split(",")[4] in ("red", "blue")
+
+
 def test_command_errors(tmp_path, table, capsys):
     _, path = table
     model = tmp_path / "model"
@@ -97,7 +132,25 @@ def test_command_errors(tmp_path, table, capsys):
         (["impute", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "f.csv")],
          "No such file"),
     ]  # fmt: skip
+    one_class = tmp_path / "one.csv"
+    pd.DataFrame({"a": [1, 2, 3], "y": ["k", "k", "k"]}).to_csv(one_class, index=False)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "notes.txt").write_text("mine")
+    cases += [
+        (["fit", str(one_class), "--target", "y", "--out", str(model)], "has one value only"),
+        (["fit", str(path), "--target", "label", "--out", str(model), "--params",
+          '{"random_state": 3}'], "give the seed with --seed"),
+        (["fit", str(path), "--target", "label", "--out", str(project)], "not a saved model"),
+        (["fit", str(path), "--target", "label", "--out", str(model), "--params",
+          '{"epochs": "x"}'], "cannot fit with these --params"),
+        (["impute", str(path), "--out", str(tmp_path)], "is a folder"),
+    ]  # fmt: skip
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    cases.append((["impute", str(empty), "--out", str(tmp_path / "f.csv")], "empty.csv"))
     for argv, message in cases:
         assert main(argv) == 2, argv
-        assert message in capsys.readouterr().err
+        assert message in capsys.readouterr().err, argv
     assert not model.exists()
+    assert [p.name for p in project.iterdir()] == ["notes.txt"]  # the folder was left alone

@@ -30,5 +30,7 @@ def test_label_indices_numbers_spelt_differently():
     dates = np.array(["2020-01-01", "2021-01-01"], dtype="datetime64[ns]")
     got = label_indices(dates, [1577836800000000000, pd.Timestamp("2020-01-01")])
     np.testing.assert_array_equal(got, [-1, 0])  # an integer is not a date
+    big = np.array([10**17, 10**17 + 1])  # ids beyond float precision stay apart
+    np.testing.assert_array_equal(label_indices(big, ["100000000000000001", 10**17]), [1, 0])
     missing = [pd.NA, None, np.nan, pd.NaT, "b"]
     np.testing.assert_array_equal(label_indices(np.array(["a", "b"]), missing), [-1] * 4 + [1])

@@ -75,9 +75,17 @@ def test_outputs_are_saved_and_load(trained):
 def test_rewriting_the_output_replaces_it_atomically(corpus: Path, tmp_path: Path):
     out = tmp_path / "m"
     out.mkdir()
+    (out / "vocab.json").write_text("{}")  # an earlier output
     (out / "stale.txt").write_text("old")
     train_text(corpus, out, length=8, d_model=8, heads=1, epochs=1, patience=None, verbose=0)
     assert not (out / "stale.txt").exists() and (out / "attention" / "config.json").is_file()
+    # a folder that is not an earlier output is refused before training, and left alone
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"holds no vocab\.json"):
+        train_text(corpus, project, length=8, d_model=8, heads=1, epochs=1, verbose=0)
+    assert [p.name for p in project.iterdir()] == ["notes.txt"]
 
 
 def test_attnmoe_embedding_source(trained):

@@ -28,16 +28,36 @@ class ModelFileError(ValueError):
     """A model directory is missing, corrupted or incompatible."""
 
 
+def check_replaceable(directory: str | os.PathLike, marker: str) -> None:
+    """Refuse to replace an existing non-empty folder that lacks ``marker``.
+
+    Saving over a model folder replaces it whole; a folder without the format's
+    marker file is not one of ours (a project folder given as the output by
+    mistake) and is left alone.
+    """
+    target = Path(directory)
+    if target.exists() and not target.is_dir():
+        raise FileExistsError(f"{target} exists and is not a folder")
+    if target.is_dir() and any(target.iterdir()) and not (target / marker).exists():
+        raise FileExistsError(
+            f"{target} exists, is not empty and holds no {marker}: not a saved model, so it "
+            "is not replaced; choose another folder or remove it"
+        )
+
+
 @contextmanager
-def atomic_directory(directory: str | os.PathLike) -> Iterator[Path]:
+def atomic_directory(directory: str | os.PathLike, marker: str | None = None) -> Iterator[Path]:
     """Fill a staging folder, then make it ``directory`` in one rename.
 
     Use as ``with atomic_directory(path) as staging: write files into staging``.
     A crash or an exception inside the block leaves ``directory`` as it was (an
     existing one is only replaced once the new one is complete) and removes the
-    staging folder.
+    staging folder. With ``marker``, an existing non-empty ``directory`` is only
+    replaced if it holds that file (:func:`check_replaceable`), checked first.
     """
     target = Path(directory)
+    if marker is not None:
+        check_replaceable(target, marker)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
@@ -59,9 +79,11 @@ def atomic_directory(directory: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def write_directory_atomically(directory: str | os.PathLike, files: dict[str, bytes]) -> Path:
+def write_directory_atomically(
+    directory: str | os.PathLike, files: dict[str, bytes], marker: str | None = None
+) -> Path:
     """Write ``files`` (name -> bytes, each flushed to disk) as ``directory`` atomically."""
-    with atomic_directory(directory) as staging:
+    with atomic_directory(directory, marker) as staging:
         for name, data in files.items():
             with open(staging / name, "wb") as fh:
                 fh.write(data)
@@ -126,7 +148,7 @@ class PretrainedMixin:
             save_file(state, os.path.join(tmp, WEIGHTS_NAME))
             weights = Path(tmp, WEIGHTS_NAME).read_bytes()
         files = {CONFIG_NAME: json.dumps(meta, indent=2).encode(), WEIGHTS_NAME: weights}
-        return write_directory_atomically(directory, files)
+        return write_directory_atomically(directory, files, marker=CONFIG_NAME)
 
     @classmethod
     def from_pretrained(cls: type[T], directory: str | os.PathLike) -> T:

@@ -15,9 +15,11 @@ import json
 import os
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 
@@ -40,21 +42,37 @@ def parse_estimator_params(text: str | None, option: str, estimator: type) -> di
     return params
 
 
-def _read(path: str) -> pd.DataFrame:
-    frame = pd.read_csv(path)
-    if frame.empty:
+def _read(path: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """DATA twice: as pandas types it (for the model) and as written (for the output).
+
+    Columns that only pass through (ids, zip codes, "NA" country codes, long
+    integers with gaps) are written back exactly as they were read.
+    """
+    try:
+        typed = pd.read_csv(path)
+        text = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError as err:
+        raise ValueError(f"{path}: {err}") from None
+    except pd.errors.ParserError as err:
+        raise ValueError(f"{path} is not a readable CSV: {err}") from None
+    if typed.empty:
         raise ValueError(f"{path} has no rows")
-    return frame
+    return typed, text
 
 
 def _write_csv(frame: pd.DataFrame, path: str) -> None:
     """Write ``frame`` to ``path`` through a temporary file renamed into place."""
     target = Path(path)
+    if target.is_dir():
+        raise IsADirectoryError(f"--out {target} is a folder; give a file name")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, staging = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", newline="") as fh:
             frame.to_csv(fh, index=False)
+        umask = os.umask(0)  # mkstemp makes the file private; give it the usual permissions
+        os.umask(umask)
+        os.chmod(staging, 0o666 & ~umask)
         os.replace(staging, target)
     except BaseException:
         Path(staging).unlink(missing_ok=True)
@@ -67,22 +85,45 @@ def _columns(frame: pd.DataFrame, names: list[str], what: str) -> None:
         raise ValueError(f"{what}: DATA has no column(s) {missing}; it has {list(frame.columns)}")
 
 
+def _settings(text: str | None, estimator: type, seed: int) -> dict[str, Any]:
+    params = parse_estimator_params(text, "--params", estimator)
+    if "random_state" in params:
+        raise ValueError("--params: give the seed with --seed, not random_state")
+    return {"random_state": seed, "verbose": 1, **params}
+
+
+def _fit(estimator, *data):
+    """``estimator.fit_transform`` or ``fit``, a wrong parameter type said in one line."""
+    try:
+        method = estimator.fit_transform if hasattr(estimator, "transform") else estimator.fit
+        return method(*data)
+    except TypeError as err:  # e.g. --params '{"epochs": "x"}'
+        raise ValueError(f"cannot fit with these --params: {err}") from None
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
+    from ..model.io import check_replaceable
     from . import AttentionMoEClassifier
 
-    data = _read(args.data)
+    check_replaceable(args.out, "classifier.json")  # before training, not after
+    data, _ = _read(args.data)
     _columns(data, [args.target, *args.drop], "--target/--drop")
-    params = parse_estimator_params(args.params, "--params", AttentionMoEClassifier)
-    params = {"random_state": args.seed, "verbose": 1, **params}
+    params = _settings(args.params, AttentionMoEClassifier, args.seed)
     labelled = data[args.target].notna().to_numpy()
+    if not labelled.any():
+        raise ValueError(f"the target column {args.target!r} has no labels")
     if not labelled.all():
         print(f"{int((~labelled).sum())} rows without a {args.target!r} label are left out")
     X = data.loc[labelled].drop(columns=[args.target, *args.drop])
     y = data.loc[labelled, args.target]
+    if pd.api.types.is_float_dtype(y) and (y % 1 == 0).all():
+        y = y.astype("int64")  # whole numbers read as floats because of the gaps
     if X.shape[1] == 0:
         raise ValueError("no feature columns left after --target and --drop")
+    if y.nunique() < 2:
+        raise ValueError(f"the target {args.target!r} has one value only: nothing to predict")
     start = time.perf_counter()
-    clf = AttentionMoEClassifier(**params).fit(X, y)
+    clf = _fit(AttentionMoEClassifier(**params), X, y)
     seconds = time.perf_counter() - start
     clf.save_pretrained(args.out)
     print(
@@ -92,6 +133,34 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+#: rows explained at a time by ``predict --explain``: bounds its memory
+_EXPLAIN_CHUNK = 2048
+
+
+def _top_columns(clf, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the feature column whose expert pushed hardest toward the prediction.
+
+    The target location's own expert (a constant prior, not a column) is left out;
+    the contribution is to the predicted class's logit (exact for the pure form,
+    integrated gradients for bert), summed over heads and ensemble members.
+    """
+    from ..explain import explain, top_experts
+
+    columns, contributions = [], []
+    n_experts = X.shape[1] + 1
+    for first in range(0, len(X), _EXPLAIN_CHUNK):
+        chunk = X.iloc[first : first + _EXPLAIN_CHUNK]
+        with warnings.catch_warnings():  # masked cells were already counted by predict_proba
+            warnings.simplefilter("ignore", UserWarning)
+            ranked = top_experts(explain(clf, chunk), n=n_experts)
+        ranked = ranked[ranked["feature"].isin([str(c) for c in X.columns])]
+        best = ranked.loc[ranked.groupby("row")["share"].idxmax()].set_index("row")
+        best = best.reindex(range(len(chunk)))
+        columns.append(best["feature"].to_numpy())
+        contributions.append(best["share"].to_numpy(dtype=float))
+    return np.concatenate(columns), np.concatenate(contributions)
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from . import AttentionMoEClassifier
 
@@ -99,49 +168,69 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     features = getattr(clf, "feature_names_in_", None)
     if features is None:
         raise ValueError("the model was fitted without column names; predict needs them")
-    data = _read(args.data)
+    data, text = _read(args.data)
     _columns(data, [str(c) for c in features], "the model's columns")
     names = [args.column, f"{args.column}_probability"]
     names += [f"p_{label}" for label in clf.classes_] if args.proba else []
-    names += ["top_expert", "top_expert_share"] if args.explain else []
-    clash = [c for c in names if c in data.columns]
-    if clash:  # never overwrite the caller's data (e.g. the true labels)
-        raise ValueError(f"DATA already has column(s) {clash}; choose another --column")
+    names += ["top_expert", "top_expert_contribution"] if args.explain else []
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    clash = [n for n in names if n in data.columns]
+    if repeated or clash:  # never overwrite the caller's data, nor one new column another
+        raise ValueError(
+            f"the output would repeat column(s) {repeated or clash} (from --column, --proba "
+            "or --explain, or already in DATA); choose another --column"
+        )
 
     X = data[[str(c) for c in features]]
     proba = clf.predict_proba(X)  # (n, n_classes)
     added = [clf.classes_[proba.argmax(1)], proba.max(1)]
     added += list(proba.T) if args.proba else []
-    if args.explain:
-        from ..explain import explain, top_experts
-
-        top = top_experts(explain(clf, X), n=1).set_index("row").reindex(range(len(X)))
-        added += [top["feature"].to_numpy(), top["share"].to_numpy()]
-    out = pd.concat(
-        [data, pd.DataFrame(dict(zip(names, added, strict=True)), index=data.index)], axis=1
-    )
+    added += list(_top_columns(clf, X)) if args.explain else []
+    new = pd.DataFrame(dict(zip(names, added, strict=True)), index=text.index)
+    out = pd.concat([text, new], axis=1)
     _write_csv(out, args.out)
-    counts = out[args.column].value_counts()
+    counts = new[args.column].value_counts()
     shown = ", ".join(f"{label}: {n:,}" for label, n in counts.items())
     print(f"predicted {len(out):,} rows ({shown}); written to {args.out}")
     return 0
 
 
+def _as_written(value, whole: bool) -> str:
+    """A filled value as CSV text: whole-number columns without a trailing ``.0``."""
+    if whole and isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _cmd_impute(args: argparse.Namespace) -> int:
     from . import AttentionMoEImputer
 
-    data = _read(args.data)
+    data, text = _read(args.data)
     _columns(data, args.keep, "--keep")
     columns = [c for c in data.columns if c not in args.keep]
-    missing = data[columns].isna().sum()
-    params = parse_estimator_params(args.params, "--params", AttentionMoEImputer)
-    params = {"random_state": args.seed, "verbose": 1, **params}
-    out = data.copy()
-    if missing.any():
-        out[columns] = AttentionMoEImputer(**params).fit_transform(data[columns])
+    if not columns:
+        raise ValueError("every column is in --keep: nothing to fill")
+    holes = data[columns].isna()
+    empty = [str(c) for c in columns if holes[c].all()]
+    if empty:
+        raise ValueError(
+            f"columns {empty} are empty: nothing to learn them from; add them to --keep"
+        )
+    params = _settings(args.params, AttentionMoEImputer, args.seed)
+    out = text.copy()  # every cell as written; only the missing ones change
+    if holes.to_numpy().any():
+        filled = _fit(AttentionMoEImputer(**params), data[columns])
+        for column in columns:
+            rows = holes[column].to_numpy()
+            if rows.any():
+                observed = data[column].dropna()
+                whole = pd.api.types.is_numeric_dtype(observed) and bool((observed % 1 == 0).all())
+                cells = filled[column].to_numpy()[rows]
+                out.loc[rows, column] = [_as_written(v, whole) for v in cells]
     _write_csv(out, args.out)
-    filled = ", ".join(f"{c}: {n:,}" for c, n in missing.items() if n) or "none"
-    print(f"filled {int(missing.sum()):,} cells ({filled}); written to {args.out}")
+    counts = holes.sum()
+    shown = ", ".join(f"{c}: {n:,}" for c, n in counts.items() if n) or "none"
+    print(f"filled {int(counts.sum()):,} cells ({shown}); written to {args.out}")
     return 0
 
 
@@ -156,9 +245,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("data", help="CSV: feature columns and the target column")
     p.add_argument("--target", required=True, help="column to predict")
-    p.add_argument("--out", required=True, help="model folder to write (replaced if present)")
-    p.add_argument("--drop", nargs="*", default=[], help="columns that are not features (ids)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--out",
+        required=True,
+        help="model folder to write; an existing one is replaced only if it holds a saved model",
+    )
+    p.add_argument(
+        "--drop", nargs="+", default=[], help="columns that are not features (ids); after DATA"
+    )
+    p.add_argument("--seed", type=int, default=0, help="random_state of the model (default 0)")
     p.add_argument(
         "--params",
         default=None,
@@ -173,14 +268,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "save_pretrained). Missing or unseen values are masked, with a warning.",
     )
     p.add_argument("model", help="directory written by `attnmoe fit` or save_pretrained")
-    p.add_argument("data", help="CSV with the model's columns (others are kept as they are)")
-    p.add_argument("--out", required=True, help="CSV to write: DATA plus the prediction")
+    p.add_argument("data", help="CSV with the model's columns (others are kept as written)")
+    p.add_argument(
+        "--out", required=True, help="CSV to write: DATA as written plus the new columns"
+    )
     p.add_argument("--column", default="prediction", help="name of the prediction column")
     p.add_argument("--proba", action="store_true", help="also one p_<class> column per class")
     p.add_argument(
         "--explain",
         action="store_true",
-        help="also the column (expert) with the largest share of each prediction",
+        help="also top_expert, the column whose expert pushed hardest toward each "
+        "prediction, and top_expert_contribution, its part of the predicted class's logit",
     )
     p.set_defaults(func=_cmd_predict)
 
@@ -191,9 +289,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "DATA with every missing cell filled by its most probable value.",
     )
     p.add_argument("data", help="CSV with missing cells")
-    p.add_argument("--out", required=True, help="CSV to write")
-    p.add_argument("--keep", nargs="*", default=[], help="columns left as they are (ids)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="CSV to write: DATA as written, gaps filled")
+    p.add_argument(
+        "--keep", nargs="+", default=[], help="columns left as written (ids); after DATA"
+    )
+    p.add_argument("--seed", type=int, default=0, help="random_state of the model (default 0)")
     p.add_argument("--params", default=None, help="JSON of AttentionMoEImputer parameters")
     p.set_defaults(func=_cmd_impute)
 

@@ -22,12 +22,18 @@ def _label_text(value) -> str:
     """A label as text, numbers in one canonical spelling (``1``, ``1.0``, ``"1.0"`` -> ``"1"``)."""
     if isinstance(value, str):
         try:
+            return str(int(value))  # exact, however many digits
+        except ValueError:
+            pass
+        try:
             number = float(value)
         except ValueError:
             return value
         return _label_text(number) if np.isfinite(number) else value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
         return str(value)
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
     text = str(value)  # numpy's shortest spelling in the value's own precision: float32 0.1 -> 0.1
     if np.isfinite(float(value)) and float(value).is_integer():
         return str(int(float(value)))

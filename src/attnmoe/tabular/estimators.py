@@ -429,7 +429,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         if not isinstance(meta["params"]["random_state"], (int, type(None))):
             meta["params"]["random_state"] = None  # a RandomState object is not data
         target = Path(directory)
-        with atomic_directory(target) as staging:
+        with atomic_directory(target, marker="classifier.json") as staging:
             for name, model in zip(meta["members"], self.models_, strict=True):
                 model.save_pretrained(staging / name)
             with open(staging / "classifier.json", "w") as fh:

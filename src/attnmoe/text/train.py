@@ -29,7 +29,7 @@ from typing import Any
 
 from attnmoe.model import CBOW, AttentionConfig, BidirectionalAttention
 from attnmoe.model.distributed import ArraySource, train_mlm_distributed
-from attnmoe.model.io import atomic_directory
+from attnmoe.model.io import atomic_directory, check_replaceable
 from attnmoe.model.training import TrainingHistory, evaluate_mlm, torch_threads, train_mlm
 from attnmoe.text.corpus import EncodedCorpus, Mode, TextCorpus, demo_corpus_path
 from attnmoe.text.vocab import Vocabulary
@@ -153,6 +153,8 @@ def train_text(
     import torch
 
     path = resolve_corpus(corpus)
+    if out is not None:  # before hours of training, not after
+        check_replaceable(out, VOCAB_NAME)
     say = print if verbose > 0 else (lambda *a, **k: None)
     t0 = time.perf_counter()
     text = TextCorpus(path, tokenizer, mode=mode)
@@ -315,7 +317,7 @@ def train_text(
                 cbow.save_pretrained(tmp / CBOW_DIR)
             (tmp / LOG_NAME).write_text(json.dumps(stats, indent=2), encoding="utf-8")
 
-        with atomic_directory(out) as staging:
+        with atomic_directory(out, marker=VOCAB_NAME) as staging:
             write(staging)
         saved = Path(out)
         say(f"saved: {saved}/ ({', '.join(sorted(p.name for p in saved.iterdir()))})")
