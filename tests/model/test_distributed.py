@@ -241,3 +241,12 @@ def test_cli_train_ddp(tmp_path, capsys):
     assert "6 steps on 1 process(es)" in capsys.readouterr().out
     assert load_model(tmp_path / "model").config.max_len == 8
     assert [s for s, _ in list_checkpoints(tmp_path / "ckpt")] == [3, 6]
+    # an --out folder that holds something else is refused before training
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "notes.txt").write_text("mine")
+    argv = ["train-ddp", "--tokens", str(tmp_path / "tokens.npy"), "--steps", "6", "--quiet",
+            "--out", str(project)]  # fmt: skip
+    assert main(argv) == 2
+    assert "holds no config.json" in capsys.readouterr().err
+    assert [p.name for p in project.iterdir()] == ["notes.txt"]

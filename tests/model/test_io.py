@@ -57,6 +57,7 @@ def test_a_folder_that_is_not_a_model_is_not_replaced(tmp_path):
     with pytest.raises(FileExistsError, match="not a folder"):
         model.save_pretrained(tmp_path / "file")
     (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / ".DS_Store").write_text("")  # hidden files do not count
     model.save_pretrained(tmp_path / "empty")  # an empty folder is fine
     assert (tmp_path / "empty" / "config.json").is_file()
 

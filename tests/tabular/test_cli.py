@@ -118,6 +118,35 @@ def test_columns_pass_through_as_written(tmp_path):
         assert after.split(",")[4] in ("red", "blue")
 
 
+def test_filled_cells_are_spelt_as_their_column_writes_them(tmp_path):
+    lines = ["zip,member,size"]
+    for r in range(150):
+        zip_code = "" if r % 10 == 3 else ("02139" if r % 2 else "00501")
+        member = "" if r % 10 == 5 else ("true" if r % 3 else "false")
+        lines.append(f"{zip_code},{member},{'' if r % 10 == 7 else 1.50 + (r % 2)}")
+    path, out = tmp_path / "t.csv", tmp_path / "f.csv"
+    path.write_text("\n".join(lines) + "\n")
+    assert main(["impute", str(path), "--out", str(out), "--params", FAST]) == 0
+    filled = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert set(filled["zip"]) == {"02139", "00501"}  # not 2139
+    assert set(filled["member"]) == {"true", "false"}  # not True
+    assert set(filled["size"]) <= {"1.5", "2.5"} and (filled["size"] != "").all()
+
+
+def test_big_whole_number_labels_stay_exact(tmp_path):
+    rng = np.random.default_rng(2)
+    colour = rng.choice(["red", "blue"], 200)
+    label = np.where(colour == "red", "9007199254740993", "9007199254740992")
+    label[::25] = ""  # gaps: pandas would read the column as floats and merge the two
+    path, model, out = tmp_path / "t.csv", tmp_path / "m", tmp_path / "p.csv"
+    pd.DataFrame({"colour": colour, "y": label}).to_csv(path, index=False)
+    assert main(["fit", str(path), "--target", "y", "--out", str(model), "--params", FAST]) == 0
+    assert main(["predict", str(model), str(path), "--out", str(out)]) == 0
+    pred = pd.read_csv(out, dtype=str)
+    expected = np.where(colour == "red", "9007199254740993", "9007199254740992")
+    assert (pred["prediction"] == expected).mean() > 0.95
+
+
 def test_command_errors(tmp_path, table, capsys):
     _, path = table
     model = tmp_path / "model"
@@ -149,6 +178,14 @@ def test_command_errors(tmp_path, table, capsys):
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     cases.append((["impute", str(empty), "--out", str(tmp_path / "f.csv")], "empty.csv"))
+    repeated = tmp_path / "repeated.csv"
+    repeated.write_text("a,a,b\n1,2,3\n4,,6\n")
+    cases.append((["impute", str(repeated), "--out", str(tmp_path / "f.csv")],
+                  "repeated column names ['a']"))  # fmt: skip
+    indexed = tmp_path / "indexed.csv"
+    indexed.write_text("a,b\n00000,2,y\n00001,,n\n")
+    cases.append((["impute", str(indexed), "--out", str(tmp_path / "f.csv")],
+                  "fewer columns than the rows hold"))  # fmt: skip
     for argv, message in cases:
         assert main(argv) == 2, argv
         assert message in capsys.readouterr().err, argv

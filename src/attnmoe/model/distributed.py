@@ -926,6 +926,10 @@ def _cmd_train_ddp(args: Any) -> int:
 
     if (args.tokens is None) == (args.synthetic_tokens is None):
         raise ValueError("give exactly one of --tokens FILE.npy and --synthetic-tokens N")
+    if args.out is not None:  # refuse a folder that is not a saved model before training
+        from .io import CONFIG_NAME, check_replaceable
+
+        check_replaceable(args.out, CONFIG_NAME)
     if args.tokens is not None:
         source: TokenSource = ArraySource.from_npy(args.tokens, args.window)
     else:

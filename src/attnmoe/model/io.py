@@ -38,7 +38,8 @@ def check_replaceable(directory: str | os.PathLike, marker: str) -> None:
     target = Path(directory)
     if target.exists() and not target.is_dir():
         raise FileExistsError(f"{target} exists and is not a folder")
-    if target.is_dir() and any(target.iterdir()) and not (target / marker).exists():
+    visible = target.is_dir() and any(not p.name.startswith(".") for p in target.iterdir())
+    if visible and not (target / marker).exists():  # hidden files (.DS_Store) do not count
         raise FileExistsError(
             f"{target} exists, is not empty and holds no {marker}: not a saved model, so it "
             "is not replaced; choose another folder or remove it"

@@ -11,6 +11,7 @@ command never leaves half a file.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import tempfile
@@ -57,7 +58,29 @@ def _read(path: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         raise ValueError(f"{path} is not a readable CSV: {err}") from None
     if typed.empty:
         raise ValueError(f"{path} has no rows")
+    if not (isinstance(typed.index, pd.RangeIndex) and isinstance(text.index, pd.RangeIndex)):
+        # pandas made the first cells an index: writing back would lose them
+        raise ValueError(f"{path}: the header names fewer columns than the rows hold")
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        header = next(csv.reader(fh), [])
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:  # pandas would rename them (a, a.1): the output could not keep them
+        raise ValueError(f"{path}: repeated column names {repeated}; make them unique")
     return typed, text
+
+
+def _labels(typed: pd.Series, text: pd.Series) -> pd.Series:
+    """A target column as labels: whole numbers exactly as written, not through float."""
+    if not pd.api.types.is_numeric_dtype(typed) or pd.api.types.is_bool_dtype(typed):
+        return typed
+    try:
+        whole = text.map(int)  # "12" -> 12, exact however many digits
+    except ValueError:  # "1.5", or "2.0": pandas' numbers, whole ones as integers
+        exact = (typed % 1 == 0).all() and (typed.abs() < 2**53).all()
+        return typed.astype("int64") if exact else typed
+    if whole.map(lambda v: -(2**63) <= v < 2**63).all():
+        return whole.astype("int64")
+    return text  # beyond 64 bits: the labels as written
 
 
 def _write_csv(frame: pd.DataFrame, path: str) -> None:
@@ -106,7 +129,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from . import AttentionMoEClassifier
 
     check_replaceable(args.out, "classifier.json")  # before training, not after
-    data, _ = _read(args.data)
+    data, text = _read(args.data)
     _columns(data, [args.target, *args.drop], "--target/--drop")
     params = _settings(args.params, AttentionMoEClassifier, args.seed)
     labelled = data[args.target].notna().to_numpy()
@@ -115,9 +138,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if not labelled.all():
         print(f"{int((~labelled).sum())} rows without a {args.target!r} label are left out")
     X = data.loc[labelled].drop(columns=[args.target, *args.drop])
-    y = data.loc[labelled, args.target]
-    if pd.api.types.is_float_dtype(y) and (y % 1 == 0).all():
-        y = y.astype("int64")  # whole numbers read as floats because of the gaps
+    y = _labels(data.loc[labelled, args.target], text.loc[labelled, args.target])
     if X.shape[1] == 0:
         raise ValueError("no feature columns left after --target and --drop")
     if y.nunique() < 2:
@@ -142,7 +163,8 @@ def _top_columns(clf, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
     The target location's own expert (a constant prior, not a column) is left out;
     the contribution is to the predicted class's logit (exact for the pure form,
-    integrated gradients for bert), summed over heads and ensemble members.
+    integrated gradients for bert), summed over heads, averaged over ensemble
+    members. It is negative when every column pushed against the prediction.
     """
     from ..explain import explain, top_experts
 
@@ -153,11 +175,11 @@ def _top_columns(clf, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         with warnings.catch_warnings():  # masked cells were already counted by predict_proba
             warnings.simplefilter("ignore", UserWarning)
             ranked = top_experts(explain(clf, chunk), n=n_experts)
-        ranked = ranked[ranked["feature"].isin([str(c) for c in X.columns])]
+        ranked = ranked[ranked["location"] < X.shape[1]]  # the columns, not the target slot
         best = ranked.loc[ranked.groupby("row")["share"].idxmax()].set_index("row")
         best = best.reindex(range(len(chunk)))
         columns.append(best["feature"].to_numpy())
-        contributions.append(best["share"].to_numpy(dtype=float))
+        contributions.append(best["share"].to_numpy(dtype=float) / len(clf.models_))
     return np.concatenate(columns), np.concatenate(contributions)
 
 
@@ -225,8 +247,12 @@ def _cmd_impute(args: argparse.Namespace) -> int:
             if rows.any():
                 observed = data[column].dropna()
                 whole = pd.api.types.is_numeric_dtype(observed) and bool((observed % 1 == 0).all())
+                # a value seen in the column is written as the file writes it (02139, true)
+                spelling: dict = {}
+                for value, written in zip(observed, text.loc[~rows, column], strict=True):
+                    spelling.setdefault(value, written)
                 cells = filled[column].to_numpy()[rows]
-                out.loc[rows, column] = [_as_written(v, whole) for v in cells]
+                out.loc[rows, column] = [spelling.get(v, _as_written(v, whole)) for v in cells]
     _write_csv(out, args.out)
     counts = holes.sum()
     shown = ", ".join(f"{c}: {n:,}" for c, n in counts.items() if n) or "none"

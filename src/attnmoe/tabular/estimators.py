@@ -115,6 +115,8 @@ class _TableMLM(BaseEstimator):
             raise ValueError(f"init must be 'keras' or 'torch', got {self.init!r}")
         if self.batching not in ("copies", "rows"):
             raise ValueError(f"batching must be 'copies' or 'rows', got {self.batching!r}")
+        if not isinstance(self.n_ensembles, (int, np.integer)) or self.n_ensembles < 1:
+            raise ValueError(f"n_ensembles must be a positive integer, got {self.n_ensembles!r}")
         if self.adam not in ("torch", "keras"):
             raise ValueError(f"adam must be 'torch' or 'keras', got {self.adam!r}")
         copies = self.batching == "copies" and self.n_layers == 1
