@@ -260,6 +260,15 @@ def _cmd_impute(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_options(p: argparse.ArgumentParser, estimator: str) -> None:
+    p.add_argument("--seed", type=int, default=0, help="random_state of the model (default 0)")
+    p.add_argument(
+        "--params",
+        default=None,
+        help=f"JSON of {estimator} parameters, e.g. '{{\"n_ensembles\": 3}}'",
+    )
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``fit``, ``predict`` and ``impute``."""
     p = sub.add_parser(
@@ -279,12 +288,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--drop", nargs="+", default=[], help="columns that are not features (ids); after DATA"
     )
-    p.add_argument("--seed", type=int, default=0, help="random_state of the model (default 0)")
-    p.add_argument(
-        "--params",
-        default=None,
-        help="JSON of AttentionMoEClassifier parameters, e.g. '{\"n_ensembles\": 3}'",
-    )
+    _model_options(p, "AttentionMoEClassifier")
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser(
@@ -319,8 +323,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--keep", nargs="+", default=[], help="columns left as written (ids); after DATA"
     )
-    p.add_argument("--seed", type=int, default=0, help="random_state of the model (default 0)")
-    p.add_argument("--params", default=None, help="JSON of AttentionMoEImputer parameters")
+    _model_options(p, "AttentionMoEImputer")
     p.set_defaults(func=_cmd_impute)
 
 
