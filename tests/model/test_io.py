@@ -56,8 +56,12 @@ def test_a_folder_that_is_not_a_model_is_not_replaced(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(FileExistsError, match="not a folder"):
         model.save_pretrained(tmp_path / "file")
+    (tmp_path / "repo" / ".git").mkdir(parents=True)  # hidden, but someone's
+    with pytest.raises(FileExistsError, match="not a saved model"):
+        model.save_pretrained(tmp_path / "repo")
+    assert (tmp_path / "repo" / ".git").is_dir()
     (tmp_path / "empty").mkdir()
-    (tmp_path / "empty" / ".DS_Store").write_text("")  # hidden files do not count
+    (tmp_path / "empty" / ".DS_Store").write_text("")  # desktop clutter does not count
     model.save_pretrained(tmp_path / "empty")  # an empty folder is fine
     assert (tmp_path / "empty" / "config.json").is_file()
 

@@ -133,6 +133,37 @@ def test_filled_cells_are_spelt_as_their_column_writes_them(tmp_path):
     assert set(filled["size"]) <= {"1.5", "2.5"} and (filled["size"] != "").all()
 
 
+def test_binned_whole_numbers_are_filled_with_values_the_column_holds(tmp_path):
+    # more than 50 distinct codes: the column is binned, and a bin's median can fall between
+    rng = np.random.default_rng(3)
+    codes = rng.integers(1000, 1200, 300)
+    zips = np.array([f"0{c}" for c in codes], dtype=object)
+    zips[::10] = ""
+    path, out = tmp_path / "z.csv", tmp_path / "f.csv"
+    pd.DataFrame({"zip": zips, "colour": rng.choice(["a", "b"], 300)}).to_csv(path, index=False)
+    assert main(["impute", str(path), "--out", str(out), "--params", FAST]) == 0
+    filled = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert set(filled["zip"]) <= set(zips[zips != ""])  # 0-padded, never 1028.5 or 1028
+
+
+def test_compressed_csv_and_blank_first_line(tmp_path, table, capsys):
+    frame, _ = table
+    path, out = tmp_path / "t.csv.gz", tmp_path / "p.csv"
+    frame.to_csv(path, index=False)  # gzip, by the suffix
+    model = tmp_path / "m"
+    assert main(["fit", str(path), "--target", "label", "--drop", "id", "--out", str(model),
+                 "--params", FAST]) == 0  # fmt: skip
+    assert main(["predict", str(model), str(path), "--out", str(out)]) == 0
+    blank = tmp_path / "blank.csv"
+    blank.write_text("\na,a\n1,2\n")
+    assert main(["impute", str(blank), "--out", str(tmp_path / "f.csv")]) == 2
+    assert "repeated column names ['a']" in capsys.readouterr().err
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("name,n\nJos\xe9,1\n".encode("latin-1"))
+    assert main(["impute", str(latin), "--out", str(tmp_path / "f.csv")]) == 2
+    assert "latin.csv is not UTF-8" in capsys.readouterr().err
+
+
 def test_big_whole_number_labels_stay_exact(tmp_path):
     rng = np.random.default_rng(2)
     colour = rng.choice(["red", "blue"], 200)

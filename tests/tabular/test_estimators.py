@@ -124,6 +124,8 @@ def test_bad_inputs():
         AttentionMoEClassifier(**FAST, adam="sgd").fit(X, y)
     with pytest.raises(ValueError, match="n_ensembles must be a positive integer"):
         AttentionMoEClassifier(**FAST, n_ensembles=0).fit(X, y)
+    with pytest.raises(ValueError, match="n_ensembles must be a positive integer"):
+        AttentionMoEClassifier(**FAST, n_ensembles=True).fit(X, y)
     fitted = AttentionMoEClassifier(**{**FAST, "epochs": 1}).fit(X, y)
     with pytest.raises(ValueError, match="feature"):
         fitted.predict(X.drop(columns="flag"))

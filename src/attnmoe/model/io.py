@@ -28,6 +28,9 @@ class ModelFileError(ValueError):
     """A model directory is missing, corrupted or incompatible."""
 
 
+_CLUTTER = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
+
+
 def check_replaceable(directory: str | os.PathLike, marker: str) -> None:
     """Refuse to replace an existing non-empty folder that lacks ``marker``.
 
@@ -38,8 +41,9 @@ def check_replaceable(directory: str | os.PathLike, marker: str) -> None:
     target = Path(directory)
     if target.exists() and not target.is_dir():
         raise FileExistsError(f"{target} exists and is not a folder")
-    visible = target.is_dir() and any(not p.name.startswith(".") for p in target.iterdir())
-    if visible and not (target / marker).exists():  # hidden files (.DS_Store) do not count
+    # desktop clutter does not make a folder someone's; anything else (.git, .env) does
+    held = target.is_dir() and any(p.name not in _CLUTTER for p in target.iterdir())
+    if held and not (target / marker).exists():
         raise FileExistsError(
             f"{target} exists, is not empty and holds no {marker}: not a saved model, so it "
             "is not replaced; choose another folder or remove it"
@@ -73,7 +77,9 @@ def atomic_directory(directory: str | os.PathLike, marker: str | None = None) ->
             backup = target.with_name(f".{target.name}.old-{os.getpid()}")
             os.replace(target, backup)
         os.replace(staging, target)
-        if backup is not None:
+        if backup is not None and backup.is_symlink():  # the link goes, not its folder
+            backup.unlink()
+        elif backup is not None:
             shutil.rmtree(backup, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -11,7 +11,6 @@ command never leaves half a file.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import tempfile
@@ -52,18 +51,21 @@ def _read(path: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     try:
         typed = pd.read_csv(path)
         text = pd.read_csv(path, dtype=str, keep_default_na=False)
+        # the header as written (pandas renames repeated names), read the same way
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError as err:
         raise ValueError(f"{path}: {err}") from None
     except pd.errors.ParserError as err:
         raise ValueError(f"{path} is not a readable CSV: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text ({err.reason}); save it as UTF-8") from None
     if typed.empty:
         raise ValueError(f"{path} has no rows")
     if not (isinstance(typed.index, pd.RangeIndex) and isinstance(text.index, pd.RangeIndex)):
         # pandas made the first cells an index: writing back would lose them
         raise ValueError(f"{path}: the header names fewer columns than the rows hold")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        header = next(csv.reader(fh), [])
-    repeated = sorted({name for name in header if header.count(name) > 1})
+    names = list(header.iloc[0])
+    repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:  # pandas would rename them (a, a.1): the output could not keep them
         raise ValueError(f"{path}: repeated column names {repeated}; make them unique")
     return typed, text
@@ -224,6 +226,34 @@ def _as_written(value, whole: bool) -> str:
     return str(value)
 
 
+def _nearest(seen: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Each of ``values`` replaced by the nearest of the sorted ``seen`` values."""
+    right = np.clip(np.searchsorted(seen, values), 0, len(seen) - 1)
+    left = np.clip(right - 1, 0, len(seen) - 1)
+    closer_left = np.abs(seen[left] - values) <= np.abs(seen[right] - values)
+    return np.where(closer_left, seen[left], seen[right])
+
+
+def _spelt(observed: pd.Series, written: pd.Series, values: np.ndarray) -> list[str]:
+    """Filled ``values`` of a column as the file writes them (``02139``, ``true``).
+
+    ``observed`` / ``written``: the column's present cells, as pandas typed them and
+    as the file has them. In a whole-number column a value the imputer made up (a
+    bin's median between two values) becomes the nearest value the column holds.
+    """
+    spelling: dict = {}
+    for value, text in zip(observed, written, strict=True):
+        spelling.setdefault(value, text)
+    whole = (
+        pd.api.types.is_numeric_dtype(observed)
+        and not pd.api.types.is_bool_dtype(observed)
+        and bool((observed % 1 == 0).all())
+    )
+    if whole:
+        values = _nearest(np.array(sorted(spelling)), values.astype(float))
+    return [spelling.get(v, _as_written(v, whole)) for v in values]
+
+
 def _cmd_impute(args: argparse.Namespace) -> int:
     from . import AttentionMoEImputer
 
@@ -245,14 +275,8 @@ def _cmd_impute(args: argparse.Namespace) -> int:
         for column in columns:
             rows = holes[column].to_numpy()
             if rows.any():
-                observed = data[column].dropna()
-                whole = pd.api.types.is_numeric_dtype(observed) and bool((observed % 1 == 0).all())
-                # a value seen in the column is written as the file writes it (02139, true)
-                spelling: dict = {}
-                for value, written in zip(observed, text.loc[~rows, column], strict=True):
-                    spelling.setdefault(value, written)
                 cells = filled[column].to_numpy()[rows]
-                out.loc[rows, column] = [spelling.get(v, _as_written(v, whole)) for v in cells]
+                out.loc[rows, column] = _spelt(data[column][~rows], text[column][~rows], cells)
     _write_csv(out, args.out)
     counts = holes.sum()
     shown = ", ".join(f"{c}: {n:,}" for c, n in counts.items() if n) or "none"

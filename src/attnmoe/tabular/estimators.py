@@ -115,7 +115,8 @@ class _TableMLM(BaseEstimator):
             raise ValueError(f"init must be 'keras' or 'torch', got {self.init!r}")
         if self.batching not in ("copies", "rows"):
             raise ValueError(f"batching must be 'copies' or 'rows', got {self.batching!r}")
-        if not isinstance(self.n_ensembles, (int, np.integer)) or self.n_ensembles < 1:
+        count = self.n_ensembles
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
             raise ValueError(f"n_ensembles must be a positive integer, got {self.n_ensembles!r}")
         if self.adam not in ("torch", "keras"):
             raise ValueError(f"adam must be 'torch' or 'keras', got {self.adam!r}")
