@@ -137,3 +137,16 @@ def test_no_pickle_in_the_package():
         for line in text.splitlines():
             if "torch.load(" in line:
                 assert "weights_only=True" in line, f"{path}: {line}"
+
+
+def test_a_symlinked_model_folder_is_replaced_by_a_folder_and_its_target_kept(tmp_path):
+    first = BidirectionalAttention(AttentionConfig(vocab_size=3, max_len=2))
+    first.save_pretrained(tmp_path / "real")
+    (tmp_path / "link").symlink_to(tmp_path / "real", target_is_directory=True)
+    BidirectionalAttention(AttentionConfig(vocab_size=5, max_len=2)).save_pretrained(
+        tmp_path / "link"
+    )
+    assert not (tmp_path / "link").is_symlink()
+    assert BidirectionalAttention.from_pretrained(tmp_path / "link").config.vocab_size == 5
+    assert BidirectionalAttention.from_pretrained(tmp_path / "real").config.vocab_size == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]  # no leftover
