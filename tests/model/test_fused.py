@@ -231,3 +231,41 @@ def test_keras_adam_flavour_is_kerass_update_and_engines_agree():
     assert (outputs[0] - outputs[1]).abs().max() > 1e-5
     with pytest.raises(ValueError, match="adam must be"):
         train_mlm(_tabular_model(), x, epochs=1, verbose=0, adam="sgd")
+
+
+def test_hidden_context_copies_keep_their_targets():
+    from attnmoe.model.training import hide_context
+
+    x = np.random.default_rng(11).integers(0, 10, (30, 6))
+    x[0, 2] = 10  # a missing value stays missing in every copy
+    assert np.array_equal(hide_context(x, 0.0, 10, np.random.default_rng(0)), np.repeat(x, 6, 0))
+    copies = hide_context(x, 0.4, 10, np.random.default_rng(0))  # (N * L, L)
+    assert copies.shape == (180, 6)
+    targets = copies[np.arange(180), np.tile(np.arange(6), 30)]
+    assert np.array_equal(targets, x.ravel())  # copy s * L + i keeps location i of s
+    assert (copies[:6, 2] == 10).all()
+    hidden = (copies != np.repeat(x, 6, 0)).sum() / (180 * 5)  # of the other locations
+    assert 0.3 < hidden < 0.5
+    again = hide_context(x, 0.4, 10, np.random.default_rng(0))
+    assert np.array_equal(copies, again)  # seeded
+
+
+def test_hidden_context_trains_the_same_in_both_engines():
+    # the compiled epochs read every copy's own (partly hidden) input: the same
+    # trajectory as autograd over those copies, and not the trajectory without hiding
+    x = torch.randint(0, 10, (40, 6), generator=torch.Generator().manual_seed(12))
+    _assert_engines_agree(x, epochs=3, batch_size=50, masking="copies", context_mask_rate=0.3)
+    plain, hidden = _tabular_model(seed=9), _tabular_model(seed=9)
+    for model, rate in ((plain, 0.0), (hidden, 0.3)):
+        train_mlm(model, x, epochs=3, batch_size=50, masking="copies", seed=1, verbose=0,
+                  context_mask_rate=rate)  # fmt: skip
+    assert (plain.output.weight - hidden.output.weight).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="needs masking='copies'"):
+        train_mlm(_tabular_model(), x, epochs=1, verbose=0, context_mask_rate=0.2)
+    with pytest.raises(ValueError, match=r"in \[0, 1\)"):
+        train_mlm(_tabular_model(), x, epochs=1, verbose=0, masking="copies", context_mask_rate=1)
+    fused = FusedMLM(_tabular_model(), 6, 8)
+    with pytest.raises(ValueError, match="copies=True"):
+        fused.train_epoch(x.numpy(), np.arange(40), 8, FusedAdam(fused), expanded=True)
+    with pytest.raises(ValueError, match="6 per sentence"):
+        fused.train_epoch(x.numpy()[:39], np.arange(39), 8, FusedAdam(fused), True, expanded=True)

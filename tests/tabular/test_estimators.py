@@ -111,6 +111,33 @@ def test_pure_block_deeper_models_and_row_batches():
         assert clf.score(X, y) > 0.7
 
 
+def _backup_column_table(n, seed):
+    """The target reads column a; b copies a 80 % of the time; c is noise."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 4, n)
+    b = np.where(rng.random(n) < 0.8, a, rng.integers(0, 4, n))
+    c = rng.integers(0, 3, n)
+    frame = pd.DataFrame({"a": a, "b": b, "c": c}).astype(str)
+    return frame, np.where(a >= 2, "hi", "lo")
+
+
+def test_hidden_context_teaches_the_model_to_predict_from_partial_rows():
+    X, y = _backup_column_table(400, 0)
+    X_test, y_test = _backup_column_table(400, 1)
+    without_a = X_test.assign(a=np.nan)  # best possible from b alone: 0.8 + 0.2 / 2 = 0.9
+    for seed in (0, 1):
+        plain = AttentionMoEClassifier(**{**FAST, "random_state": seed}).fit(X, y)
+        hidden = AttentionMoEClassifier(
+            **{**FAST, "random_state": seed}, context_mask_rate=0.3
+        ).fit(X, y)
+        assert hidden.score(X_test, y_test) == plain.score(X_test, y_test) == 1.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # the missing cells are counted
+            partial = hidden.score(without_a, y_test)
+            assert partial > 0.85
+            assert partial > plain.score(without_a, y_test) + 0.05
+
+
 def test_bad_inputs():
     clf = AttentionMoEClassifier(**FAST)
     with pytest.raises(ValueError, match="rows"):
@@ -126,6 +153,11 @@ def test_bad_inputs():
         AttentionMoEClassifier(**FAST, n_ensembles=0).fit(X, y)
     with pytest.raises(ValueError, match="n_ensembles must be a positive integer"):
         AttentionMoEClassifier(**FAST, n_ensembles=True).fit(X, y)
+    for rate in (1.0, -0.1, "0.2", True):
+        with pytest.raises(ValueError, match="context_mask_rate must be"):
+            AttentionMoEClassifier(**FAST, context_mask_rate=rate).fit(X, y)
+    with pytest.raises(ValueError, match="needs batching='copies'"):
+        AttentionMoEClassifier(**FAST, context_mask_rate=0.2, batching="rows").fit(X, y)
     fitted = AttentionMoEClassifier(**{**FAST, "epochs": 1}).fit(X, y)
     with pytest.raises(ValueError, match="feature"):
         fitted.predict(X.drop(columns="flag"))

@@ -346,6 +346,7 @@ class FusedMLM:
         per_step: int,
         adam: FusedAdam,
         copies: bool = False,
+        expanded: bool = False,
     ) -> np.ndarray:
         """One pass of Adam steps, all in compiled code (one thread).
 
@@ -354,7 +355,10 @@ class FusedMLM:
         each (:meth:`step`). Copies: ``order`` permutes the (sentence, location)
         pairs, numbered ``sentence * L + location``; a step takes the next
         ``per_step`` pairs, i.e. a batch of masked copies drawn from all
-        sentences (the paper's Keras training). Each step is followed by
+        sentences (the paper's Keras training). ``expanded`` (copies only):
+        ``tokens`` holds every copy's own input, ``(N * L, L)``, row
+        ``sentence * L + location`` (e.g. with context hidden:
+        :func:`attnmoe.model.training.hide_context`). Each step is followed by
         ``adam``'s update of the weights in place. Returns each step's loss.
 
         Raises
@@ -373,7 +377,13 @@ class FusedMLM:
         order = np.ascontiguousarray(order, dtype=np.int64)
         if tokens.ndim != 2 or tokens.shape[1] != self.length:
             raise ValueError(f"tokens must be (N, {self.length}), got {tokens.shape}")
-        bound = tokens.size if copies else len(tokens)
+        if expanded and not copies:
+            raise ValueError("expanded inputs are masked copies: they need copies=True")
+        if expanded and len(tokens) % self.length:
+            raise ValueError(f"expanded copies come {self.length} per sentence, got {len(tokens)}")
+        bound = len(tokens) if expanded else tokens.size if copies else len(tokens)
+        # the row of tokens that holds an item's input: item // stride
+        stride = self.length if copies and not expanded else 1
         if order.size and (order.min() < 0 or order.max() >= bound):
             raise ValueError(f"order must index [0, {bound}), got [{order.min()}, {order.max()}]")
         rate = self._dropout_rate()
@@ -385,7 +395,7 @@ class FusedMLM:
         groups = tuple(zip(self.weight_arrays, grads, adam.first, adam.second, strict=True))
         losses = np.zeros(-(-len(order) // per_step))
         steps, status = _train_epoch(
-            tokens, order, per_step, copies, self.weight_arrays, grads, groups, self.tables,
+            tokens, order, per_step, copies, stride, self.weight_arrays, grads, groups, self.tables,
             ws.row_arrays, ws.columns, ws.table_grads, self.position_weights,
             self.model.config.mask_id, self.bert, self.eps, self.scale, state, threshold,
             65536.0 / (65536 - threshold), adam.hyper(), losses,
@@ -976,13 +986,15 @@ if _HAVE_NUMBA:
 
     @numba.njit(cache=True, nogil=True, error_model="numpy")
     def _train_epoch(  # pragma: no cover - compiled
-        tokens, order, per_step, copies, W, G, groups, T, R, columns, g_tables, pos_w, mask_id,
-        bert, eps, scale, state, threshold, keep, hyper, losses,
+        tokens, order, per_step, copies, stride, W, G, groups, T, R, columns, g_tables, pos_w,
+        mask_id, bert, eps, scale, state, threshold, keep, hyper, losses,
     ):  # fmt: skip
         # every step of one pass: batch gather, dropout, tables, rows, tables'
         # gradients, Adam. Rows: order permutes sentences, a step takes per_step of
         # them and predicts every location. Copies: order permutes (sentence,
         # location) pairs as sentence * L + location, a step takes per_step pairs.
+        # An item's input is row order[.] // stride of tokens (stride L: sentences,
+        # 1: every copy written out).
         # Returns (steps applied, 0 | 1 non-finite loss | 2 nothing to predict)
         length = tokens.shape[1]
         max_pred = per_step if copies else per_step * length
@@ -1002,9 +1014,9 @@ if _HAVE_NUMBA:
             x = batch[:n]
             n_pred = n if copies else n * length
             for r in range(n):
-                sentence = order[first + r] // length if copies else order[first + r]
+                source = order[first + r] // stride
                 for j in range(length):
-                    x[r, j] = tokens[sentence, j]
+                    x[r, j] = tokens[source, j]
                 if copies:
                     rows[r] = r
                     locs[r] = order[first + r] % length

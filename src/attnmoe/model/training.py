@@ -155,6 +155,25 @@ def random_mask_loss(
     return F.cross_entropy(logits[chosen], x[chosen])
 
 
+def hide_context(
+    tokens: np.ndarray, rate: float, mask_id: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Every masked copy of ``tokens`` with part of its context hidden.
+
+    ``(N, L)`` sentences -> ``(N * L, L)`` inputs: row ``s * L + i`` is the copy of
+    sentence ``s`` that predicts location ``i``, with each *other* location
+    replaced by the mask token with probability ``rate`` (independently). Location
+    ``i`` keeps its word: it is the prediction's target (the model masks it
+    itself). Locations already holding the mask token stay masked.
+    """
+    n, length = tokens.shape
+    copies = np.repeat(tokens, length, axis=0)  # (N * L, L)
+    hide = rng.random(copies.shape) < rate
+    hide[np.arange(n * length), np.tile(np.arange(length), n)] = False  # the targets
+    copies[hide] = mask_id
+    return copies
+
+
 def _as_tokens(data: Tensor | np.ndarray) -> Tensor:
     tokens = torch.as_tensor(np.asarray(data) if not isinstance(data, Tensor) else data)
     if tokens.ndim != 2:
@@ -204,6 +223,7 @@ def train_mlm(
     weight_decay: float = 0.0,
     masking: Masking = "auto",
     mask_prob: float = 0.15,
+    context_mask_rate: float = 0.0,
     position_weights: Tensor | None = None,
     validation: float | Tensor | np.ndarray = 0.0,
     validation_key_mask: Tensor | None = None,
@@ -238,6 +258,13 @@ def train_mlm(
         ``"all"`` for one layer, else random.
     mask_prob
         Share of locations predicted under random masking.
+    context_mask_rate
+        Under ``masking="copies"``: each masked copy also hides each of its other
+        locations behind the mask token with this probability, drawn afresh every
+        epoch (seeded; :func:`hide_context`). The model then learns to predict from
+        partial sentences, as it must when values are missing at prediction time,
+        and cannot lean on one of several interchangeable locations. 0 (the
+        paper's training) hides nothing else. Holds ``N * L`` copies per epoch.
     position_weights
         ``(L,)`` loss weight per location under ``"all"`` masking.
     validation
@@ -295,6 +322,10 @@ def train_mlm(
     copies = masking == "copies"
     if copies and (key_mask is not None or not model.one_pass_exact):
         raise ValueError("masking='copies' needs a one-layer model and no key_mask")
+    if not 0.0 <= context_mask_rate < 1.0:
+        raise ValueError(f"context_mask_rate must be in [0, 1), got {context_mask_rate!r}")
+    if context_mask_rate > 0 and not copies:
+        raise ValueError("context_mask_rate > 0 needs masking='copies'")
     fusable = (
         masking in ("all", "copies")
         and key_mask is None
@@ -372,6 +403,10 @@ def train_mlm(
         )
         if adam == "keras":
             optimizer = _KerasEpsilon(optimizer)
+    hidden = context_mask_rate > 0  # each epoch's copies are then written out
+    if hidden:
+        context_rng = np.random.default_rng(0 if seed is None else seed)
+        train_numpy = train_x.cpu().numpy()
     history = TrainingHistory()
     best_loss, best_state, stale = math.inf, None, 0
     start = time.perf_counter()
@@ -381,11 +416,20 @@ def train_mlm(
             model.train()
             order = torch.randperm(n_items, generator=generator).to(device)
             total, count = 0.0, 0
+            if hidden:  # (N * L, L): copy s * L + i predicts location i of sentence s
+                epoch_copies = hide_context(
+                    train_numpy, context_mask_rate, cfg.mask_id, context_rng
+                )
             if fused_adam is not None:
                 sizes = np.minimum(per_step, n_items - np.arange(0, n_items, per_step))
                 try:
                     losses = stepper.train_epoch(
-                        train_tokens, order.numpy(), per_step, fused_adam, copies
+                        epoch_copies if hidden else train_tokens,
+                        order.numpy(),
+                        per_step,
+                        fused_adam,
+                        copies,
+                        expanded=hidden,
                     )
                 except FloatingPointError as error:
                     raise FloatingPointError(
@@ -396,7 +440,10 @@ def train_mlm(
                 total, count = float(losses @ sizes), int(sizes.sum())
             for first in range(0, n_items if fused_adam is None else 0, per_step):
                 idx = order[first : first + per_step]
-                x = train_x[idx // length if copies else idx]
+                if hidden:
+                    x = torch.from_numpy(epoch_copies[idx.cpu().numpy()]).to(device)
+                else:
+                    x = train_x[idx // length if copies else idx]
                 keys = None if train_keys is None else train_keys[idx]
                 if fused:  # overwrites .grad in place (its buffers are wired to it)
                     loss = torch.tensor(stepper.step(x))

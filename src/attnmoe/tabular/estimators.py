@@ -121,6 +121,15 @@ class _TableMLM(BaseEstimator):
         if self.adam not in ("torch", "keras"):
             raise ValueError(f"adam must be 'torch' or 'keras', got {self.adam!r}")
         copies = self.batching == "copies" and self.n_layers == 1
+        rate = self.context_mask_rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.number)):
+            raise ValueError(f"context_mask_rate must be a number in [0, 1), got {rate!r}")
+        if not 0 <= rate < 1:
+            raise ValueError(f"context_mask_rate must be in [0, 1), got {rate!r}")
+        if rate > 0 and not copies:
+            raise ValueError(
+                "context_mask_rate > 0 needs batching='copies' and n_layers=1 (masked copies)"
+            )
         rng = check_random_state(self.random_state)
         seeds = [int(s) for s in rng.randint(0, 2**31 - 1, size=self.n_ensembles)]
         length = tokens.shape[1]
@@ -145,6 +154,7 @@ class _TableMLM(BaseEstimator):
                 weight_decay=self.weight_decay,
                 adam=self.adam,
                 masking="copies" if copies else "all",
+                context_mask_rate=float(rate),
                 position_weights=weights,
                 validation=self.validation_fraction,
                 patience=self.patience if self.validation_fraction else None,
@@ -203,6 +213,12 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         a step takes ``batch_size // n_columns`` rows with all their columns
         masked in turn. The same predictions per epoch either way; models with
         more than one layer always use rows.
+    context_mask_rate : float
+        With ``batching="copies"``: each masked copy also hides each of its other
+        columns behind the mask token with this probability, drawn afresh every
+        epoch. The model learns to predict from partial rows (as it must when
+        cells are missing at predict time) and cannot lean on one of several
+        correlated columns. 0 (the paper's training) hides nothing else.
     learning_rate, weight_decay : float
         Adam settings.
     adam : {"torch", "keras"}
@@ -274,6 +290,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         epochs: int = 200,
         batch_size: int = 128,
         batching: str = "copies",
+        context_mask_rate: float = 0.0,
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
         adam: str = "torch",
@@ -300,6 +317,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         self.epochs = epochs
         self.batch_size = batch_size
         self.batching = batching
+        self.context_mask_rate = context_mask_rate
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.adam = adam
@@ -522,6 +540,7 @@ class AttentionMoEImputer(TransformerMixin, _TableMLM):
         epochs: int = 200,
         batch_size: int = 128,
         batching: str = "copies",
+        context_mask_rate: float = 0.0,
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
         adam: str = "torch",
@@ -547,6 +566,7 @@ class AttentionMoEImputer(TransformerMixin, _TableMLM):
         self.epochs = epochs
         self.batch_size = batch_size
         self.batching = batching
+        self.context_mask_rate = context_mask_rate
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.adam = adam
