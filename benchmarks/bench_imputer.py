@@ -8,6 +8,11 @@ table with holes and scored on the hidden cells: exact category recovery
 (accuracy) and mean absolute error in category codes (the codes are ordered
 bins). KNN and iterative imputation work on numeric codes, so their outputs are
 rounded to the nearest valid code. Mean ± sd over seeds.
+
+``attnmoe, hidden context 0.15`` trains on masked copies that also hide each
+other cell with probability 0.15 (``context_mask_rate``), so the model learns to
+fill a cell when others of its row are missing too; the value was fixed before
+this benchmark was first run with it, not chosen on the hidden cells.
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ def tables() -> dict[str, pd.DataFrame]:
 def imputers(seed: int) -> dict[str, object]:
     return {
         "attnmoe": AttentionMoEImputer(random_state=seed),
+        "attnmoe, hidden context 0.15": AttentionMoEImputer(
+            random_state=seed, context_mask_rate=0.15
+        ),
         "most_frequent": SimpleImputer(strategy="most_frequent"),
         "knn": KNNImputer(n_neighbors=5),
         "iterative": IterativeImputer(random_state=seed, max_iter=10),
