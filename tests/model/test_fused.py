@@ -254,6 +254,7 @@ def test_hidden_context_trains_the_same_in_both_engines():
     # the compiled epochs read every copy's own (partly hidden) input: the same
     # trajectory as autograd over those copies, and not the trajectory without hiding
     x = torch.randint(0, 10, (40, 6), generator=torch.Generator().manual_seed(12))
+    x[::7, 2] = 10  # missing values: seen as the mask, never predicted
     _assert_engines_agree(x, epochs=3, batch_size=50, masking="copies", context_mask_rate=0.3)
     plain, hidden = _tabular_model(seed=9), _tabular_model(seed=9)
     for model, rate in ((plain, 0.0), (hidden, 0.3)):

@@ -21,3 +21,8 @@ def test_partial_rows_example_runs_and_shows_the_gain():
     plain, partial = float(scores["0.0"]), float(scores["0.3"])
     assert partial > 0.85  # b alone allows 0.9
     assert partial > plain + 0.1
+    # the doc's comments quote the printed numbers (to the float rounding of another CPU)
+    quoted = dict(re.findall(r"^# (0\.\d) (0\.\d+)", block, re.M))
+    assert quoted.keys() == scores.keys()
+    for rate, value in quoted.items():
+        assert abs(float(value) - float(scores[rate])) < 0.02, rate

@@ -130,12 +130,25 @@ def test_hidden_context_teaches_the_model_to_predict_from_partial_rows():
         hidden = AttentionMoEClassifier(
             **{**FAST, "random_state": seed}, context_mask_rate=0.3
         ).fit(X, y)
-        assert hidden.score(X_test, y_test) == plain.score(X_test, y_test) == 1.0
+        assert min(hidden.score(X_test, y_test), plain.score(X_test, y_test)) > 0.95
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # the missing cells are counted
             partial = hidden.score(without_a, y_test)
             assert partial > 0.85
             assert partial > plain.score(without_a, y_test) + 0.05
+
+
+def test_hidden_context_with_early_stopping_and_in_the_imputer():
+    X, y = _backup_column_table(200, 2)
+    clf = AttentionMoEClassifier(
+        **{**FAST, "epochs": 60}, context_mask_rate=0.2, validation_fraction=0.2, patience=3
+    ).fit(X, y)
+    assert clf.histories_[0].validation_loss  # validated on whole rows of the training split
+    holes = X.copy()
+    holes.loc[::5, "b"] = np.nan
+    filled = AttentionMoEImputer(**FAST, context_mask_rate=0.2).fit_transform(holes)
+    assert not filled.isna().any().any()
+    assert (filled.loc[::5, "b"] == X.loc[::5, "a"]).mean() > 0.6  # b mostly copies a
 
 
 def test_bad_inputs():

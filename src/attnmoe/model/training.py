@@ -164,7 +164,8 @@ def hide_context(
     sentence ``s`` that predicts location ``i``, with each *other* location
     replaced by the mask token with probability ``rate`` (independently). Location
     ``i`` keeps its word: it is the prediction's target (the model masks it
-    itself). Locations already holding the mask token stay masked.
+    itself). Locations already holding the mask token stay masked. Memory: the
+    ``N * L * L`` copies (int64) plus as many float64 draws while they are made.
     """
     n, length = tokens.shape
     copies = np.repeat(tokens, length, axis=0)  # (N * L, L)
@@ -264,7 +265,9 @@ def train_mlm(
         epoch (seeded; :func:`hide_context`). The model then learns to predict from
         partial sentences, as it must when values are missing at prediction time,
         and cannot lean on one of several interchangeable locations. 0 (the
-        paper's training) hides nothing else. Holds ``N * L`` copies per epoch.
+        paper's training) hides nothing else. Holds the ``N * L`` copies
+        (``N * L * L`` tokens) of an epoch in memory. The validation loss still
+        reads whole sentences.
     position_weights
         ``(L,)`` loss weight per location under ``"all"`` masking.
     validation

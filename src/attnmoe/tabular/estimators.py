@@ -122,7 +122,7 @@ class _TableMLM(BaseEstimator):
             raise ValueError(f"adam must be 'torch' or 'keras', got {self.adam!r}")
         copies = self.batching == "copies" and self.n_layers == 1
         rate = self.context_mask_rate
-        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.number)):
+        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)):
             raise ValueError(f"context_mask_rate must be a number in [0, 1), got {rate!r}")
         if not 0 <= rate < 1:
             raise ValueError(f"context_mask_rate must be in [0, 1), got {rate!r}")
@@ -218,7 +218,10 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         columns behind the mask token with this probability, drawn afresh every
         epoch. The model learns to predict from partial rows (as it must when
         cells are missing at predict time) and cannot lean on one of several
-        correlated columns. 0 (the paper's training) hides nothing else.
+        correlated columns. 0 (the paper's training) hides nothing else. Each
+        epoch's copies are written out: about ``17 * n_rows * n_columns**2`` bytes
+        (the target counted as a column) per model training at once. Early
+        stopping still validates on whole rows.
     learning_rate, weight_decay : float
         Adam settings.
     adam : {"torch", "keras"}
