@@ -26,8 +26,14 @@ def _rule_table(n=300, seed=0):
     return frame, label
 
 
-# Every check passes: none is skipped or expected to fail.
-@parametrize_with_checks([AttentionMoEClassifier(**FAST), AttentionMoEImputer(**FAST)])
+# Every check passes: none is skipped or expected to fail (also when training on partial rows).
+@parametrize_with_checks(
+    [
+        AttentionMoEClassifier(**FAST),
+        AttentionMoEImputer(**FAST),
+        AttentionMoEClassifier(**FAST, context_mask_rate=0.2),
+    ]
+)
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 
