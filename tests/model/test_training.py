@@ -112,6 +112,62 @@ def test_patience_needs_validation():
         train_mlm(model, torch.zeros(4, 3, dtype=torch.long), patience=2, verbose=0)
 
 
+@pytest.mark.parametrize(
+    ("engine", "masking"), [("torch", "all"), ("fused", "all"), ("fused", "copies")]
+)
+def test_average_last_returns_the_mean_of_the_last_epochs_weights(engine, masking):
+    x = torch.randint(0, 6, (48, 4), generator=torch.Generator().manual_seed(0))
+    config = AttentionConfig(vocab_size=6, max_len=4, d_model=8, n_heads=2, block="bert")
+    snapshots = []
+
+    def fit(average_last):
+        torch.manual_seed(0)
+        model = BidirectionalAttention(config)
+        history = train_mlm(
+            model,
+            x,
+            epochs=5,
+            batch_size=16,
+            masking=masking,
+            average_last=average_last,
+            engine=engine,
+            verbose=0,
+            on_epoch_end=lambda epoch, h: snapshots.append(
+                [p.detach().clone() for p in model.parameters()]
+            ),
+        )
+        return model, history
+
+    plain, history = fit(0.0)
+    assert history.averaged_epochs == 0
+    for p, last in zip(plain.parameters(), snapshots[-1], strict=True):
+        assert torch.equal(p, last)  # no averaging: the last epoch's weights
+    trajectory = snapshots[:]
+    snapshots.clear()
+    averaged, history = fit(0.4)  # round(0.4 * 5) = 2: epochs 4 and 5
+    assert history.averaged_epochs == 2
+    # the same seed trains the same trajectory; only the returned weights differ
+    for before, after in zip(trajectory, snapshots, strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    for p, w4, w5 in zip(averaged.parameters(), snapshots[3], snapshots[4], strict=True):
+        torch.testing.assert_close(p, (w4.double() + w5.double()).div(2).float())
+    assert not all(
+        torch.equal(p, w) for p, w in zip(averaged.parameters(), snapshots[4], strict=True)
+    )
+    _, history = fit(1.0)
+    assert history.averaged_epochs == 5
+
+
+def test_average_last_bad_values_are_refused():
+    model = BidirectionalAttention(AttentionConfig(vocab_size=3, max_len=3))
+    x = torch.zeros(8, 3, dtype=torch.long)
+    for bad in (-0.1, 1.5, True):
+        with pytest.raises(ValueError, match="average_last"):
+            train_mlm(model, x, average_last=bad, verbose=0)
+    with pytest.raises(ValueError, match="early stopping"):
+        train_mlm(model, x, average_last=0.5, validation=0.25, patience=2, verbose=0)
+
+
 def test_nan_loss_stops_with_clear_error_and_keeps_finite_weights():
     model = BidirectionalAttention(AttentionConfig(vocab_size=4, max_len=3, d_model=4))
     with torch.no_grad():

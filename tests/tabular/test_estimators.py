@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from attnmoe.tabular import AttentionMoEClassifier, AttentionMoEImputer, TableEncoder
@@ -177,11 +178,35 @@ def test_bad_inputs():
             AttentionMoEClassifier(**FAST, context_mask_rate=rate).fit(X, y)
     with pytest.raises(ValueError, match="needs batching='copies'"):
         AttentionMoEClassifier(**FAST, context_mask_rate=0.2, batching="rows").fit(X, y)
+    for average in (1.5, -0.1, "0.5", True):
+        with pytest.raises(ValueError, match="average_last must be"):
+            AttentionMoEClassifier(**FAST, average_last=average).fit(X, y)
+    with pytest.raises(ValueError, match="early stopping"):
+        AttentionMoEClassifier(**FAST, average_last=0.5, validation_fraction=0.1).fit(X, y)
     fitted = AttentionMoEClassifier(**{**FAST, "epochs": 1}).fit(X, y)
     with pytest.raises(ValueError, match="feature"):
         fitted.predict(X.drop(columns="flag"))
     with pytest.raises(ValueError, match=r"columns \['empty'\] have no observed values"):
         AttentionMoEImputer(**FAST).fit(X.assign(empty=np.nan))
+
+
+def test_average_last_averages_the_last_epochs_of_every_member():
+    X, y = _rule_table(n=200)
+    params = {**FAST, "epochs": 30, "n_ensembles": 2}
+    plain = AttentionMoEClassifier(**params).fit(X, y)
+    averaged = AttentionMoEClassifier(**params, average_last=0.5).fit(X, y)
+    assert [h.averaged_epochs for h in averaged.histories_] == [15, 15]
+    assert [h.averaged_epochs for h in plain.histories_] == [0, 0]
+    # the same training runs; the averaged weights differ from the last ones
+    for a, b in zip(plain.histories_, averaged.histories_, strict=True):
+        assert a.train_loss == b.train_loss
+    first = [p.detach() for p in plain.models_[0].parameters()]
+    assert not all(
+        torch.equal(p, q) for p, q in zip(averaged.models_[0].parameters(), first, strict=True)
+    )
+    assert averaged.score(X, y) > 0.9  # the rule is still learned
+    imputer = AttentionMoEImputer(**{**FAST, "epochs": 4}, average_last=0.5).fit(X)
+    assert imputer.histories_[0].averaged_epochs == 2
 
 
 def test_imputer_fills_every_column_type():
