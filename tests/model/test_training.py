@@ -168,6 +168,30 @@ def test_average_last_bad_values_are_refused():
         train_mlm(model, x, average_last=0.5, validation=0.25, patience=2, verbose=0)
 
 
+@pytest.mark.parametrize("engine", ["torch", "fused"])
+@pytest.mark.parametrize("masking", ["copies", "all"])
+def test_targets_with_nothing_to_predict_are_left_out(engine, masking):
+    # many cells are the mask token (missing values); 43 x 3 = 129 copies in batches
+    # of 128 leave a last batch of one copy, which must not be a mask target
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 4, (43, 3), generator=gen)
+    x[torch.rand(x.shape, generator=gen) < 0.6] = 4  # vocab 4: the mask id
+    x[5] = 4  # one sentence with nothing to predict at all
+    config = AttentionConfig(vocab_size=4, max_len=3, d_model=8, n_heads=2, block="bert")
+    known = int((x != 4).sum())
+    for seed in range(4):  # several shuffles: one of them would end on a mask target
+        model = BidirectionalAttention(config)
+        history = train_mlm(
+            model, x, epochs=3, batch_size=128 if masking == "copies" else 1, masking=masking,
+            engine=engine, seed=seed, verbose=0,
+        )  # fmt: skip
+        assert all(math.isfinite(v) for v in history.train_loss)
+        if masking == "copies":
+            assert history.masked_predictions == 3 * known
+    with pytest.raises(ValueError, match="nothing to predict"):
+        train_mlm(BidirectionalAttention(config), torch.full((4, 3), 4), masking=masking, verbose=0)
+
+
 def test_nan_loss_stops_with_clear_error_and_keeps_finite_weights():
     model = BidirectionalAttention(AttentionConfig(vocab_size=4, max_len=3, d_model=4))
     with torch.no_grad():

@@ -233,6 +233,17 @@ def test_imputer_fills_every_column_type():
     assert [p.shape[1] for p in probabilities] == [3, 4, 10, 2, 4]
 
 
+def test_imputer_trains_on_a_table_mostly_missing():
+    # 43 rows x 3 columns = 129 masked copies: with most cells missing, a batch of
+    # only missing cells (nothing to learn from) used to stop the fit
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({c: rng.choice(["p", "q"], 43) for c in "abc"}, dtype=object)
+    frame = frame.mask(rng.random(frame.shape) < 0.6)
+    frame.iloc[0] = ["p", "q", "p"]
+    filled = AttentionMoEImputer(epochs=20, random_state=0).fit_transform(frame)
+    assert not filled.isna().any().any()
+
+
 def test_encoder_bins_and_masks():
     frame = pd.DataFrame({"f": np.linspace(0, 1, 100), "c": ["a", "b"] * 50})
     encoder = TableEncoder(n_bins=4).fit(frame)

@@ -398,8 +398,27 @@ def train_mlm(
     fused_adam = None
     length = train_x.shape[1]
     adam_eps = KERAS_ADAM_EPS * length if adam == "keras" else 1e-8
+    # targets with nothing to predict (the mask token, e.g. a missing cell; padding;
+    # loss weight 0) are left out of the epochs: a batch of only those has no loss
+    predictable = train_x != cfg.mask_id  # (N, L)
+    if train_keys is not None:
+        predictable &= train_keys
+    if weights is not None:
+        predictable &= weights > 0
+    items = None  # copies: the (sentence, location) pairs drawn from, when not all
+    if copies and not bool(predictable.all()):
+        items = predictable.reshape(-1).nonzero().squeeze(1)
+    elif masking == "all" and not bool(predictable.any(1).all()):
+        rows = predictable.any(1)
+        train_x = train_x[rows]
+        train_keys = None if train_keys is None else train_keys[rows]
     # copies: order numbers (sentence, location) pairs as sentence * L + location
-    n_items = len(train_x) * length if copies else len(train_x)
+    n_items = len(items) if items is not None else len(train_x) * length if copies else len(train_x)
+    if n_items == 0:
+        raise ValueError(
+            "nothing to predict: every training location is the mask token (a missing "
+            "value), padding or weighted 0"
+        )
     per_step = min(batch_size, n_items)
     if fused:
         stepper = FusedMLM(
@@ -436,7 +455,8 @@ def train_mlm(
         bar = tqdm(range(epochs), desc="MLM", unit="epoch", disable=verbose <= 0, leave=False)
         for epoch in bar:
             model.train()
-            order = torch.randperm(n_items, generator=generator).to(device)
+            order = torch.randperm(n_items, generator=generator)
+            order = (order if items is None else items.cpu()[order]).to(device)
             total, count = 0.0, 0
             if hidden:  # (N * L, L): copy s * L + i predicts location i of sentence s
                 epoch_copies = hide_context(
@@ -458,7 +478,7 @@ def train_mlm(
                         f"MLM loss became non-finite at epoch {epoch + 1} ({error}); the weights "
                         "are kept from the last finite step. Try a lower learning rate."
                     ) from None
-                history.masked_predictions += int(train_x.numel())
+                history.masked_predictions += n_items if copies else int(train_x.numel())
                 total, count = float(losses @ sizes), int(sizes.sum())
             for first in range(0, n_items if fused_adam is None else 0, per_step):
                 idx = order[first : first + per_step]
