@@ -209,6 +209,34 @@ def test_average_last_averages_the_last_epochs_of_every_member():
     assert imputer.histories_[0].averaged_epochs == 2
 
 
+def test_unlabeled_rows_train_their_columns_but_never_their_target():
+    X, y = _rule_table(n=120)
+    new, _ = _rule_table(n=60, seed=1)
+    new["colour"] = new["colour"].cat.add_categories("purple")
+    new.loc[:9, "colour"] = "purple"  # a value only the unlabeled rows hold
+    params = {**FAST, "epochs": 3}
+    clf = AttentionMoEClassifier(**params).fit(X, y, X_unlabeled=new)
+    # every cell of the labelled rows (4 columns + target), the 4 columns of the others
+    assert clf.histories_[0].masked_predictions == 3 * (120 * 5 + 60 * 4)
+    assert "purple" in clf.encoder_.columns_[0].categories
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # purple has a code: not counted as unseen
+        assert clf.predict(new).shape == (60,)
+    plain = AttentionMoEClassifier(**params).fit(X, y)
+    assert plain.histories_[0].masked_predictions == 3 * 120 * 5
+    assert not np.allclose(plain.predict_proba(X), clf.predict_proba(X))
+    # an array of the same columns is read by position
+    as_array = new.astype(object).to_numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # no feature names: sklearn says so
+        AttentionMoEClassifier(**params).fit(X, y, X_unlabeled=as_array)
+    with pytest.raises(ValueError, match="expecting 4 features"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        AttentionMoEClassifier(**params).fit(X, y, X_unlabeled=as_array[:, :3])
+    with pytest.raises(ValueError, match="feature names"):
+        AttentionMoEClassifier(**params).fit(X, y, X_unlabeled=new.rename(columns={"flag": "f"}))
+
+
 def test_imputer_fills_every_column_type():
     X, _ = _rule_table(n=400)
     X["size_copy"] = X["size"]  # an exactly recoverable column

@@ -356,8 +356,28 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         self.engine = engine
         self.verbose = verbose
 
-    def fit(self, X, y) -> AttentionMoEClassifier:
-        """Train on rows ``X`` (DataFrame or array) and labels ``y`` (any hashable)."""
+    def fit(self, X, y, X_unlabeled=None) -> AttentionMoEClassifier:
+        """Train on rows ``X`` and their labels ``y``, and on rows without a label.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            Training rows; missing cells allowed (the mask token).
+        y : array-like of shape (n_samples,)
+            Labels, any hashable values, none missing.
+        X_unlabeled : DataFrame or array-like of shape (n_unlabeled, n_features), optional
+            Rows without a label, with the columns of ``X``: for example the rows
+            you will predict, from a shifted population. They join the masked-word
+            training with their target masked, so they teach the model how their
+            columns go together but are never a target (semi-supervised, or
+            transductive when they are the rows to predict). The column encodings
+            (categories, quantile bins) are learnt on ``X`` and ``X_unlabeled``
+            together.
+
+        Returns
+        -------
+        self : AttentionMoEClassifier
+        """
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None"
@@ -370,10 +390,18 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
             raise ValueError("y contains missing labels")
         check_classification_targets(y)
         self.classes_, y_codes = np.unique(y, return_inverse=True)
-        self.encoder_ = TableEncoder(self.n_bins, self.max_categories).fit(frame)
+        table = frame
+        if X_unlabeled is not None:
+            unlabeled = self._frame(X_unlabeled, reset=False)  # the columns of X, checked
+            unlabeled.columns = frame.columns  # by position (an array beside a DataFrame)
+            table = pd.concat([frame, unlabeled], ignore_index=True)
+        self.encoder_ = TableEncoder(self.n_bins, self.max_categories).fit(table)
         self.mask_id_ = max(self.encoder_.n_codes, len(self.classes_))
-        codes = self.encoder_.encode(frame, self.mask_id_, warn=False)
-        tokens = np.column_stack([codes, y_codes]).astype(np.int64)  # target last
+        codes = self.encoder_.encode(table, self.mask_id_, warn=False)
+        # target last; unlabeled rows (after the labelled ones) have it masked
+        targets = np.full(len(table), self.mask_id_)
+        targets[: len(frame)] = y_codes
+        tokens = np.column_stack([codes, targets]).astype(np.int64)
         weights = torch.ones(tokens.shape[1])
         weights[-1] = self.target_weight
         self.models_, self.histories_ = self._fit_models(tokens, self.mask_id_, weights)
