@@ -7,6 +7,10 @@ Usage::
     .venv/bin/python benchmarks/select_tabular_option.py --option context_mask_rate \
         --candidates 0 0.15 0.3 --out benchmarks/results/tabular_context_mask_selection.md
 
+``--option X_unlabeled --candidates false true`` compares fitting without and with
+the held-out rows' features passed to ``fit`` as ``X_unlabeled`` (their labels
+never: the transductive use, where the rows to predict are at hand).
+
 Candidates are JSON values; the first is the paper's (the default), kept unless
 another earns its place by a rule fixed in advance, before any test split is
 scored:
@@ -50,6 +54,9 @@ from attnmoe.bench.machine import machine_description
 from attnmoe.bench.runner import AUTO_MPG, load_benchmark_data
 from attnmoe.tabular import AttentionMoEClassifier, AtypicalHoldout
 
+# not a parameter: true passes the held-out rows' features (not labels) to fit
+UNLABELED = "X_unlabeled"
+
 # the rule reads the first; the others are reported for comparison
 SIGNALS = {
     "atypical": "least typical (rule)",
@@ -79,8 +86,12 @@ def score_run(dataset: str, seed: int, option: str, candidates: list) -> list[di
     for signal, (fit_idx, val_idx) in splits.items():
         X_val, y_val = X.iloc[val_idx], y.iloc[val_idx]
         for candidate in candidates:
-            clf = AttentionMoEClassifier(random_state=seed, **{option: candidate})
-            clf.fit(X.iloc[fit_idx], y.iloc[fit_idx])
+            if option == UNLABELED:
+                clf = AttentionMoEClassifier(random_state=seed)
+                clf.fit(X.iloc[fit_idx], y.iloc[fit_idx], X_unlabeled=X_val if candidate else None)
+            else:
+                clf = AttentionMoEClassifier(random_state=seed, **{option: candidate})
+                clf.fit(X.iloc[fit_idx], y.iloc[fit_idx])
             scores = {signal: clf.score(X_val, y_val)}
             if signal == "atypical":
                 with warnings.catch_warnings():
@@ -132,7 +143,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    if args.option not in AttentionMoEClassifier().get_params():
+    if args.option == UNLABELED and args.candidates != [False, True]:
+        parser.error("--option X_unlabeled takes --candidates false true")
+    if args.option not in {**AttentionMoEClassifier().get_params(), UNLABELED: None}:
         parser.error(f"--option {args.option!r} is not an AttentionMoEClassifier parameter")
     if len(args.candidates) < 2:
         parser.error("give at least two candidates")
@@ -164,7 +177,13 @@ def main(argv: list[str] | None = None) -> None:
         "three quarters of the training rows and scored on the fourth: the least typical "
         "quarter (`AtypicalHoldout`, what the rule reads) and, for comparison, a random "
         "quarter, and the least typical quarter with one feature cell per row hidden (the "
-        "column drawn at random per row). The shifted test splits are not used.",
+        "column drawn at random per row). The shifted test splits are not used."
+        + (
+            " `X_unlabeled` true: the held-out quarter's features (never its labels) are "
+            "also passed to `fit` as unlabeled rows."
+            if args.option == UNLABELED
+            else ""
+        ),
         "",
         f"Held-out accuracy, mean ± sd over runs, and the paired difference to {first} "
         "(mean ± standard error):",

@@ -25,6 +25,7 @@ def _cmd_bench_tabular(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         attnmoe_params=parse_params(args.attnmoe_params),
         attnmoe_search=parse_search(args.attnmoe_search),
+        unlabeled_test=args.attnmoe_unlabeled_test,
     )
     planned = {(r.dataset, r.seed, r.model) for r in runs}
     keep = [k in planned for k in results[["dataset", "seed", "model"]].itertuples(index=False)]
@@ -96,6 +97,12 @@ def register_all(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="JSON grid, e.g. '{\"epochs\": [200, 100, 400]}': attnmoe chooses among it on "
         "the least typical quarter of the training rows (AtypicalHoldout), then refits",
+    )
+    p.add_argument(
+        "--attnmoe-unlabeled-test",
+        action="store_true",
+        help="transductive: attnmoe also trains on the test rows' features (never their "
+        "labels) as X_unlabeled; the baselines do not, so read it as another protocol",
     )
     p.add_argument("--out", default="runs/bench-tabular", help="output folder (resumable)")
     p.set_defaults(func=_cmd_bench_tabular)

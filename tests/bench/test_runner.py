@@ -109,3 +109,26 @@ def test_cli_search_runs_baselines_unchanged(tmp_path, capsys):
     assert "| auto-mpg | " in (out / "summary.md").read_text()
     assert main([*args[:-1], '{"epochs": 200}', "--out", str(out)]) == 2
     assert "--attnmoe-search: 'epochs' needs a non-empty list" in capsys.readouterr().err
+
+
+def test_unlabeled_test_rows_reach_attnmoe_only_and_are_recorded(tmp_path, monkeypatch):
+    seen = {}
+    real_fit = AttentionMoEClassifier.fit
+
+    def spy(self, X, y, X_unlabeled=None):
+        seen["unlabeled"] = None if X_unlabeled is None else X_unlabeled.shape
+        return real_fit(self, X, y, X_unlabeled=X_unlabeled)
+
+    monkeypatch.setattr(AttentionMoEClassifier, "fit", spy)
+    out = tmp_path / "runs.csv"
+    runs = [Run(AUTO_MPG, 0, OURS), Run(AUTO_MPG, 0, "logistic_regression")]
+    results = run_benchmark(runs, out, attnmoe_params={"epochs": 1}, progress=False,
+                            unlabeled_test=True)  # fmt: skip
+    assert seen["unlabeled"] == (140, 6)  # the test split's features, not its labels
+    assert results["attnmoe_unlabeled_test"].all() and len(results) == 2
+    assert "Transductive" in markdown_report(results)
+    with pytest.raises(ValueError, match="unlabeled"):  # a resume must keep the protocol
+        run_benchmark([*runs, Run(AUTO_MPG, 1, OURS)], out, progress=False)
+    with pytest.raises(ValueError, match="parameter search"):
+        run_benchmark(runs, tmp_path / "other.csv", unlabeled_test=True,
+                      attnmoe_search={"epochs": [1]}, progress=False)  # fmt: skip
