@@ -71,6 +71,17 @@ def test_fit_leaves_unlabelled_rows_out_and_predict_keeps_true_labels(tmp_path, 
     assert main(["fit", str(path), "--target", "label", "--drop", "id", "--out", str(model),
                  "--params", FAST]) == 0  # fmt: skip
     assert "20 rows without a 'label' label are left out" in capsys.readouterr().out
+    # or they train their columns (the classifier's X_unlabeled)
+    semi = tmp_path / "semi"
+    assert main(["fit", str(path), "--target", "label", "--drop", "id", "--out", str(semi),
+                 "--params", FAST, "--use-unlabeled"]) == 0  # fmt: skip
+    said = capsys.readouterr().out
+    assert "20 rows without a 'label' label train their columns only" in said
+    assert "fitted on 280 rows (and 20 without a label), 3 columns" in said
+    plain = AttentionMoEClassifier.from_pretrained(model)
+    both = AttentionMoEClassifier.from_pretrained(semi)
+    X = frame[["colour", "size", "weight"]]
+    assert not np.allclose(plain.predict_proba(X), both.predict_proba(X))
     # the prediction column may not overwrite a column of the data
     out = tmp_path / "pred.csv"
     assert main(["predict", str(model), str(path), "--out", str(out), "--column", "label"]) == 2

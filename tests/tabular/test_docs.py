@@ -26,3 +26,14 @@ def test_partial_rows_example_runs_and_shows_the_gain():
     assert quoted.keys() == scores.keys()
     for rate, value in quoted.items():
         assert abs(float(value) - float(scores[rate])) < 0.02, rate
+
+
+def test_unlabeled_rows_example_runs():
+    section = DOC.read_text().split("## Rows without labels", 1)[1]
+    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert "X_unlabeled=cars.X_test" in block
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(block, str(DOC), "exec"), {})
+    printed = out.getvalue().strip()
+    assert printed.startswith("[") and len(printed.strip("[]").split()) == 5  # five labels

@@ -137,20 +137,29 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     labelled = data[args.target].notna().to_numpy()
     if not labelled.any():
         raise ValueError(f"the target column {args.target!r} has no labels")
+    features = data.drop(columns=[args.target, *args.drop])
+    unlabeled = None
     if not labelled.all():
-        print(f"{int((~labelled).sum())} rows without a {args.target!r} label are left out")
-    X = data.loc[labelled].drop(columns=[args.target, *args.drop])
+        n_out = int((~labelled).sum())
+        if args.use_unlabeled:
+            unlabeled = features.loc[~labelled]
+            print(f"{n_out} rows without a {args.target!r} label train their columns only")
+        else:
+            print(f"{n_out} rows without a {args.target!r} label are left out")
+    X = features.loc[labelled]
     y = _labels(data.loc[labelled, args.target], text.loc[labelled, args.target])
     if X.shape[1] == 0:
         raise ValueError("no feature columns left after --target and --drop")
     if y.nunique() < 2:
         raise ValueError(f"the target {args.target!r} has one value only: nothing to predict")
     start = time.perf_counter()
-    clf = _fit(AttentionMoEClassifier(**params), X, y)
+    clf = _fit(AttentionMoEClassifier(**params), X, y, unlabeled)
     seconds = time.perf_counter() - start
     clf.save_pretrained(args.out)
     print(
-        f"fitted on {len(X):,} rows, {X.shape[1]} columns ({', '.join(map(str, X.columns))}), "
+        f"fitted on {len(X):,} rows"
+        + ("" if unlabeled is None else f" (and {len(unlabeled):,} without a label)")
+        + f", {X.shape[1]} columns ({', '.join(map(str, X.columns))}), "
         f"{len(clf.classes_)} classes of {args.target!r}, in {seconds:.1f} s; saved to {args.out}"
     )
     return 0
@@ -300,7 +309,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="fit an AttentionMoEClassifier on a CSV and save it",
         description="Train the paper's tabular model (every column and the target as one "
         "sentence, masked-word training) on DATA and save it to --out (JSON + safetensors). "
-        "Rows without a target label are left out.",
+        "Rows without a target label are left out, or with --use-unlabeled train their "
+        "columns only.",
     )
     p.add_argument("data", help="CSV: feature columns and the target column")
     p.add_argument("--target", required=True, help="column to predict")
@@ -311,6 +321,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--drop", nargs="+", default=[], help="columns that are not features (ids); after DATA"
+    )
+    p.add_argument(
+        "--use-unlabeled",
+        action="store_true",
+        help="rows without a target label join the training on their columns (fit's "
+        "X_unlabeled; e.g. the rows you will predict) instead of being left out",
     )
     _model_options(p, "AttentionMoEClassifier")
     p.set_defaults(func=_cmd_fit)
