@@ -27,12 +27,14 @@ def _rule_table(n=300, seed=0):
     return frame, label
 
 
-# Every check passes: none is skipped or expected to fail (also when training on partial rows).
+# Every check passes: none is skipped or expected to fail (also when training on partial
+# rows or with independently drawn rows).
 @parametrize_with_checks(
     [
         AttentionMoEClassifier(**FAST),
         AttentionMoEImputer(**FAST),
         AttentionMoEClassifier(**FAST, context_mask_rate=0.2),
+        AttentionMoEClassifier(**FAST, independent_rows=0.5),
     ]
 )
 def test_sklearn_compatible(estimator, check):
@@ -235,6 +237,35 @@ def test_unlabeled_rows_train_their_columns_but_never_their_target():
         AttentionMoEClassifier(**params).fit(X, y, X_unlabeled=as_array[:, :3])
     with pytest.raises(ValueError, match="feature names"):
         AttentionMoEClassifier(**params).fit(X, y, X_unlabeled=new.rename(columns={"flag": "f"}))
+
+
+def test_independent_rows_draw_each_column_on_its_own(monkeypatch):
+    X, y = _rule_table(n=400)
+    X["size_copy"] = X["size"]  # two columns that always agree
+    captured = {}
+    real = AttentionMoEClassifier._fit_models
+
+    def spy(self, tokens, vocab_size, weights):
+        captured["tokens"] = tokens
+        return real(self, tokens, vocab_size, weights)
+
+    monkeypatch.setattr(AttentionMoEClassifier, "_fit_models", spy)
+    clf = AttentionMoEClassifier(**{**FAST, "epochs": 2}, independent_rows=0.5).fit(X, y)
+    tokens = captured["tokens"]
+    assert tokens.shape == (600, 6)  # 400 rows + 200 drawn, 5 columns + the target
+    real_rows, drawn = tokens[:400], tokens[400:]
+    assert (drawn[:, -1] == clf.mask_id_).all()  # never a target
+    for j in range(5):  # every drawn cell is a value of its own column
+        assert set(drawn[:, j]) <= set(real_rows[:, j])
+    assert (real_rows[:, 1] == real_rows[:, 4]).all()
+    assert (drawn[:, 1] == drawn[:, 4]).mean() < 0.5  # drawn apart: about 1 in 4 agree
+    assert clf.histories_[0].masked_predictions == 2 * (400 * 6 + 200 * 5)
+    again = AttentionMoEClassifier(**{**FAST, "epochs": 2}, independent_rows=0.5).fit(X, y)
+    np.testing.assert_array_equal(captured["tokens"], tokens)  # seeded by random_state
+    assert np.allclose(again.predict_proba(X), clf.predict_proba(X))
+    for bad in (-1, float("nan"), float("inf"), "1", True):
+        with pytest.raises(ValueError, match="independent_rows"):
+            AttentionMoEClassifier(**FAST, independent_rows=bad).fit(X, y)
 
 
 def test_imputer_fills_every_column_type():

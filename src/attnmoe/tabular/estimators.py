@@ -234,6 +234,15 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         epoch's copies are written out: about ``17 * n_rows * n_columns**2`` bytes
         (the target counted as a column) per model training at once. Early
         stopping still validates on whole rows.
+    independent_rows : float
+        Adds this many unlabeled rows, as a share of the training rows, whose
+        feature cells are drawn independently, each from its own column of the
+        training rows (the product of the columns' distributions; seeded by
+        ``random_state``), with the target masked. They train the model to read
+        rows whose values do not go together as in the training rows, as after
+        a shift that loosens the columns' dependence; no target is learnt from
+        them. 0 (the paper's training) adds none; training time grows in
+        proportion.
     learning_rate, weight_decay : float
         Adam settings.
     adam : {"torch", "keras"}
@@ -312,6 +321,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         batch_size: int = 128,
         batching: str = "copies",
         context_mask_rate: float = 0.0,
+        independent_rows: float = 0.0,
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
         adam: str = "torch",
@@ -340,6 +350,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         self.batch_size = batch_size
         self.batching = batching
         self.context_mask_rate = context_mask_rate
+        self.independent_rows = independent_rows
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.adam = adam
@@ -402,6 +413,18 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         targets = np.full(len(table), self.mask_id_)
         targets[: len(frame)] = y_codes
         tokens = np.column_stack([codes, targets]).astype(np.int64)
+        share = self.independent_rows
+        if isinstance(share, bool) or not isinstance(share, (int, float, np.integer, np.floating)):
+            raise ValueError(f"independent_rows must be a number >= 0, got {share!r}")
+        if not 0 <= share < math.inf:
+            raise ValueError(f"independent_rows must be a finite number >= 0, got {share!r}")
+        n_extra = round(share * len(frame))
+        if n_extra:  # each column's cells drawn from the labelled rows, independently
+            rng = check_random_state(self.random_state)
+            picks = rng.randint(0, len(frame), size=(n_extra, codes.shape[1]))
+            extra = np.take_along_axis(codes[: len(frame)], picks, axis=0)
+            extra = np.column_stack([extra, np.full(n_extra, self.mask_id_)])
+            tokens = np.vstack([tokens, extra.astype(np.int64)])
         weights = torch.ones(tokens.shape[1])
         weights[-1] = self.target_weight
         self.models_, self.histories_ = self._fit_models(tokens, self.mask_id_, weights)
