@@ -79,8 +79,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="write the table here too")
     args = parser.parse_args()
     command = shlex.join([".venv/bin/python", "benchmarks/compare_tabular_runs.py", *sys.argv[1:]])
+    protocols = ""
+    for run in (args.run_dir, args.against):
+        if run is not None and "attnmoe_unlabeled_test" in pd.read_csv(run / "runs.csv").columns:
+            protocols += (
+                f"{run}: transductive, attnmoe also trained on the test rows' features (never "
+                "their labels).\n\n"
+            )
     text = (
-        f"# Paired per-seed comparison: {args.run_dir}\n\nCommand: `{command}`\n\n"
+        f"# Paired per-seed comparison: {args.run_dir}\n\nCommand: `{command}`\n\n{protocols}"
         "Per-seed differences of test accuracy, mean ± standard error (sd / sqrt(n)), and "
         "the mean in standard errors.\n\n" + compare(args.run_dir, args.against)
     )

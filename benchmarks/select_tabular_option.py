@@ -97,6 +97,9 @@ def score_run(dataset: str, seed: int, option: str, candidates: list) -> list[di
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UserWarning)  # the hidden cells, counted
                     partial = hide_one_cell(X_val, seed)
+                    if option == UNLABELED and candidate:  # it must not see the hidden cells
+                        clf = AttentionMoEClassifier(random_state=seed)
+                        clf.fit(X.iloc[fit_idx], y.iloc[fit_idx], X_unlabeled=partial)
                     scores["atypical_one_missing"] = clf.score(partial, y_val)
             rows += [
                 {"dataset": dataset, "seed": seed, "signal": name,
@@ -143,7 +146,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    if args.option == UNLABELED and args.candidates != [False, True]:
+    if args.option == UNLABELED and not (
+        args.candidates == [False, True] and all(isinstance(c, bool) for c in args.candidates)
+    ):
         parser.error("--option X_unlabeled takes --candidates false true")
     if args.option not in {**AttentionMoEClassifier().get_params(), UNLABELED: None}:
         parser.error(f"--option {args.option!r} is not an AttentionMoEClassifier parameter")
@@ -180,7 +185,8 @@ def main(argv: list[str] | None = None) -> None:
         "column drawn at random per row). The shifted test splits are not used."
         + (
             " `X_unlabeled` true: the held-out quarter's features (never its labels) are "
-            "also passed to `fit` as unlabeled rows."
+            "also passed to `fit` as unlabeled rows (with one cell hidden per row for the "
+            "hidden-cell signal, so the model never sees the cells it must do without)."
             if args.option == UNLABELED
             else ""
         ),

@@ -132,3 +132,5 @@ def test_unlabeled_test_rows_reach_attnmoe_only_and_are_recorded(tmp_path, monke
     with pytest.raises(ValueError, match="parameter search"):
         run_benchmark(runs, tmp_path / "other.csv", unlabeled_test=True,
                       attnmoe_search={"epochs": [1]}, progress=False)  # fmt: skip
+    with pytest.raises(ValueError, match="not among the models"):
+        run_benchmark(runs[1:], tmp_path / "other.csv", unlabeled_test=True, progress=False)

@@ -192,6 +192,25 @@ def test_targets_with_nothing_to_predict_are_left_out(engine, masking):
         train_mlm(BidirectionalAttention(config), torch.full((4, 3), 4), masking=masking, verbose=0)
 
 
+def test_weight_zero_and_padding_are_left_out_and_negative_weights_refused():
+    x = torch.randint(0, 4, (10, 3), generator=torch.Generator().manual_seed(1))
+    config = AttentionConfig(vocab_size=4, max_len=3, d_model=8, n_heads=2, block="bert")
+    weights = torch.tensor([1.0, 0.0, 1.0])
+    history = train_mlm(BidirectionalAttention(config), x, epochs=2, batch_size=7,
+                        masking="copies", position_weights=weights, verbose=0)  # fmt: skip
+    assert history.masked_predictions == 2 * 10 * 2  # location 1 weighs nothing
+    keys = torch.ones(10, 3, dtype=torch.bool)
+    keys[3] = False  # a sentence that is all padding: nothing to predict
+    history = train_mlm(BidirectionalAttention(config), x, key_mask=keys, epochs=1,
+                        batch_size=1, masking="all", verbose=0)  # fmt: skip
+    assert history.masked_predictions == 9 * 3
+    with pytest.raises(ValueError, match="position_weights"):
+        train_mlm(BidirectionalAttention(config), x, position_weights=-weights, verbose=0)
+    # average_last rounds half up: 0.5 of 5 epochs is 3
+    history = train_mlm(BidirectionalAttention(config), x, epochs=5, average_last=0.5, verbose=0)
+    assert history.averaged_epochs == 3
+
+
 def test_nan_loss_stops_with_clear_error_and_keeps_finite_weights():
     model = BidirectionalAttention(AttentionConfig(vocab_size=4, max_len=3, d_model=4))
     with torch.no_grad():

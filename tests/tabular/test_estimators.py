@@ -239,6 +239,30 @@ def test_unlabeled_rows_train_their_columns_but_never_their_target():
         AttentionMoEClassifier(**params).fit(X, y, X_unlabeled=new.rename(columns={"flag": "f"}))
 
 
+def test_unlabeled_rows_are_read_with_the_dtypes_of_x_and_bad_ones_leave_it_unfitted():
+    from sklearn.exceptions import NotFittedError
+
+    X, y = _rule_table(n=120)
+    X["colour"] = X["colour"].cat.reorder_categories(["red", "blue", "green"])
+    params = {**FAST, "epochs": 1}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # an array has no feature names
+        clf = AttentionMoEClassifier(**params).fit(X, y, X_unlabeled=X.to_numpy(dtype=object))
+    kinds = {c.name: (c.kind, c.categories) for c in clf.encoder_.columns_}
+    assert kinds["noise"][0] == "binned"  # floats read as floats, not 120 categories
+    assert kinds["colour"] == ("categorical", ["red", "blue", "green"])  # X's order kept
+    empty = AttentionMoEClassifier(**params).fit(X, y, X_unlabeled=X.iloc[:0])
+    assert empty.histories_[0].masked_predictions == 120 * 5  # no unlabeled rows
+    fresh = AttentionMoEClassifier(**params)
+    with pytest.raises(ValueError, match=r"^X_unlabeled: .*feature names"):
+        fresh.fit(X, y, X_unlabeled=X.rename(columns={"flag": "f"}))
+    with pytest.raises(NotFittedError):
+        fresh.predict(X)  # not left half fitted
+    for bad in (-1.0, float("nan"), "1"):
+        with pytest.raises(ValueError, match="target_weight must be"):
+            AttentionMoEClassifier(**params, target_weight=bad).fit(X, y)
+
+
 def test_independent_rows_draw_each_column_on_its_own(monkeypatch):
     X, y = _rule_table(n=400)
     X["size_copy"] = X["size"]  # two columns that always agree

@@ -99,7 +99,7 @@ def run_one(
         "test_mse": float(np.mean((predicted - truth) ** 2)),
         "fit_seconds": fit_seconds,
     }
-    if unlabeled_test:  # every row of such a run says so; a resume checks it
+    if unlabeled_test:  # the run's protocol, on every row (baselines' too); a resume checks it
         row["attnmoe_unlabeled_test"] = True
     if attnmoe_search:  # every row of such a run has it, so the CSV's columns stay fixed
         chosen = getattr(model, "best_params_", None)
@@ -144,8 +144,11 @@ def run_benchmark(
     ``unlabeled_test``: attnmoe also trains on the test rows' features (not their
     labels; see :func:`run_one`), a transductive protocol the baselines do not use.
     """
+    runs = list(runs)
     if unlabeled_test and attnmoe_search:
         raise ValueError("unlabeled test rows cannot be combined with a parameter search")
+    if unlabeled_test and not any(r.model == OURS for r in runs):
+        raise ValueError(f"unlabeled test rows are for {OURS}, which is not among the models")
     out_csv = Path(out_csv)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     done = pd.read_csv(out_csv) if out_csv.exists() else pd.DataFrame()

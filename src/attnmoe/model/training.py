@@ -284,11 +284,12 @@ def train_mlm(
         into the returned model (checkpoint averaging, as in the Transformer paper;
         stochastic weight averaging, Izmailov et al. 2018, with the training's own
         learning rate). 0.5 of 200 epochs averages the weights after epochs 101 to
-        200. A mean of nearby solutions lies in a flatter region of the loss, which
-        is reported to generalise better under distribution shift (SWAD, Cha et al.
-        2021). 0 (the default) returns the last epoch's weights. Cannot be combined
-        with early stopping; the validation losses are those of each epoch's own
-        weights.
+        200 (the count is rounded half up, at least one). A mean of nearby
+        solutions lies in a flatter region of the loss, which is reported to
+        generalise better under distribution shift (SWAD, Cha et al. 2021). 0
+        (the default) returns the last epoch's weights. Cannot be combined with
+        early stopping; the validation losses are those of each epoch's own
+        weights. If the loss becomes non-finite, nothing is averaged (see Raises).
     seed
         Seeds shuffling, masking and dropout: the same seed gives the same weights.
     verbose
@@ -323,6 +324,10 @@ def train_mlm(
     FloatingPointError
         If the loss becomes NaN or infinite; the weights are those of the last
         finite step (the bad step is not applied).
+    ValueError
+        For invalid options, or if nothing is left to predict: every location is
+        the mask token (a missing value), padding or weighted 0. Such locations
+        are left out of the epochs, so no batch consists of them only.
     """
     tokens = _as_tokens(data)
     cfg = model.config
@@ -385,7 +390,7 @@ def train_mlm(
     if average_last > 0 and patience is not None:
         raise ValueError("average_last cannot be combined with early stopping (patience)")
     # the last n_average epochs' weights are summed (float64) and their mean returned
-    n_average = 0 if average_last == 0 else max(1, round(average_last * epochs))
+    n_average = 0 if average_last == 0 else max(1, math.floor(average_last * epochs + 0.5))
     weight_sums: list[Tensor] = []
 
     train_x = train_x.to(device)
@@ -393,6 +398,8 @@ def train_mlm(
     weights = (
         None if position_weights is None else position_weights.to(device, model.output.weight.dtype)
     )
+    if weights is not None and not bool(((weights >= 0) & torch.isfinite(weights)).all()):
+        raise ValueError("position_weights must be finite and >= 0")
 
     fused = engine == "fused"
     fused_adam = None

@@ -35,6 +35,16 @@ from .encoding import ColumnCoding, TableEncoder
 _PREDICT_CHUNK = 4096
 
 
+def _number(name: str, value, low: float, high: float = math.inf, closed: bool = False) -> float:
+    """``value`` as a float in ``[low, high)`` (``[low, high]`` if closed); else a clear error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if not (low <= value <= high if closed else low <= value < high):  # NaN fails too
+        bounds = f"[{low:g}, {high:g}{']' if closed else ')'}"
+        raise ValueError(f"{name} must be in {bounds}, got {value!r}")
+    return float(value)
+
+
 def keras_init_(model: BidirectionalAttention, generator: torch.Generator) -> None:
     """Keras default initialisers (the paper's model): Glorot-uniform kernels,
     zero biases, U(-0.05, 0.05) token embeddings, unit LayerNorms, and
@@ -121,22 +131,12 @@ class _TableMLM(BaseEstimator):
         if self.adam not in ("torch", "keras"):
             raise ValueError(f"adam must be 'torch' or 'keras', got {self.adam!r}")
         copies = self.batching == "copies" and self.n_layers == 1
-        rate = self.context_mask_rate
-        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)):
-            raise ValueError(f"context_mask_rate must be a number in [0, 1), got {rate!r}")
-        if not 0 <= rate < 1:
-            raise ValueError(f"context_mask_rate must be in [0, 1), got {rate!r}")
+        rate = _number("context_mask_rate", self.context_mask_rate, 0.0, 1.0)
         if rate > 0 and not copies:
             raise ValueError(
                 "context_mask_rate > 0 needs batching='copies' and n_layers=1 (masked copies)"
             )
-        average = self.average_last
-        if isinstance(average, bool) or not isinstance(
-            average, (int, float, np.integer, np.floating)
-        ):
-            raise ValueError(f"average_last must be a number in [0, 1], got {average!r}")
-        if not 0 <= average <= 1:
-            raise ValueError(f"average_last must be in [0, 1], got {average!r}")
+        average = _number("average_last", self.average_last, 0.0, 1.0, closed=True)
         if average > 0 and self.validation_fraction:
             raise ValueError(
                 "average_last > 0 cannot be combined with early stopping (validation_fraction > 0)"
@@ -383,11 +383,20 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
             columns go together but are never a target (semi-supervised, or
             transductive when they are the rows to predict). The column encodings
             (categories, quantile bins) are learnt on ``X`` and ``X_unlabeled``
-            together.
+            together; each column of ``X_unlabeled`` is read with the dtype of
+            ``X``'s (categories of ``X`` first). Empty or None: no such rows.
 
         Returns
         -------
         self : AttentionMoEClassifier
+
+        Notes
+        -----
+        ``X_unlabeled`` is not aligned with the rows of ``X``: do not route it
+        through cross-validation (``cross_validate(params=...)``,
+        ``GridSearchCV.fit(**params)``), which would split it like ``X`` when it
+        has as many rows, nor through a Pipeline, whose earlier steps would not
+        transform it.
         """
         if y is None:
             raise ValueError(
@@ -400,12 +409,9 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         if pd.isna(y).any():
             raise ValueError("y contains missing labels")
         check_classification_targets(y)
+        _number("target_weight", self.target_weight, 0.0)
+        table = self._with_unlabeled(frame, X_unlabeled)
         self.classes_, y_codes = np.unique(y, return_inverse=True)
-        table = frame
-        if X_unlabeled is not None:
-            unlabeled = self._frame(X_unlabeled, reset=False)  # the columns of X, checked
-            unlabeled.columns = frame.columns  # by position (an array beside a DataFrame)
-            table = pd.concat([frame, unlabeled], ignore_index=True)
         self.encoder_ = TableEncoder(self.n_bins, self.max_categories).fit(table)
         self.mask_id_ = max(self.encoder_.n_codes, len(self.classes_))
         codes = self.encoder_.encode(table, self.mask_id_, warn=False)
@@ -413,11 +419,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         targets = np.full(len(table), self.mask_id_)
         targets[: len(frame)] = y_codes
         tokens = np.column_stack([codes, targets]).astype(np.int64)
-        share = self.independent_rows
-        if isinstance(share, bool) or not isinstance(share, (int, float, np.integer, np.floating)):
-            raise ValueError(f"independent_rows must be a number >= 0, got {share!r}")
-        if not 0 <= share < math.inf:
-            raise ValueError(f"independent_rows must be a finite number >= 0, got {share!r}")
+        share = _number("independent_rows", self.independent_rows, 0.0)
         n_extra = round(share * len(frame))
         if n_extra:  # each column's cells drawn from the labelled rows, independently
             rng = check_random_state(self.random_state)
@@ -429,6 +431,32 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         weights[-1] = self.target_weight
         self.models_, self.histories_ = self._fit_models(tokens, self.mask_id_, weights)
         return self
+
+    def _with_unlabeled(self, frame: pd.DataFrame, X_unlabeled) -> pd.DataFrame:
+        """``frame`` with the rows of ``X_unlabeled`` below it, read with ``frame``'s dtypes."""
+        if X_unlabeled is None or len(X_unlabeled) == 0:
+            return frame
+        try:
+            unlabeled = self._frame(X_unlabeled, reset=False)  # the columns of X, checked
+        except ValueError as err:
+            for name in ("n_features_in_", "feature_names_in_"):  # not left half fitted
+                if hasattr(self, name):
+                    delattr(self, name)
+            raise ValueError(f"X_unlabeled: {err}") from None
+        unlabeled.columns = frame.columns  # by position (an array beside a DataFrame)
+        parts = {}
+        for column in frame.columns:
+            dtype, mine, theirs = frame[column].dtype, frame[column], unlabeled[column]
+            if isinstance(dtype, pd.CategoricalDtype):  # X's categories first, then new ones
+                new = [v for v in pd.unique(theirs.dropna()) if v not in set(dtype.categories)]
+                dtype = pd.CategoricalDtype([*dtype.categories, *new], ordered=dtype.ordered)
+                mine = mine.astype(dtype)
+            try:
+                theirs = theirs.astype(dtype)
+            except (TypeError, ValueError):  # e.g. gaps in an int column: pandas decides
+                pass
+            parts[column] = pd.concat([mine, theirs], ignore_index=True)
+        return pd.DataFrame(parts, columns=frame.columns)
 
     def tokens(self, X) -> torch.Tensor:
         """Rows as token ids ``(n, n_features + 1)``, the target (last) masked.
