@@ -418,13 +418,15 @@ SECTIONS: list[tuple[str, str, str]] = [
         "kept 0, as the plan said), one model, the paper's configuration otherwise; scored "
         "on the test splits, so nothing is chosen from it. Reading, paired per seed with "
         "the paper's configuration (`tabular_levers/independent_rows/paired.md`): the hope "
-        "is refuted. Where the transductive run gained most, these rows lose: k=5 corr=0.9 "
+        "is refuted. In the two strong-shift five-feature settings, where the transductive "
+        "run gained (most at x_noise=0), these rows lose: k=5 corr=0.9 "
         "x_noise 0 and 0.5 -0.018 ± 0.011 and -0.009 ± 0.006 (against the paper -0.029 ± "
         "0.012 and -0.022 ± 0.007); auto-mpg -0.018 ± 0.018 (0.722); the other ten "
         "settings move by -0.006 to +0.006. So the transductive gain comes from the rows to "
         "be predicted themselves, not from rows whose columns merely do not go together. "
         "Against the targets: >= the paper's attention in 7 of 12, >= the best baseline in "
-        "9 of 12. Mean `fit_seconds` 7.0 s against 3.8 s (about 1.8 times the masked copies). The "
+        "9 of 12. Mean `fit_seconds` over all runs 7.0 s against 3.8 s (about 1.8 times the "
+        "masked copies). The "
         "estimator's default stays 0.",
     ),
     (
@@ -447,9 +449,9 @@ SECTIONS: list[tuple[str, str, str]] = [
         "training batches (before, a batch could hold only missing cells and stop the fit); "
         "on these tables with holes that changes which copies share a batch, so the numbers "
         "moved (the run before it: attnmoe 0.768 and 0.292, with partial rows 0.754 and "
-        "0.299; the largest move, the simulation with partial rows, 0.299 ± 0.003 to 0.289 "
-        "± 0.008, is larger than either sd). Fit times on this shared VM vary by a quarter "
-        "to a half between runs.",
+        "0.299; the one move larger than either sd: the simulation with partial rows, 0.299 "
+        "± 0.003 to 0.289 ± 0.008). attnmoe's fit-and-fill times were 12-31 % lower "
+        "than in that run: this shared VM's speed varies between runs.",
     ),
     (
         "Cost knobs on auto-mpg: heads, layers, sparse gating",
