@@ -411,6 +411,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
             raise ValueError("y contains missing labels")
         check_classification_targets(y)
         _number("target_weight", self.target_weight, 0.0)
+        share = _number("independent_rows", self.independent_rows, 0.0)
         table = self._with_unlabeled(frame, X_unlabeled)
         self.classes_, y_codes = np.unique(y, return_inverse=True)
         self.encoder_ = TableEncoder(self.n_bins, self.max_categories).fit(table)
@@ -420,7 +421,6 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         targets = np.full(len(table), self.mask_id_)
         targets[: len(frame)] = y_codes
         tokens = np.column_stack([codes, targets]).astype(np.int64)
-        share = _number("independent_rows", self.independent_rows, 0.0)
         n_extra = round(share * len(frame))
         if n_extra:  # each column's cells drawn from the labelled rows, independently
             rng = check_random_state(self.random_state)
