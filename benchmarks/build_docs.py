@@ -35,7 +35,7 @@ Keras code, i.e. <= 3.5 s | the same model in Keras, timed in the same run: 37x 
 `Model.fit`'s defaults, 27x than 16 steps per call (every repeat >= 24x); median 4.14 s in the \
 latest run; 4.69 / 4.25 / 3.13 / 3.81 / 3.15 / 3.86 / 3.32 s in the seven before, newest first; \
 15-26x the issue author's timing of the authors' code (61-106 s, not run here) | 20x over \
-Keras in one run: yes; <= 3.5 s: in 3 of 8 runs | Tabular: fit time of one model |
+this Keras version in one run: yes; <= 3.5 s: in 3 of 8 runs | Tabular: fit time of one model |
 | mean OOD accuracy >= the paper's attention in all 12 settings | one model 7 of 12 (each \
 within 2 paired SE of the paper); three averaged 10 of 12 (not: k=5 corr=0.9 x_noise 0 and \
 0.5); trained also on the test rows' features (transductive, another protocol, not counted) \

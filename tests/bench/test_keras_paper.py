@@ -31,6 +31,8 @@ def test_learns_a_copied_column_and_refuses_bad_codes():
     assert clf.score(X, y) > 0.9
     with pytest.raises(ValueError, match="integer codes"):
         clf.predict(X.assign(a=7))
+    with pytest.raises(ValueError, match="integer codes"):
+        clf.predict(X.assign(a=0.5))
     with pytest.raises(ValueError, match="integer code"):
         KerasPaperClassifier(epochs=1).fit(X, y - 1)
 

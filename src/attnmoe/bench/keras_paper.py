@@ -144,7 +144,12 @@ class KerasPaperClassifier(ClassifierMixin, BaseEstimator):
         return model
 
     def _codes(self, X, reset: bool) -> np.ndarray:
-        codes = validate_data(self, X, reset=reset, dtype=np.int64)
+        values = validate_data(self, X, reset=reset, dtype=None)
+        if values.dtype.kind not in "iuf" or (values.dtype.kind == "f" and values.size and (
+            not np.isfinite(values).all() or (values != np.round(values)).any()
+        )):  # fmt: skip
+            raise ValueError("X must hold integer codes in [0, n_cat) (e.g. the paper's bins)")
+        codes = values.astype(np.int64)
         if codes.min() < 0 or (not reset and codes.max() >= self.n_cat_):
             raise ValueError("X must hold integer codes in [0, n_cat) (e.g. the paper's bins)")
         return codes
