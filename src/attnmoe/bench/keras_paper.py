@@ -8,12 +8,17 @@ authors' code: shared category codes ``0..n_cat-1`` for every column and the
 mask code ``n_cat``; embeddings of size 20 plus learned position embeddings;
 one BERT block (5 heads of key size 4, dropout 0.1, residual + LayerNorm with
 eps 1e-6, feed-forward 20 -> 5 (ReLU) -> 20, residual + LayerNorm); a dense
-softmax over ``n_cat`` at the masked location; Adam (lr 1e-3), batches of 128
-masked copies (every location of every row masked once per epoch, shuffled),
-Keras's default initialisers. It has exactly as many weights as
+softmax over ``n_cat``; Adam (lr 1e-3, Keras's epsilon), batches of 128 masked
+copies (every location of every row masked once per epoch, shuffled); Keras's
+default initialisers, and keras_nlp's Glorot-uniform one for the position
+embeddings. As the paper's code does, the softmax runs at every location and
+the loss counts the masked one only, averaged over all ``L`` locations of a copy.
+It has exactly as many weights as
 :class:`attnmoe.tabular.AttentionMoEClassifier`'s model of the same sizes
-(tested). The block runs over all locations, as a Keras user would write it;
-only the masked location's output goes through the softmax.
+(tested). Differences from ``AttentionMoEClassifier``, all immaterial on the
+paper's tables (integer bins ``0..n_cat-1`` in every column): inputs must be
+such codes (no encoding of other values, no mask token for unseen ones), and
+``classes_`` are all ``n_cat`` codes.
 
 Needs TensorFlow (``pip install "attnmoe[keras]"``), which the library itself
 never imports.
@@ -21,10 +26,15 @@ never imports.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+if TYPE_CHECKING:  # imported when used: TensorFlow is an optional extra
+    import keras
 
 
 def _keras():
@@ -46,8 +56,14 @@ class KerasPaperClassifier(ClassifierMixin, BaseEstimator):
         Passes over every masked copy of the training rows.
     batch_size : int, default=128
         Masked copies per Adam step.
-    d_model, n_heads, d_head, d_ff : int, default=20, 5, 4, 5
-        The paper's sizes.
+    d_model : int, default=20
+        Embedding size.
+    n_heads : int, default=5
+        Attention heads.
+    d_head : int, default=4
+        Key (and value) size per head.
+    d_ff : int, default=5
+        Hidden units of the feed-forward layer.
     dropout : float, default=0.1
         Dropout of the attention output and of the feed-forward output.
     learning_rate : float, default=1e-3
@@ -56,7 +72,8 @@ class KerasPaperClassifier(ClassifierMixin, BaseEstimator):
         Adam steps per call into the backend (``keras.Model.compile``); more
         cuts Python's share of a step, with the same updates.
     random_state : int or None, default=None
-        Seeds Python, NumPy and the backend (``keras.utils.set_random_seed``).
+        Seeds Python's, NumPy's global and TensorFlow's generators
+        (``keras.utils.set_random_seed``: a side effect on the process).
     verbose : int, default=0
         Passed to ``keras.Model.fit``.
 
@@ -65,8 +82,7 @@ class KerasPaperClassifier(ClassifierMixin, BaseEstimator):
     n_cat_ : int
         Number of category codes (the largest code in X or y, plus one).
     model_ : keras.Model
-        Inputs: tokens ``(B, L)`` and the masked location ``(B,)``; output: the
-        softmax over ``n_cat_`` codes at that location.
+        Tokens ``(B, L)`` to the softmax over ``n_cat_`` codes at every location.
     classes_ : ndarray
         ``0..n_cat_-1``: the target's codes.
 
@@ -105,28 +121,22 @@ class KerasPaperClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _build(self, length: int):
+    def _build(self, length: int) -> keras.Model:
         keras = _keras()
-        from keras import layers, ops
+        from keras import layers
 
         class PositionEmbedding(layers.Layer):
-            # adds a learned vector per location; Keras's Embedding initialiser
+            # adds a learned vector per location, initialised Glorot-uniform like
+            # keras_nlp's PositionEmbedding, which the paper's code uses
             def build(self, input_shape):
                 self.table = self.add_weight(
-                    shape=(input_shape[1], input_shape[2]), initializer="uniform"
+                    shape=(input_shape[1], input_shape[2]), initializer="glorot_uniform"
                 )
 
             def call(self, x):
                 return x + self.table
 
-        class TakeLocation(layers.Layer):
-            # (B, L, d), (B,) -> (B, d): the masked location's vector
-            def call(self, h, where):
-                index = ops.expand_dims(ops.expand_dims(ops.cast(where, "int32"), 1), 2)
-                return ops.squeeze(ops.take_along_axis(h, index, axis=1), 1)
-
         tokens = keras.Input((length,), dtype="int32")
-        where = keras.Input((), dtype="int32")
         x = layers.Embedding(self.n_cat_ + 1, self.d_model)(tokens)  # (B, L, d)
         x = PositionEmbedding()(x)
         att = layers.MultiHeadAttention(self.n_heads, self.d_head)(x, x)  # (B, L, d)
@@ -134,8 +144,8 @@ class KerasPaperClassifier(ClassifierMixin, BaseEstimator):
         ff = layers.Dense(self.d_ff, activation="relu")(h1)  # (B, L, d_ff)
         ff = layers.Dropout(self.dropout)(layers.Dense(self.d_model)(ff))
         h2 = layers.LayerNormalization(epsilon=1e-6)(h1 + ff)
-        out = layers.Dense(self.n_cat_, activation="softmax")(TakeLocation()(h2, where))
-        model = keras.Model([tokens, where], out)  # (B, n_cat)
+        out = layers.Dense(self.n_cat_, activation="softmax")(h2)  # (B, L, n_cat)
+        model = keras.Model(tokens, out)
         model.compile(
             optimizer=keras.optimizers.Adam(self.learning_rate),
             loss="sparse_categorical_crossentropy",
@@ -145,13 +155,14 @@ class KerasPaperClassifier(ClassifierMixin, BaseEstimator):
 
     def _codes(self, X, reset: bool) -> np.ndarray:
         values = validate_data(self, X, reset=reset, dtype=None)
-        if values.dtype.kind not in "iuf" or (values.dtype.kind == "f" and values.size and (
-            not np.isfinite(values).all() or (values != np.round(values)).any()
-        )):  # fmt: skip
-            raise ValueError("X must hold integer codes in [0, n_cat) (e.g. the paper's bins)")
+        message = "X must hold integer codes in [0, n_cat) (e.g. the paper's bins)"
+        if values.dtype.kind not in "iuf":
+            raise ValueError(message)
+        if values.dtype.kind == "f" and not (np.isfinite(values) & (values % 1 == 0)).all():
+            raise ValueError(message)
         codes = values.astype(np.int64)
         if codes.min() < 0 or (not reset and codes.max() >= self.n_cat_):
-            raise ValueError("X must hold integer codes in [0, n_cat) (e.g. the paper's bins)")
+            raise ValueError(message)
         return codes
 
     def fit(self, X, y) -> KerasPaperClassifier:
@@ -166,7 +177,8 @@ class KerasPaperClassifier(ClassifierMixin, BaseEstimator):
 
         Returns
         -------
-        self
+        KerasPaperClassifier
+            The fitted estimator.
         """
         codes = self._codes(X, reset=True)
         y = np.asarray(y)
@@ -177,18 +189,25 @@ class KerasPaperClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = np.arange(self.n_cat_)
         rows = np.column_stack([codes, y])  # (N, L), the target last
         n, length = rows.shape
-        # every (row, location) copy with that location masked; the target is its value
+        # every (row, location) copy with that location masked; the loss counts that
+        # location only (weight 1) and is averaged over all L locations of a copy
         copies = np.repeat(rows, length, axis=0)  # (N * L, L)
-        where = np.tile(np.arange(length), n)
-        targets = copies[np.arange(n * length), where].copy()
-        copies[np.arange(n * length), where] = self.n_cat_
+        targets = copies.copy()
+        weights = np.tile(np.eye(length, dtype=np.float32), (n, 1))  # (N * L, L)
+        copies[weights > 0] = self.n_cat_
         keras = _keras()
-        if self.random_state is not None:
+        if keras.backend.backend() != "tensorflow":
+            raise RuntimeError(
+                f"the Keras reference runs on TensorFlow, not {keras.backend.backend()!r} "
+                "(unset KERAS_BACKEND)"
+            )
+        if self.random_state is not None:  # seeds Python's, NumPy's and TF's generators
             keras.utils.set_random_seed(int(self.random_state))
         self.model_ = self._build(length)
         self.model_.fit(
-            [copies.astype(np.int32), where.astype(np.int32)],
-            targets,
+            copies.astype(np.int32),
+            targets.astype(np.int32),
+            sample_weight=weights,
             batch_size=self.batch_size,
             epochs=self.epochs,
             shuffle=True,
@@ -197,13 +216,33 @@ class KerasPaperClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def predict_proba(self, X) -> np.ndarray:
-        """Probabilities of the target's codes, the target masked."""
+        """Probabilities of the target's codes, the target masked.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Integer codes below ``n_cat_``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_cat_)
+        """
         check_is_fitted(self)
         codes = self._codes(X, reset=False)
         tokens = np.column_stack([codes, np.full(len(codes), self.n_cat_)]).astype(np.int32)
-        where = np.full(len(codes), codes.shape[1], np.int32)
-        return np.asarray(self.model_.predict([tokens, where], batch_size=1024, verbose=0))
+        proba = self.model_.predict(tokens, batch_size=1024, verbose=0)  # (n, L, n_cat)
+        return np.asarray(proba[:, -1])
 
     def predict(self, X) -> np.ndarray:
-        """The most probable code of the target."""
+        """The most probable code of the target.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Integer codes below ``n_cat_``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
         return self.predict_proba(X).argmax(axis=1)
