@@ -18,12 +18,13 @@ use the paper's settings. ``--steps-per-call`` groups Keras's Adam steps into
 one call into TensorFlow (faster, the same updates).
 
 Writes ``runs.csv`` (one row per fit; rerunning resumes, skipping the fits it
-holds) and ``summary.md``.
+holds, and refuses another ``--steps-per-call``) and ``summary.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import time
@@ -91,7 +92,7 @@ def summary(runs: pd.DataFrame, command: str) -> str:
             continue
         paper = load_paper_per_seed(setting).set_index("seed")["acc_test_at"].loc[acc.index]
         keras, ours = acc["keras"], acc["attnmoe"]
-        fit = group.groupby("model")["fit_seconds"].mean()
+        fit = group[group["seed"].isin(acc.index)].groupby("model")["fit_seconds"].mean()
 
         def cell(values: pd.Series) -> str:
             sd = f" ± {values.std(ddof=1):.3f}" if len(values) > 1 else ""
@@ -127,6 +128,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/keras_seeds")
     args = parser.parse_args()
     settings = {s.name: s for s in SIMULATION_SETTINGS}
+    args.settings = list(dict.fromkeys(args.settings))
     unknown = [s for s in args.settings if s not in settings]
     if unknown:
         parser.error(f"unknown settings {unknown}; choose from {list(settings)}")
@@ -137,10 +139,18 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    # the Keras fits in runs.csv were made with this many steps per call: resume only alike
+    config = out / "config.json"
+    if config.exists():
+        made = json.loads(config.read_text())["steps_per_call"]
+        if made != args.steps_per_call:
+            parser.error(f"{out} holds fits made with --steps-per-call {made}")
+    else:
+        config.write_text(json.dumps({"steps_per_call": args.steps_per_call}) + "\n")
     path = out / "runs.csv"
     columns = ["dataset", "seed", "model", "test_accuracy", "fit_seconds"]
-    runs = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=columns)
-    done = set(zip(runs["dataset"], runs["seed"], runs["model"], strict=True))
+    records = pd.read_csv(path).to_dict("records") if path.exists() else []
+    done = {(r["dataset"], r["seed"], r["model"]) for r in records}
     for name in args.settings:
         s = settings[name]
         for seed in SIMULATION_SEEDS[: args.seeds]:
@@ -151,12 +161,14 @@ def main() -> None:
                 if data is None:
                     data = make_simulation(seed, k=s.k, corr=s.corr, x_noise=s.x_noise)
                 accuracy, seconds = _fit(model, data, seed, args.steps_per_call)
-                row = pd.DataFrame([[name, seed, model, accuracy, seconds]], columns=columns)
-                runs = pd.concat([runs, row], ignore_index=True)
+                values = (name, seed, model, accuracy, seconds)
+                records.append(dict(zip(columns, values, strict=True)))
+                runs = pd.DataFrame(records, columns=columns)
                 runs.to_csv(path.with_suffix(".tmp"), index=False)
                 path.with_suffix(".tmp").replace(path)  # atomic: a kill loses one fit at most
                 print(f"{name} seed {seed} {model}: {accuracy:.4f} ({seconds:.1f} s)", flush=True)
 
+    runs = pd.DataFrame(records, columns=columns)
     command = ".venv/bin/python benchmarks/bench_keras_seeds.py " + shlex.join(sys.argv[1:])
     asked = runs["dataset"].isin(args.settings) & runs["seed"].isin(SIMULATION_SEEDS[: args.seeds])
     text = summary(runs[asked], command.strip())
