@@ -14,9 +14,14 @@ RSS is its own):
    the sharded source (both ranks' shards of every global batch, an epoch's
    worth of windows), sampling RSS; no training.
 
+With ``--bind-cores`` every throughput configuration also runs with each process
+bound to its own core (``train_mlm_distributed(..., bind_cores=True)``; the two
+independent half-batch processes of the ceiling pinned to one core each),
+interleaved with the unbound ones.
+
 Run::
 
-    .venv/bin/python benchmarks/bench_ddp.py [--repeats 3] [--steps 60]
+    .venv/bin/python benchmarks/bench_ddp.py [--repeats 3] [--steps 60] [--bind-cores]
 
 Writes ``benchmarks/results/ddp.md`` and prints it.
 """
@@ -82,6 +87,8 @@ def _worker(args: argparse.Namespace) -> dict:
             "rss": samples,
             "batches": n_batches,
         }
+    if args.worker == "half" and args.bound:  # two of these run at once: one core each
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[args.half_index]})
     nproc = 1 if args.worker in ("one", "half") else 2
     tokens = args.corpus_tokens if args.worker == "stream" else args.bench_tokens
     steps = args.stream_steps if args.worker == "stream" else args.steps
@@ -99,6 +106,7 @@ def _worker(args: argparse.Namespace) -> dict:
         nproc=nproc,
         threads=args.threads,
         log_every=args.log_every,
+        bind_cores=args.bound and args.worker != "half",
     )
     return {
         "rate": history.predictions_per_second,
@@ -112,8 +120,10 @@ def _worker(args: argparse.Namespace) -> dict:
 
 
 def _run_worker(kind: str, argv: list[str]) -> dict:
+    """Run one configuration in a fresh process; ``kind`` ending in ``_bound`` binds cores."""
+    bound = ["--bound"] if kind.endswith("_bound") else []
     out = subprocess.run(
-        [sys.executable, __file__, *argv, "--worker", kind],
+        [sys.executable, __file__, *argv, "--worker", kind.removesuffix("_bound"), *bound],
         check=True,
         capture_output=True,
         text=True,
@@ -121,11 +131,16 @@ def _run_worker(kind: str, argv: list[str]) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _run_pair(argv: list[str]) -> float:
+def _run_pair(argv: list[str], bound: bool = False) -> float:
     """Two independent 1-process runs on half the batch each, at once: the machine's
-    ceiling for 2 processes (the same arithmetic as DDP, with no communication)."""
+    ceiling for 2 processes (the same arithmetic as DDP, with no communication);
+    ``bound``: each on its own core."""
     command = [sys.executable, __file__, *argv, "--worker", "half"]
-    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    if bound:
+        commands = [[*command, "--bound", "--half-index", str(i)] for i in range(2)]
+    else:
+        commands = [command, command]
+    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, text=True) for c in commands]
     outputs = [proc.communicate()[0] for proc in procs]
     if any(proc.returncode for proc in procs):
         raise RuntimeError("a half-batch worker failed")
@@ -161,7 +176,14 @@ def main() -> None:
     p.add_argument("--stream-steps", type=int, default=400)
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--bind-cores",
+        action="store_true",
+        help="also run every configuration with each process bound to its own core(s)",
+    )
     p.add_argument("--worker", choices=["one", "two", "half", "stream", "scan"], default=None)
+    p.add_argument("--bound", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--half-index", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, default=RESULTS, help="markdown report to write")
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args()
@@ -183,20 +205,22 @@ def main() -> None:
         return [*head, *rest, "--global-batch", str(batch)]
 
     machine_start = machine_description("at start")
-    rates = {(kind, b): [] for b in batches for kind in ("one", "two", "pair")}
+    variants = ["", "_bound"] if args.bind_cores else [""]
+    kinds = [k + v for v in variants for k in ("one", "two", "pair")]
+    rates: dict[tuple[str, int], list[float]] = {(k, b): [] for b in batches for k in kinds}
     peaks: dict[tuple, list[float]] = {}
     losses: dict[tuple, list[float]] = {}
     for repeat in range(args.repeats):
         for batch in batches:
-            for kind in ("one", "two"):
-                result = _run_worker(kind, worker_argv(batch))
-                rates[kind, batch].append(result["rate"])
-                peaks[kind, batch], losses[kind, batch] = result["peak_rss"], result["loss"]
-                print(f"repeat {repeat + 1} batch {batch} {kind}: {result['rate']:,.0f} /s",
+            for kind in kinds:
+                if kind.startswith("pair"):
+                    rates[kind, batch].append(_run_pair(worker_argv(batch), kind != "pair"))
+                else:
+                    result = _run_worker(kind, worker_argv(batch))
+                    rates[kind, batch].append(result["rate"])
+                    peaks[kind, batch], losses[kind, batch] = result["peak_rss"], result["loss"]
+                print(f"repeat {repeat + 1} batch {batch} {kind}: {rates[kind, batch][-1]:,.0f} /s",
                       file=sys.stderr)  # fmt: skip
-            rates["pair", batch].append(_run_pair(worker_argv(batch)))
-            print(f"repeat {repeat + 1} batch {batch} pair: {rates['pair', batch][-1]:,.0f} /s",
-                  file=sys.stderr)  # fmt: skip
     stream = _run_worker("stream", worker_argv(batches[0]))
     scan = _run_worker("scan", worker_argv(batches[0]))
     machine_end = machine_description("at end")
@@ -227,31 +251,50 @@ def main() -> None:
         "Masked predictions per second, median of the runs (runs in brackets). Ceiling: two"
         " independent 1-process runs on half the global batch each, at the same time: the"
         " same arithmetic as DDP with no communication, i.e. what 2 processes can reach on"
-        " this machine.",
+        " this machine. Paired: the ratio of the 2- and 1-process runs of the same repeat"
+        " (run back to back, so they met similar load), median (range) over repeats.",
         "",
-        "| global batch (windows / masked predictions per step) | 1 process | 2 processes (DDP)"
-        " | speed-up | ceiling (2 independent halves) | DDP share of the ceiling |"
+        "| global batch (windows / masked predictions per step) | processes | 1 process"
+        " | 2 processes (DDP) | speed-up (of the medians) | speed-up, paired |"
+        " ceiling (2 independent halves) | DDP share of the ceiling |"
         " peak RSS per process, 1 / 2 processes (MiB) |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
+
+    def paired(v: str, b: int) -> list[float]:
+        return [t / o for t, o in zip(rates["two" + v, b], rates["one" + v, b], strict=True)]
+
+    placement = {"": "not bound", "_bound": "bound, one core each (`bind_cores`)"}
     for b in batches:
-        one, two, pair = median["one", b], median["two", b], median["pair", b]
-        runs = {k: ", ".join(f"{r:,.0f}" for r in rates[k, b]) for k in ("one", "two", "pair")}
-        lines.append(
-            f"| {b} / {b * args.window:,} | {one:,.0f} ({runs['one']}) | {two:,.0f}"
-            f" ({runs['two']}) | **{two / one:.2f}x** | {pair:,.0f} ({runs['pair']}),"
-            f" {pair / one:.2f}x | {two / pair:.0%} | {peaks['one', b][0]:.0f} /"
-            f" {' + '.join(f'{r:.0f}' for r in peaks['two', b])} |"
+        for v in variants:
+            one, two, pair = (median[k + v, b] for k in ("one", "two", "pair"))
+            runs = {
+                k: ", ".join(f"{r:,.0f}" for r in rates[k + v, b]) for k in ("one", "two", "pair")
+            }
+            ratios = paired(v, b)
+            lines.append(
+                f"| {b} / {b * args.window:,} | {placement[v]} | {one:,.0f} ({runs['one']}) |"
+                f" {two:,.0f} ({runs['two']}) | **{two / one:.2f}x** |"
+                f" {statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) |"
+                f" {pair:,.0f}"
+                f" ({runs['pair']}), {pair / one:.2f}x | {two / pair:.0%} |"
+                f" {peaks['one' + v, b][0]:.0f} /"
+                f" {' + '.join(f'{r:.0f}' for r in peaks['two' + v, b])} |"
+            )
+
+    def verdict(v: str, b: int) -> str:
+        ratio = median["two" + v, b] / median["one" + v, b]
+        return (
+            f"batch {b}, {placement[v]}: {ratio:.2f}x (paired"
+            f" {statistics.median(paired(v, b)):.2f}x) "
+            + ("(met)" if ratio >= 1.7 else "(not met)")
         )
+
     first = batches[0]
     lines += [
         "",
         "Goal (issue 5): 2 processes >= 1.7x one process: "
-        + "; ".join(
-            f"batch {b}: {median['two', b] / median['one', b]:.2f}x "
-            + ("(met)" if median["two", b] / median["one", b] >= 1.7 else "(not met)")
-            for b in batches
-        )
+        + "; ".join(verdict(v, b) for b in batches for v in variants)
         + f". Loss first -> last step at batch {first}: 1 process"
         f" {losses['one', first][0]:.4f} -> {losses['one', first][1]:.4f}, 2 processes"
         f" {losses['two', first][0]:.4f} -> {losses['two', first][1]:.4f} (the same run).",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import pickle
 
 import numpy as np
@@ -15,6 +17,7 @@ from attnmoe.model.checkpoint import CheckpointError, list_checkpoints
 from attnmoe.model.distributed import (
     ArraySource,
     SyntheticSource,
+    _core_slice,
     global_batch_windows,
     shard_range,
     train_mlm_distributed,
@@ -190,6 +193,68 @@ def test_torchrun_environment_runs_one_rank_under_ddp(monkeypatch):
     assert _max_diff(plain, ranked) <= 1e-6
 
 
+# -- binding processes to cores ---------------------------------------------------------
+
+
+class _AffinityRecorder:
+    """A source that writes, per process, the CPUs it ran on when asked for windows."""
+
+    def __init__(self, source: SyntheticSource, folder) -> None:
+        self.source, self.folder, self.window = source, folder, source.window
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def windows(self, start: int, stop: int) -> torch.Tensor:
+        cpus = sorted(os.sched_getaffinity(0))
+        (self.folder / f"{os.getpid()}.json").write_text(json.dumps(cpus))
+        return self.source.windows(start, stop)
+
+
+def test_core_slices_are_disjoint_and_refuse_oversubscription(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {4, 5, 6, 7, 8, 9, 10, 11})
+    slices = [_core_slice(rank, 4, None) for rank in range(4)]
+    assert slices == [[4, 5], [6, 7], [8, 9], [10, 11]]
+    assert [_core_slice(rank, 2, 1) for rank in range(2)] == [[4], [5]]
+    with pytest.raises(ValueError, match="need 9 CPUs"):
+        _core_slice(0, 3, 3)
+    with pytest.raises(ValueError, match="need 9 CPUs"):  # refused before spawning
+        train_mlm_distributed(
+            _model(), SOURCE, global_batch=18, steps=1, nproc=3, threads=3, bind_cores=True
+        )
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="Linux only")
+def test_bind_cores_in_process_pins_then_restores(tmp_path):
+    before = os.sched_getaffinity(0)
+    plain, bound = _model(), _model()
+    train_mlm_distributed(plain, SOURCE, global_batch=16, steps=4, lr=1e-2)
+    recorder = _AffinityRecorder(SOURCE, tmp_path)
+    train_mlm_distributed(
+        bound, recorder, global_batch=16, steps=4, lr=1e-2, threads=1, bind_cores=True
+    )
+    assert json.loads((tmp_path / f"{os.getpid()}.json").read_text()) == [min(before)]
+    assert os.sched_getaffinity(0) == before
+    assert _max_diff(plain, bound) == 0.0
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs Linux and 2 CPUs",
+)
+def test_bind_cores_gives_each_rank_its_own_core(tmp_path):
+    one, two = _model(), _model()
+    train_mlm_distributed(one, SOURCE, global_batch=16, steps=6, lr=1e-2)
+    recorder = _AffinityRecorder(SOURCE, tmp_path)
+    train_mlm_distributed(
+        two, recorder, global_batch=16, steps=6, lr=1e-2, nproc=2, threads=1, bind_cores=True
+    )
+    seen = sorted(json.loads(f.read_text()) for f in tmp_path.glob("*.json"))
+    cpus = sorted(os.sched_getaffinity(0))
+    assert seen == [[cpus[0]], [cpus[1]]]
+    assert _max_diff(one, two, skip=("key.bias",)) <= 1e-5
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -235,6 +300,7 @@ def test_cli_train_ddp(tmp_path, capsys):
             "--out",
             str(tmp_path / "model"),
             "--quiet",
+            *(["--bind-cores", "--threads", "1"] if hasattr(os, "sched_setaffinity") else []),
         ]
     )
     assert code == 0

@@ -433,6 +433,7 @@ class _Job:
     log_every: int
     verbose: int
     backend: str | None
+    bind_cores: bool = False
     init_method: str | None = None
     model_dir: str | None = None  # spawned ranks load the initial model from here
     result_dir: str | None = None  # rank 0 of a spawned run writes the result here
@@ -660,6 +661,8 @@ def _spawned_rank(local_rank: int, job: _Job, world: int) -> None:
     """Entry point of a process started by :func:`train_mlm_distributed` (``nproc > 1``)."""
     from .io import load_model
 
+    if job.bind_cores:  # first, so that every thread this process starts inherits it
+        _bind_to_cores(local_rank, world, job.threads)
     if job.threads is not None:
         torch.set_num_threads(job.threads)
     model = load_model(job.model_dir)
@@ -705,6 +708,45 @@ def _launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
 
 
+def _core_slice(local_rank: int, local_world: int, threads: int | None) -> list[int]:
+    """The CPUs of one local rank: a contiguous, disjoint slice of those allowed here."""
+    cpus = sorted(os.sched_getaffinity(0))
+    per_rank = threads if threads is not None else max(1, len(cpus) // local_world)
+    if per_rank * local_world > len(cpus):
+        raise ValueError(
+            f"bind_cores: {local_world} process(es) x {per_rank} thread(s) need "
+            f"{per_rank * local_world} CPUs, this process may use {len(cpus)}"
+        )
+    return cpus[local_rank * per_rank : (local_rank + 1) * per_rank]
+
+
+def _bind_to_cores(local_rank: int, local_world: int, threads: int | None) -> list[int]:
+    """Pin the calling thread (and the threads it starts later) to its rank's CPUs.
+
+    Why: with one process per core, the scheduler otherwise moves ranks and
+    their communication threads between cores; every move stalls the rank that
+    the others wait for at the next all-reduce. Returns the previous CPU set.
+    """
+    if not hasattr(os, "sched_setaffinity"):
+        raise OSError("bind_cores needs os.sched_setaffinity (Linux)")
+    before = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, _core_slice(local_rank, local_world, threads))
+    return before
+
+
+@contextlib.contextmanager
+def _cores(bind: bool, local_rank: int, local_world: int, threads: int | None) -> Iterator[None]:
+    """:func:`_bind_to_cores` for the duration of a call in the caller's process."""
+    if not bind:
+        yield
+        return
+    before = _bind_to_cores(local_rank, local_world, threads)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
 @contextlib.contextmanager
 def _threads(n: int | None) -> Iterator[None]:
     previous = torch.get_num_threads()
@@ -740,6 +782,7 @@ def train_mlm_distributed(
     log_every: int = 100,
     verbose: int = 0,
     backend: str | None = None,
+    bind_cores: bool = False,
 ) -> DistributedHistory:
     """Masked-language-model training with DistributedDataParallel (Adam).
 
@@ -801,6 +844,15 @@ def train_mlm_distributed(
         0 silent; 1 a progress line per ``log_every`` steps from rank 0.
     backend
         Process-group backend override (default ``nccl`` for CUDA, else ``gloo``).
+    bind_cores
+        Pin each local process to its own CPUs (Linux): local rank ``r`` gets
+        the ``r``-th slice of ``threads`` CPUs (default ``cpu_count // nproc``)
+        of those this process may use. On CPU, with one process per core, this
+        keeps the ranks in step (see ``docs/benchmarks.md``, "Scale-out"). Under
+        torchrun the slice follows ``LOCAL_RANK`` / ``LOCAL_WORLD_SIZE`` and is
+        applied to the calling thread for the duration of the call (threads
+        torch has already started keep their CPUs: pass ``threads=1`` or bind
+        before any torch operation for a strict binding).
 
     Returns
     -------
@@ -862,6 +914,7 @@ def train_mlm_distributed(
         log_every=max(1, log_every),
         verbose=verbose,
         backend=backend,
+        bind_cores=bind_cores,
     )
     if job.checkpoint_dir is not None and job.checkpoint_every <= 0:
         job.checkpoint_every = total_steps  # at least the final checkpoint
@@ -869,17 +922,23 @@ def train_mlm_distributed(
     if torchrun:
         rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
         # a one-process torchrun job still runs DDP (and nccl on CUDA): the same code path
-        ours = _init_group(job, rank, world)
-        try:
-            with _threads(threads), torch.random.fork_rng(devices=[]):
-                return _run_rank(model, job, rank, world, local_rank, use_ddp=True)
-        finally:
-            if ours:
-                dist.destroy_process_group()
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+        with _cores(bind_cores, local_rank, local_world, threads):
+            ours = _init_group(job, rank, world)  # gloo's threads start here: bound
+            try:
+                with _threads(threads), torch.random.fork_rng(devices=[]):
+                    return _run_rank(model, job, rank, world, local_rank, use_ddp=True)
+            finally:
+                if ours:
+                    dist.destroy_process_group()
 
     if world == 1:
         # fork_rng: per-step reseeding for dropout must not leak into the caller's stream
-        with _threads(threads), torch.random.fork_rng(devices=[]):
+        with (
+            _cores(bind_cores, 0, 1, threads),
+            _threads(threads),
+            torch.random.fork_rng(devices=[]),
+        ):
             return _run_rank(model, job, 0, 1, 0, use_ddp=False)
 
     if device == "cuda" and torch.cuda.device_count() < world:
@@ -890,6 +949,10 @@ def train_mlm_distributed(
 
     if job.threads is None:
         job.threads = max(1, (os.cpu_count() or 1) // world)
+    if bind_cores:  # refuse here rather than in every child
+        if not hasattr(os, "sched_setaffinity"):
+            raise OSError("bind_cores needs os.sched_setaffinity (Linux)")
+        _core_slice(world - 1, world, job.threads)
     with tempfile.TemporaryDirectory(prefix="attnmoe-ddp-") as tmp:
         job.model_dir = os.path.join(tmp, "initial")
         job.result_dir = tmp
@@ -972,6 +1035,7 @@ def _cmd_train_ddp(args: Any) -> int:
         resume=args.resume,
         log_every=args.log_every,
         verbose=0 if args.quiet else 1,
+        bind_cores=args.bind_cores,
     )
     if int(os.environ.get("RANK", "0")) == 0:
         if args.out is not None:
@@ -1021,6 +1085,11 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nproc", type=int, default=1, help="local processes (ignored under torchrun)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per process")
+    p.add_argument(
+        "--bind-cores",
+        action="store_true",
+        help="pin each local process to its own CPUs (Linux; see docs/scale.md)",
+    )
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--checkpoint-dir", default=None)

@@ -98,6 +98,7 @@ def train_text(
     checkpoint_dir: str | os.PathLike[str] | None = None,
     checkpoint_every: int = 0,
     resume: bool = False,
+    bind_cores: bool = False,
     verbose: int = 1,
     vocab: Vocabulary | None = None,
     data: EncodedCorpus | None = None,
@@ -140,6 +141,12 @@ def train_text(
     device : str, optional
         Torch device to train on (e.g. ``"cuda"``); default CPU. The saved
         models are moved back to the CPU.
+    nproc, precision, checkpoint_dir, checkpoint_every, resume, bind_cores
+        Data-parallel training (:func:`attnmoe.model.distributed.train_mlm_distributed`,
+        used when ``nproc > 1``, a checkpoint folder, bf16 or ``bind_cores`` is
+        asked for): processes, ``"fp32"`` / ``"bf16"``, periodic atomic
+        checkpoints (one subfolder per model) and resuming from them, each
+        process pinned to its own CPUs.
     verbose : int
         0 silent; 1 progress messages and bars.
     vocab, data : optional
@@ -164,7 +171,7 @@ def train_text(
         f"vocabulary: {len(vocab)} words (min_count={min_count}, max_vocab={max_vocab}); "
         f"{vocab.unknown_rate:.1%} of {vocab.meta.get('n_tokens', '?')} tokens are <unk>"
     )
-    distributed = nproc > 1 or checkpoint_dir is not None or precision != "fp32"
+    distributed = nproc > 1 or checkpoint_dir is not None or precision != "fp32" or bind_cores
     streamed = None
     if data is None:
         if distributed and mode == "windows":
@@ -243,6 +250,7 @@ def train_text(
             checkpoint_every=checkpoint_every,
             resume=resume,
             verbose=verbose,
+            bind_cores=bind_cores,
         )
 
     histories: dict[str, Any] = {}
@@ -367,6 +375,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint-dir", default=None, help="periodic atomic checkpoints here")
     parser.add_argument("--checkpoint-every", type=int, default=0, help="steps between checkpoints")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    parser.add_argument(
+        "--bind-cores",
+        action="store_true",
+        help="pin each process to its own CPUs (Linux; with --nproc, one core per process)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
 
@@ -402,6 +415,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_dir=args.checkpoint_dir,
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
+        bind_cores=args.bind_cores,
         verbose=0 if args.quiet else 1,
     )
     return 0
