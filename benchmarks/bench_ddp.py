@@ -45,6 +45,7 @@ from attnmoe import AttentionConfig, BidirectionalAttention
 from attnmoe.bench.machine import machine_description
 from attnmoe.model.distributed import (
     SyntheticSource,
+    _core_slice,
     _rss_mib,
     global_batch_windows,
     shard_range,
@@ -87,8 +88,8 @@ def _worker(args: argparse.Namespace) -> dict:
             "rss": samples,
             "batches": n_batches,
         }
-    if args.worker == "half" and args.bound:  # two of these run at once: one core each
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[args.half_index]})
+    if args.worker == "half" and args.bound:  # two of these run at once, each on its own cores
+        os.sched_setaffinity(0, _core_slice(args.half_index, 2, args.threads))
     nproc = 1 if args.worker in ("one", "half") else 2
     tokens = args.corpus_tokens if args.worker == "stream" else args.bench_tokens
     steps = args.stream_steps if args.worker == "stream" else args.steps
@@ -264,7 +265,7 @@ def main() -> None:
     def paired(v: str, b: int) -> list[float]:
         return [t / o for t, o in zip(rates["two" + v, b], rates["one" + v, b], strict=True)]
 
-    placement = {"": "not bound", "_bound": "bound, one core each (`bind_cores`)"}
+    placement = {"": "not bound", "_bound": "bound, own cores each (`bind_cores`)"}
     for b in batches:
         for v in variants:
             one, two, pair = (median[k + v, b] for k in ("one", "two", "pair"))

@@ -6,6 +6,8 @@ import json
 import math
 import os
 import pickle
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -196,11 +198,17 @@ def test_torchrun_environment_runs_one_rank_under_ddp(monkeypatch):
 # -- binding processes to cores ---------------------------------------------------------
 
 
+LINUX = hasattr(os, "sched_setaffinity")
+TWO_CPUS = pytest.mark.skipif(
+    not LINUX or len(os.sched_getaffinity(0)) < 2, reason="needs Linux and 2 CPUs"
+)
+
+
 class _AffinityRecorder:
     """A source that writes, per process, the CPUs it ran on when asked for windows."""
 
-    def __init__(self, source: SyntheticSource, folder) -> None:
-        self.source, self.folder, self.window = source, folder, source.window
+    def __init__(self, source: SyntheticSource, folder: Path, fail: bool = False) -> None:
+        self.source, self.folder, self.window, self.fail = source, folder, source.window, fail
 
     def __len__(self) -> int:
         return len(self.source)
@@ -208,9 +216,19 @@ class _AffinityRecorder:
     def windows(self, start: int, stop: int) -> torch.Tensor:
         cpus = sorted(os.sched_getaffinity(0))
         (self.folder / f"{os.getpid()}.json").write_text(json.dumps(cpus))
+        if self.fail:
+            raise RuntimeError("the source failed")
         return self.source.windows(start, stop)
 
+    def seen(self) -> list[list[int]]:
+        return sorted(json.loads(f.read_text()) for f in self.folder.glob("*.json"))
 
+
+def _affinities() -> dict[int, set[int]]:
+    return {int(t): os.sched_getaffinity(int(t)) for t in os.listdir("/proc/self/task")}
+
+
+@pytest.mark.skipif(not LINUX, reason="Linux only")
 def test_core_slices_are_disjoint_and_refuse_oversubscription(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {4, 5, 6, 7, 8, 9, 10, 11})
     slices = [_core_slice(rank, 4, None) for rank in range(4)]
@@ -224,24 +242,50 @@ def test_core_slices_are_disjoint_and_refuse_oversubscription(monkeypatch):
         )
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="Linux only")
-def test_bind_cores_in_process_pins_then_restores(tmp_path):
-    before = os.sched_getaffinity(0)
+@TWO_CPUS
+def test_bind_cores_in_process_pins_every_thread_then_restores(tmp_path):
+    cpus = sorted(os.sched_getaffinity(0))
+    waiting, go = threading.Event(), threading.Event()
+    seen_by_thread: list[list[int]] = []
+
+    def helper() -> None:  # a thread that exists before the call, like a thread pool
+        waiting.set()
+        go.wait()
+        seen_by_thread.append(sorted(os.sched_getaffinity(0)))
+
+    thread = threading.Thread(target=helper)
+    thread.start()
+    waiting.wait()
+    before = _affinities()
+
+    class Probe(_AffinityRecorder):
+        def windows(self, start: int, stop: int) -> torch.Tensor:
+            go.set()
+            thread.join()
+            return super().windows(start, stop)
+
     plain, bound = _model(), _model()
-    train_mlm_distributed(plain, SOURCE, global_batch=16, steps=4, lr=1e-2)
-    recorder = _AffinityRecorder(SOURCE, tmp_path)
+    train_mlm_distributed(plain, SOURCE, global_batch=16, steps=4, lr=1e-2, threads=1)
     train_mlm_distributed(
-        bound, recorder, global_batch=16, steps=4, lr=1e-2, threads=1, bind_cores=True
-    )
-    assert json.loads((tmp_path / f"{os.getpid()}.json").read_text()) == [min(before)]
-    assert os.sched_getaffinity(0) == before
+        bound, Probe(SOURCE, tmp_path), global_batch=16, steps=4, lr=1e-2, threads=1,
+        bind_cores=True,
+    )  # fmt: skip
+    assert Probe(SOURCE, tmp_path).seen() == [[cpus[0]]]
+    assert seen_by_thread == [[cpus[0]]]
+    after = _affinities()
+    assert all(after[tid] == before[tid] for tid in after if tid in before)
     assert _max_diff(plain, bound) == 0.0
 
+    # a failing run gives the CPUs back too
+    with pytest.raises(RuntimeError, match="the source failed"):
+        train_mlm_distributed(
+            _model(), _AffinityRecorder(SOURCE, tmp_path, fail=True), global_batch=16,
+            steps=1, threads=1, bind_cores=True,
+        )  # fmt: skip
+    assert os.sched_getaffinity(0) == set(cpus)
 
-@pytest.mark.skipif(
-    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
-    reason="needs Linux and 2 CPUs",
-)
+
+@TWO_CPUS
 def test_bind_cores_gives_each_rank_its_own_core(tmp_path):
     one, two = _model(), _model()
     train_mlm_distributed(one, SOURCE, global_batch=16, steps=6, lr=1e-2)
@@ -249,10 +293,30 @@ def test_bind_cores_gives_each_rank_its_own_core(tmp_path):
     train_mlm_distributed(
         two, recorder, global_batch=16, steps=6, lr=1e-2, nproc=2, threads=1, bind_cores=True
     )
-    seen = sorted(json.loads(f.read_text()) for f in tmp_path.glob("*.json"))
     cpus = sorted(os.sched_getaffinity(0))
-    assert seen == [[cpus[0]], [cpus[1]]]
+    assert recorder.seen() == [[cpus[0]], [cpus[1]]]
     assert _max_diff(one, two, skip=("key.bias",)) <= 1e-5
+
+
+@TWO_CPUS
+def test_bind_cores_under_torchrun_follows_the_local_rank(tmp_path, monkeypatch):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # rank 0 of a 1-rank job that believes it is local rank 1 of 2: the second slice
+    env = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1"}
+    for key, value in {**env, "MASTER_PORT": str(port)}.items():
+        monkeypatch.setenv(key, value)
+    cpus = sorted(os.sched_getaffinity(0))
+    with pytest.raises(ValueError, match="LOCAL_WORLD_SIZE"):
+        train_mlm_distributed(_model(), SOURCE, global_batch=16, steps=1, bind_cores=True)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    recorder = _AffinityRecorder(SOURCE, tmp_path)
+    train_mlm_distributed(_model(), recorder, global_batch=16, steps=2, threads=1, bind_cores=True)
+    assert recorder.seen() == [[cpus[1]]]
+    assert os.sched_getaffinity(0) == set(cpus)
 
 
 @pytest.mark.parametrize(
@@ -278,7 +342,17 @@ def test_windows_longer_than_the_model_are_refused():
         train_mlm_distributed(_model(), SyntheticSource(1000, 12, 40), steps=1, global_batch=4)
 
 
-def test_cli_train_ddp(tmp_path, capsys):
+def test_cli_train_ddp(tmp_path, capsys, monkeypatch):
+    from attnmoe.model import distributed
+
+    binds: list[bool] = []
+    real_cores = distributed._cores
+
+    def recording_cores(bind, *args):
+        binds.append(bind)
+        return real_cores(bind, *args)
+
+    monkeypatch.setattr(distributed, "_cores", recording_cores)
     np.save(tmp_path / "tokens.npy", SOURCE.windows(0, len(SOURCE)).numpy().astype(np.int32))
     code = main(
         [
@@ -304,6 +378,7 @@ def test_cli_train_ddp(tmp_path, capsys):
         ]
     )
     assert code == 0
+    assert binds == [LINUX]  # --bind-cores reaches the trainer
     assert "6 steps on 1 process(es)" in capsys.readouterr().out
     assert load_model(tmp_path / "model").config.max_len == 8
     assert [s for s, _ in list_checkpoints(tmp_path / "ckpt")] == [3, 6]

@@ -196,3 +196,27 @@ def test_train_text_data_parallel_matches_one_process(tmp_path):
     ):
         if "key.bias" not in name:
             assert (a - b).abs().max() <= 1e-5, name
+
+
+def test_train_text_bind_cores_reaches_the_trainer(tmp_path, monkeypatch):
+    from attnmoe.model import distributed
+
+    calls: list[dict] = []
+    real = distributed.train_mlm_distributed
+
+    def recording(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **{**kwargs, "bind_cores": False})  # the wiring, not the OS
+
+    monkeypatch.setattr("attnmoe.text.train.train_mlm_distributed", recording)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(" ".join(f"w{i % 13} w{(i * 7) % 11}" for i in range(300)) + "\n")
+    cli_main(
+        [
+            "train-text", str(corpus), "--out", str(tmp_path / "out"), "--length", "8",
+            "--d-model", "8", "--heads", "2", "--epochs", "1", "--min-count", "1",
+            "--validation", "0", "--bind-cores", "--quiet",
+        ]
+    )  # fmt: skip
+    assert [c["bind_cores"] for c in calls] == [True]
+    assert load_model(tmp_path / "out" / "attention").config.max_len == 8

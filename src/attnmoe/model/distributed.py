@@ -42,8 +42,9 @@ import resource
 import socket
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -661,20 +662,20 @@ def _spawned_rank(local_rank: int, job: _Job, world: int) -> None:
     """Entry point of a process started by :func:`train_mlm_distributed` (``nproc > 1``)."""
     from .io import load_model
 
-    if job.bind_cores:  # first, so that every thread this process starts inherits it
-        _bind_to_cores(local_rank, world, job.threads)
-    if job.threads is not None:
-        torch.set_num_threads(job.threads)
-    model = load_model(job.model_dir)
-    _init_group(job, local_rank, world)
-    try:
-        history = _run_rank(model, job, local_rank, world, local_rank, use_ddp=True)
-        if local_rank == 0:
-            model.to("cpu").save_pretrained(Path(job.result_dir) / "final")
-            (Path(job.result_dir) / "history.json").write_text(json.dumps(history.to_dict()))
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
+    # bound first, before torch's thread pool and gloo's threads exist
+    with _cores(job.bind_cores, local_rank, world, job.threads):
+        if job.threads is not None:
+            torch.set_num_threads(job.threads)
+        model = load_model(job.model_dir)
+        _init_group(job, local_rank, world)
+        try:
+            history = _run_rank(model, job, local_rank, world, local_rank, use_ddp=True)
+            if local_rank == 0:
+                model.to("cpu").save_pretrained(Path(job.result_dir) / "final")
+                (Path(job.result_dir) / "history.json").write_text(json.dumps(history.to_dict()))
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def _free_port() -> int:
@@ -708,9 +709,16 @@ def _launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
 
 
+def _usable_cpus() -> list[int]:
+    """The CPUs this process may run on (all of ``os.cpu_count()`` where unknown)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
 def _core_slice(local_rank: int, local_world: int, threads: int | None) -> list[int]:
     """The CPUs of one local rank: a contiguous, disjoint slice of those allowed here."""
-    cpus = sorted(os.sched_getaffinity(0))
+    cpus = _usable_cpus()
     per_rank = threads if threads is not None else max(1, len(cpus) // local_world)
     if per_rank * local_world > len(cpus):
         raise ValueError(
@@ -720,31 +728,44 @@ def _core_slice(local_rank: int, local_world: int, threads: int | None) -> list[
     return cpus[local_rank * per_rank : (local_rank + 1) * per_rank]
 
 
-def _bind_to_cores(local_rank: int, local_world: int, threads: int | None) -> list[int]:
-    """Pin the calling thread (and the threads it starts later) to its rank's CPUs.
+def _thread_ids() -> list[int]:
+    """Native ids of this process's threads (Linux); ``[0]``, the caller, elsewhere."""
+    try:
+        return [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:
+        return [0]
 
-    Why: with one process per core, the scheduler otherwise moves ranks and
-    their communication threads between cores; every move stalls the rank that
-    the others wait for at the next all-reduce. Returns the previous CPU set.
-    """
-    if not hasattr(os, "sched_setaffinity"):
-        raise OSError("bind_cores needs os.sched_setaffinity (Linux)")
-    before = sorted(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, _core_slice(local_rank, local_world, threads))
-    return before
+
+def _set_affinity(tid: int, cpus: Iterable[int]) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the thread may have ended meanwhile
+        os.sched_setaffinity(tid, cpus)
 
 
 @contextlib.contextmanager
 def _cores(bind: bool, local_rank: int, local_world: int, threads: int | None) -> Iterator[None]:
-    """:func:`_bind_to_cores` for the duration of a call in the caller's process."""
+    """Pin every thread of this process to its rank's CPUs for the duration; then restore.
+
+    Why: with one process per core, the scheduler otherwise moves ranks and the
+    threads that carry their all-reduce between cores. Every thread is pinned
+    (torch's pool and gloo's may exist already) and threads started meanwhile
+    inherit the slice; on exit each thread gets back its own earlier CPUs (new
+    ones the calling thread's).
+    """
     if not bind:
         yield
         return
-    before = _bind_to_cores(local_rank, local_world, threads)
+    if not hasattr(os, "sched_setaffinity"):
+        raise OSError("bind_cores needs os.sched_setaffinity (Linux)")
+    mine = _core_slice(local_rank, local_world, threads)
+    before = {tid: os.sched_getaffinity(tid) for tid in _thread_ids()}
+    for tid in before:
+        _set_affinity(tid, mine)
     try:
         yield
     finally:
-        os.sched_setaffinity(0, before)
+        default = before.get(threading.get_native_id(), next(iter(before.values())))
+        for tid in _thread_ids():
+            _set_affinity(tid, before.get(tid, default))
 
 
 @contextlib.contextmanager
@@ -828,8 +849,8 @@ def train_mlm_distributed(
     precision
         ``"fp32"`` or ``"bf16"`` (autocast; weights and optimizer stay fp32).
     threads
-        Torch threads per process; default ``cpu_count // nproc`` for spawned
-        processes, unchanged otherwise.
+        Torch threads per process; default (the CPUs this process may use) //
+        ``nproc`` for spawned processes, unchanged otherwise.
     checkpoint_dir, checkpoint_every, keep_checkpoints
         Write a checkpoint (model, optimizer, data position) every
         ``checkpoint_every`` steps and at the end into ``checkpoint_dir``,
@@ -846,13 +867,13 @@ def train_mlm_distributed(
         Process-group backend override (default ``nccl`` for CUDA, else ``gloo``).
     bind_cores
         Pin each local process to its own CPUs (Linux): local rank ``r`` gets
-        the ``r``-th slice of ``threads`` CPUs (default ``cpu_count // nproc``)
-        of those this process may use. On CPU, with one process per core, this
-        keeps the ranks in step (see ``docs/benchmarks.md``, "Scale-out"). Under
-        torchrun the slice follows ``LOCAL_RANK`` / ``LOCAL_WORLD_SIZE`` and is
-        applied to the calling thread for the duration of the call (threads
-        torch has already started keep their CPUs: pass ``threads=1`` or bind
-        before any torch operation for a strict binding).
+        the ``r``-th slice of ``threads`` CPUs (default: the CPUs this process
+        may use // ``nproc``), so the scheduler cannot move ranks onto each
+        other's cores. Every thread of the process is pinned for the duration
+        of the call and gets its CPUs back afterwards. Under torchrun the slice
+        follows ``LOCAL_RANK`` / ``LOCAL_WORLD_SIZE``. Slices follow CPU
+        numbers, not physical cores. It made no consistent difference on the
+        project's shared 2-core VM (``docs/benchmarks.md``, "Scale-out").
 
     Returns
     -------
@@ -922,9 +943,13 @@ def train_mlm_distributed(
     if torchrun:
         rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
         # a one-process torchrun job still runs DDP (and nccl on CUDA): the same code path
+        if bind_cores and "LOCAL_WORLD_SIZE" not in os.environ:
+            raise ValueError(
+                "bind_cores under a launcher needs LOCAL_WORLD_SIZE (torchrun sets it)"
+            )
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
         with _cores(bind_cores, local_rank, local_world, threads):
-            ours = _init_group(job, rank, world)  # gloo's threads start here: bound
+            ours = _init_group(job, rank, world)
             try:
                 with _threads(threads), torch.random.fork_rng(devices=[]):
                     return _run_rank(model, job, rank, world, local_rank, use_ddp=True)
@@ -948,10 +973,12 @@ def train_mlm_distributed(
     import torch.multiprocessing as mp
 
     if job.threads is None:
-        job.threads = max(1, (os.cpu_count() or 1) // world)
+        job.threads = max(1, len(_usable_cpus()) // world)
     if bind_cores:  # refuse here rather than in every child
         if not hasattr(os, "sched_setaffinity"):
             raise OSError("bind_cores needs os.sched_setaffinity (Linux)")
+        # children start from the forkserver's CPU set, taken when it first started:
+        # the same as ours unless the caller changed its affinity since
         _core_slice(world - 1, world, job.threads)
     with tempfile.TemporaryDirectory(prefix="attnmoe-ddp-") as tmp:
         job.model_dir = os.path.join(tmp, "initial")

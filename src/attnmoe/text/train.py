@@ -141,12 +141,19 @@ def train_text(
     device : str, optional
         Torch device to train on (e.g. ``"cuda"``); default CPU. The saved
         models are moved back to the CPU.
-    nproc, precision, checkpoint_dir, checkpoint_every, resume, bind_cores
-        Data-parallel training (:func:`attnmoe.model.distributed.train_mlm_distributed`,
-        used when ``nproc > 1``, a checkpoint folder, bf16 or ``bind_cores`` is
-        asked for): processes, ``"fp32"`` / ``"bf16"``, periodic atomic
-        checkpoints (one subfolder per model) and resuming from them, each
-        process pinned to its own CPUs.
+    nproc : int
+        Data-parallel processes (:func:`attnmoe.model.distributed.train_mlm_distributed`,
+        used when ``nproc > 1`` or any of the next four options is set).
+    precision : {"fp32", "bf16"}
+        bf16 autocast (weights and optimizer stay fp32).
+    checkpoint_dir : path-like, optional
+        Periodic atomic checkpoints, one subfolder per model.
+    checkpoint_every : int
+        Steps between checkpoints (0: only at the end).
+    resume : bool
+        Continue from the newest checkpoint in ``checkpoint_dir``.
+    bind_cores : bool
+        Pin each process to its own CPUs (Linux).
     verbose : int
         0 silent; 1 progress messages and bars.
     vocab, data : optional
@@ -224,7 +231,7 @@ def train_text(
     if distributed:
         if data.train_keys is not None and not bool(data.train_keys.all()):
             raise ValueError(
-                "--nproc/--checkpoint-dir/--precision need --mode windows (no padding)"
+                "--nproc/--checkpoint-dir/--precision/--bind-cores need --mode windows (no padding)"
             )
         say(f"data-parallel training on {nproc} process(es) ({precision}); no early stopping")
 
