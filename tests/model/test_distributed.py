@@ -177,16 +177,21 @@ def test_resume_without_checkpoint_starts_fresh(tmp_path):
     assert h.start_step == 0 and h.steps == 2
 
 
-def test_torchrun_environment_runs_one_rank_under_ddp(monkeypatch):
-    # what torchrun --nproc_per_node 1 sets: the rank path (process group + DDP) in-process
+def _torchrun_env(monkeypatch: pytest.MonkeyPatch, local_rank: int = 0) -> None:
+    """What torchrun sets for a one-rank job, on a free port."""
     import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}
-    for key, value in {**env, "MASTER_PORT": str(port)}.items():
+    env = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": str(local_rank)}
+    for key, value in {**env, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}.items():
         monkeypatch.setenv(key, value)
+
+
+def test_torchrun_environment_runs_one_rank_under_ddp(monkeypatch):
+    # what torchrun --nproc_per_node 1 sets: the rank path (process group + DDP) in-process
+    _torchrun_env(monkeypatch)
     plain, ranked = _model(), _model()
     train_mlm_distributed(plain, SOURCE, global_batch=16, steps=5, lr=1e-2)
     h = train_mlm_distributed(ranked, SOURCE, global_batch=16, steps=5, lr=1e-2, nproc=7)
@@ -300,15 +305,8 @@ def test_bind_cores_gives_each_rank_its_own_core(tmp_path):
 
 @TWO_CPUS
 def test_bind_cores_under_torchrun_follows_the_local_rank(tmp_path, monkeypatch):
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     # rank 0 of a 1-rank job that believes it is local rank 1 of 2: the second slice
-    env = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1"}
-    for key, value in {**env, "MASTER_PORT": str(port)}.items():
-        monkeypatch.setenv(key, value)
+    _torchrun_env(monkeypatch, local_rank=1)
     cpus = sorted(os.sched_getaffinity(0))
     with pytest.raises(ValueError, match="LOCAL_WORLD_SIZE"):
         train_mlm_distributed(_model(), SOURCE, global_batch=16, steps=1, bind_cores=True)
