@@ -531,7 +531,7 @@ def train_mlm(
                         best_state = copy.deepcopy(model.state_dict())
                 else:
                     stale += 1
-            bar.set_postfix(postfix)
+            bar.set_postfix(postfix, refresh=False)  # redrawn at the bar's own pace
             if epoch >= epochs - n_average:
                 _add_weights(weight_sums, model)
                 history.averaged_epochs += 1
