@@ -53,3 +53,13 @@ def test_convert_both_ways(tmp_path, capsys):
 def test_convert_reports_bad_directory(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "nothing"), str(tmp_path / "out")]) == 2
     assert "not a model directory" in capsys.readouterr().err
+
+
+def test_convert_names_a_tabular_classifier_folder(tmp_path, capsys):
+    from attnmoe.tabular import AttentionMoEClassifier
+
+    X, y = torch.tensor([[0, 1], [1, 0], [0, 0], [1, 1]]).numpy(), [0, 1, 0, 1]
+    AttentionMoEClassifier(epochs=1, random_state=0).fit(X, y).save_pretrained(tmp_path / "clf")
+    assert main(["convert", str(tmp_path / "clf"), str(tmp_path / "out")]) == 2
+    assert "holds a tabular classifier (attnmoe fit)" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 from . import __version__
@@ -17,10 +18,17 @@ def _cmd_version(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     import torch
 
     from .model import BidirectionalAttention, ContinuousWordExperts, load_model
 
+    if (Path(args.source) / "classifier.json").exists():
+        raise ValueError(
+            f"{args.source} holds a tabular classifier (attnmoe fit); convert works on "
+            "attention or experts model folders (attnmoe train-text, save_pretrained)"
+        )
     model = load_model(args.source)
     if isinstance(model, BidirectionalAttention):
         converted = model.to_experts()
@@ -116,17 +124,24 @@ def _extensions():
     return registrars
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line for the user, without the library's source line."""
+    print(f"warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, OSError) as err:  # bad input or files: one line, no traceback
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():  # restores the caller's warning display on return
+        warnings.showwarning = _show_warning
+        try:
+            return int(args.func(args) or 0)
+        except (ValueError, OSError) as err:  # bad input or files: one line, no traceback
+            print(f"error: {err}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

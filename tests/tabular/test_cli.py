@@ -108,6 +108,27 @@ def test_impute_fills_every_missing_cell(tmp_path, table, capsys):
     pd.testing.assert_frame_equal(filled[kept], holes[kept], check_dtype=False)
 
 
+def test_predict_warns_about_masked_cells_in_one_line(tmp_path, table, capsys):
+    frame, path = table
+    model = tmp_path / "model"
+    assert main(["fit", str(path), "--target", "label", "--drop", "id", "--out", str(model),
+                 "--params", FAST]) == 0  # fmt: skip
+    gaps = frame.assign(colour=frame["colour"].where(frame.index >= 3).replace("blue", "teal"))
+    gaps.to_csv(tmp_path / "gaps.csv", index=False)
+    capsys.readouterr()
+    assert (
+        main(["predict", str(model), str(tmp_path / "gaps.csv"), "--out", str(tmp_path / "p.csv")])
+        == 0
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    unseen = int((gaps["colour"] == "teal").sum())
+    assert err == [
+        f"warning: 3 missing and {unseen} unseen values were replaced by the mask token; "
+        "predictions still use the other columns"
+    ]
+    assert len(pd.read_csv(tmp_path / "p.csv")) == len(frame)  # every row still predicted
+
+
 def test_columns_pass_through_as_written(tmp_path):
     rows = 120
     rng = np.random.default_rng(1)
