@@ -88,6 +88,9 @@ def test_deep_models_train_with_random_masking():
     assert all(math.isfinite(v) for v in history.train_loss)
     with pytest.raises(ValueError, match="masking"):
         train_mlm(model, x, masking="sometimes", verbose=0)
+    for lr in (0.0, -1e-3, float("nan")):
+        with pytest.raises(ValueError, match="lr must be a positive number"):
+            train_mlm(model, x, lr=lr, verbose=0)
 
 
 def test_early_stopping_restores_best_weights():

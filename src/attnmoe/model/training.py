@@ -335,6 +335,8 @@ def train_mlm(
         raise ValueError(f"sentences of length {tokens.shape[1]} exceed max_len={cfg.max_len}")
     if epochs < 1 or batch_size < 1:
         raise ValueError("epochs and batch_size must be positive")
+    if not lr > 0 or not math.isfinite(lr):  # 0 would train nothing, silently
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
     if masking == "auto":
         masking = "all" if model.one_pass_exact else "random"
     if masking not in ("all", "copies", "random"):
