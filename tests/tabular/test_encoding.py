@@ -1,9 +1,12 @@
-"""Labels matched to a model's classes however they were read."""
+"""Labels matched to classes however they were read; columns coded to categories and bins."""
+
+import warnings
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from attnmoe.tabular.encoding import label_indices
+from attnmoe.tabular.encoding import TableEncoder, label_indices
 
 
 def test_label_indices_match_by_value_then_by_text():
@@ -34,3 +37,41 @@ def test_label_indices_numbers_spelt_differently():
     np.testing.assert_array_equal(label_indices(big, ["100000000000000001", 10**17]), [1, 0])
     missing = [pd.NA, None, np.nan, pd.NaT, "b"]
     np.testing.assert_array_equal(label_indices(np.array(["a", "b"]), missing), [-1] * 4 + [1])
+
+
+def test_categories_match_a_column_read_with_other_types():
+    # fitted on text ('1', '2', 'A'), encoded from a CSV where pandas read numbers
+    encoder = TableEncoder().fit(pd.DataFrame({"g": ["1", "2", "A"], "n": [0, 1, 2]}))
+    new = pd.DataFrame({"g": [1, 2], "n": ["1", "?"]})  # a stray '?' made n text
+    with pytest.warns(UserWarning, match="0 missing and 1 unseen"):
+        codes = encoder.encode(new, mask_id=9)
+    np.testing.assert_array_equal(codes, [[0, 1], [1, 9]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same values, typed as at fit: nothing masked
+        assert (encoder.encode(pd.DataFrame({"g": ["2"], "n": [2]}), 9) == [[1, 2]]).all()
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.where(np.arange(300) % 2 == 0, 0.0, np.linspace(0.01, 9.0, 300)),  # half at the minimum
+        np.r_[np.full(10, 0.5), np.full(10, 10.5)],  # quantiles fall in the gap between
+        np.full(40, 3.5),
+        np.random.default_rng(0).normal(size=1000),
+    ],
+    ids=["ties-at-minimum", "gap", "constant", "normal"],
+)
+def test_no_bin_is_empty(values):
+    encoder = TableEncoder(n_bins=10).fit(pd.DataFrame({"x": values}))
+    coding = encoder.columns_[0]
+    assert coding.kind == "binned"
+    codes = encoder.encode(pd.DataFrame({"x": values}), mask_id=99)[:, 0]
+    assert (np.bincount(codes, minlength=coding.n_codes) > 0).all()  # every code has rows
+    assert np.isfinite(coding.representatives).all()
+    assert coding.n_codes <= 10
+
+
+@pytest.mark.parametrize("option", [{"n_bins": 0}, {"n_bins": -1}, {"max_categories": -1}])
+def test_encoder_refuses_bad_sizes(option):
+    with pytest.raises(ValueError, match="must be an integer"):
+        TableEncoder(**option).fit(pd.DataFrame({"x": [0.5, 1.5]}))

@@ -365,3 +365,60 @@ def test_keras_init_uses_keras_fans_for_each_kernel():
         assert weight.abs().max() > 0.9 * bound  # uniform over the whole range
     assert torch.all(layer.attention.query.bias == 0)
     assert model.token_embedding.weight.abs().max() <= 0.05
+
+
+def test_imputer_keeps_each_column_dtype():
+    rng = np.random.default_rng(0)
+    n = 90
+    frame = pd.DataFrame(
+        {
+            "flag": pd.array(rng.choice([True, False], n), dtype="boolean"),
+            "word": pd.array(rng.choice(["u", "v"], n), dtype="string"),
+            "kind": pd.Categorical(rng.choice(["p", "q"], n)),
+            "count": pd.array(rng.integers(0, 500, n), dtype="Int64"),  # > 50 values: binned
+            "share": pd.array(rng.random(n), dtype="Float64"),
+            "day": pd.to_datetime("2020-01-01") + pd.to_timedelta(rng.integers(0, 3, n), "D"),
+        }
+    )
+    holes = frame.copy()
+    for j, column in enumerate(frame.columns):
+        holes.loc[j * 5 : j * 5 + 4, column] = None
+    assert holes.isna().sum().tolist() == [5] * 6
+    filled = AttentionMoEImputer(epochs=3, random_state=0).fit_transform(holes)
+    assert not filled.isna().any().any()
+    for column in ("flag", "word", "kind", "share", "day"):
+        assert filled[column].dtype == frame[column].dtype, column
+    # bin medians need not be whole: Int64 then becomes float, never a crash or a rounding
+    assert filled["count"].dtype in (frame["count"].dtype, np.float64)
+    kept = holes.notna()
+    for column in frame.columns:
+        assert (filled.loc[kept[column], column] == holes.loc[kept[column], column]).all()
+    # a text column that arrives all missing (read as float) is filled with its text values
+    one = holes.iloc[[0]].assign(word=np.nan)
+    imputer = AttentionMoEImputer(epochs=3, random_state=0).fit(holes)
+    assert imputer.transform(one)["word"].iloc[0] in {"u", "v"}
+
+
+def test_numpy_typed_parameters_save_and_object_arrays_bin_floats(tmp_path):
+    X, y = _rule_table(n=120)
+    clf = AttentionMoEClassifier(**{**FAST, "epochs": np.int64(2), "random_state": np.int64(7)})
+    clf.fit(X.to_numpy(dtype=object), y)  # e.g. a mixed frame's .to_numpy()
+    assert [c.kind for c in clf.encoder_.columns_].count("binned") == 1  # noise: floats
+    clf.save_pretrained(tmp_path / "m")
+    back = AttentionMoEClassifier.from_pretrained(tmp_path / "m")
+    assert back.get_params()["epochs"] == 2 and back.get_params()["random_state"] == 7
+    np.testing.assert_array_equal(
+        back.predict_proba(X.to_numpy(dtype=object)), clf.predict_proba(X.to_numpy(dtype=object))
+    )
+
+
+def test_unlabeled_rows_are_never_cast_lossily():
+    clf = AttentionMoEClassifier(**FAST)
+    flags = clf._frame(pd.DataFrame({"b": [True, False] * 10}), reset=True)
+    joined = clf._with_unlabeled(flags, pd.DataFrame({"b": [None, "False", True]}, dtype=object))
+    assert joined["b"].iloc[-3:].tolist()[1:] == ["False", True]  # not bool("False") = True
+    assert pd.isna(joined["b"].iloc[-3])  # a gap stays a gap
+    counts = clf._frame(pd.DataFrame({"i": [1, 2, 3] * 5}), reset=True)
+    assert clf._with_unlabeled(counts, pd.DataFrame({"i": [2.7]}))["i"].iloc[-1] == 2.7
+    same = clf._with_unlabeled(counts, pd.DataFrame({"i": [2.0]}))
+    assert same["i"].dtype == np.int64  # X's dtype where it holds the values exactly

@@ -71,6 +71,8 @@ def test_typicality_edge_cases():
         pair_typicality(pd.DataFrame({"a": [], "b": []}))
     with pytest.raises(ValueError, match="smoothing"):
         pair_typicality(pd.DataFrame({"a": [1, 2], "b": [1, 2]}), smoothing=0)
+    with pytest.raises(ValueError, match=r"duplicated column names: \['a'\]"):
+        pair_typicality(pd.DataFrame([[1, 2], [2, 1]], columns=["a", "a"]))
     # arrays and numeric columns (binned) with missing values are accepted
     rng = np.random.default_rng(0)
     X = rng.normal(size=(50, 3))

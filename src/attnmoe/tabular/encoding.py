@@ -119,6 +119,12 @@ class TableEncoder:
         self.max_categories = max_categories
 
     def fit(self, frame: pd.DataFrame) -> TableEncoder:
+        for name, value, low in (
+            ("n_bins", self.n_bins, 1),
+            ("max_categories", self.max_categories, 0),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         self.columns_: list[ColumnCoding] = []
         for name in frame.columns:
             series = frame[name]
@@ -141,13 +147,16 @@ class TableEncoder:
             return ColumnCoding(name, "binned", edges=np.array([]), representatives=np.zeros(1))
         quantiles = np.quantile(finite, np.linspace(0, 1, self.n_bins + 1)[1:-1])
         edges = np.unique(quantiles)
+        edges = edges[edges > finite.min()]
+        # No empty bins (a bin's value is its median, and a code without rows would
+        # be a value never seen): an edge at the minimum (many ties there) leaves
+        # nothing below it, and interpolated quantiles can fall in a gap of the data.
+        # Keep only the edges that open a bin holding rows; bin 0 holds the minimum.
         codes = np.searchsorted(edges, finite, side="right")
-        representatives = np.array(
-            [
-                np.median(finite[codes == c]) if np.any(codes == c) else np.nan
-                for c in range(len(edges) + 1)
-            ]
-        )
+        occupied = np.unique(codes)
+        edges = edges[occupied[occupied > 0] - 1]
+        codes = np.searchsorted(edges, finite, side="right")
+        representatives = np.array([np.median(finite[codes == c]) for c in range(len(edges) + 1)])
         return ColumnCoding(name, "binned", edges=edges, representatives=representatives)
 
     @property
@@ -168,9 +177,9 @@ class TableEncoder:
                 out[ok, j] = np.searchsorted(coding.edges, values[ok], side="right")
                 n_unseen += int((~ok & ~missing).sum())
             else:
-                lookup = {value: code for code, value in enumerate(coding.categories)}
-                codes = series.map(lambda v, lookup=lookup: lookup.get(v, -1)).to_numpy()
-                codes = np.where(missing, -1, codes).astype(np.int64)
+                # by value, then by text with numbers spelt one way: a column read from
+                # another CSV as text ("1") or as numbers (1) finds the same category
+                codes = label_indices(coding.categories, series.to_numpy(dtype=object))
                 known = codes >= 0
                 out[known, j] = codes[known]
                 n_unseen += int((~known & ~missing).sum())

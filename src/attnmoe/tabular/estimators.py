@@ -88,6 +88,39 @@ def keras_init_(model: BidirectionalAttention, generator: torch.Generator) -> No
         glorot_(model.position_embedding.weight, *model.position_embedding.weight.shape)
 
 
+def _recast(values: pd.Series, dtype) -> pd.Series | None:
+    """``values`` (object) as ``dtype`` if that keeps every value and gap as it is, else None.
+
+    pandas casts lossily without a word (``2.7`` to int ``2``, ``"False"`` to bool
+    ``True``, a value outside a categorical dtype's categories to NaN)."""
+    if isinstance(dtype, pd.CategoricalDtype):  # its categories first, then new ones
+        new = [v for v in pd.unique(values.dropna()) if v not in set(dtype.categories)]
+        dtype = pd.CategoricalDtype([*dtype.categories, *new], ordered=dtype.ordered)
+    try:
+        cast = values.astype(dtype)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    gaps = values.isna().to_numpy()
+    if not np.array_equal(cast.isna().to_numpy(), gaps):
+        return None
+    before, after = values[~gaps].tolist(), cast.astype(object)[~gaps].tolist()
+    return cast if before == after else None
+
+
+def _filled_column(column: pd.Series, positions: np.ndarray, values: np.ndarray) -> pd.Series:
+    """``column`` with ``values`` at ``positions``, in the column's own dtype when it
+    holds them exactly; else as numbers (float) if all are numbers, else as objects."""
+    out = column.astype(object)
+    out.iloc[positions] = list(values)
+    kept = _recast(out, column.dtype)
+    if kept is not None:
+        return kept
+    numbers = pd.to_numeric(out, errors="coerce")
+    if numbers.isna().equals(out.isna()) and not pd.api.types.is_bool_dtype(column.dtype):
+        return numbers.astype(float)
+    return out
+
+
 class _TableMLM(BaseEstimator):
     """Shared fitting machinery of the classifier and the imputer."""
 
@@ -103,7 +136,9 @@ class _TableMLM(BaseEstimator):
         if array.dtype.kind in "fc":
             if not np.isfinite(array[~np.isnan(array)]).all():
                 raise ValueError("Input X contains infinity or a value too large")
-        return pd.DataFrame(array)
+        # an object array (a mixed frame's .to_numpy()): numbers back to numbers, so
+        # float columns are binned rather than one category per distinct value
+        return pd.DataFrame(array).infer_objects()
 
     def _config(self, vocab_size: int, length: int) -> AttentionConfig:
         return AttentionConfig(
@@ -447,16 +482,11 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         unlabeled.columns = frame.columns  # by position (an array beside a DataFrame)
         parts = {}
         for column in frame.columns:
-            dtype, mine, theirs = frame[column].dtype, frame[column], unlabeled[column]
-            if isinstance(dtype, pd.CategoricalDtype):  # X's categories first, then new ones
-                new = [v for v in pd.unique(theirs.dropna()) if v not in set(dtype.categories)]
-                dtype = pd.CategoricalDtype([*dtype.categories, *new], ordered=dtype.ordered)
-                mine = mine.astype(dtype)
-            try:
-                theirs = theirs.astype(dtype)
-            except (TypeError, ValueError):  # e.g. gaps in an int column: pandas decides
-                pass
-            parts[column] = pd.concat([mine, theirs], ignore_index=True)
+            both = pd.concat([frame[column], unlabeled[column]], ignore_index=True)
+            # in X's dtype where that keeps every value (else pandas decides, e.g. gaps
+            # in an int column); never lossily ("False" is not bool True, 2.7 not 2)
+            kept = _recast(both.astype(object), frame[column].dtype)
+            parts[column] = both if kept is None else kept
         return pd.DataFrame(parts, columns=frame.columns)
 
     def tokens(self, X) -> torch.Tensor:
@@ -550,8 +580,14 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
             "mask_id_": int(self.mask_id_),
             "members": [f"member_{k}" for k in range(len(self.models_))],
         }
-        if not isinstance(meta["params"]["random_state"], (int, type(None))):
-            meta["params"]["random_state"] = None  # a RandomState object is not data
+        params = meta["params"]
+        for name, value in params.items():  # e.g. np.int64 from a grid over np.arange
+            if isinstance(value, np.generic):
+                params[name] = value.item()
+        if isinstance(params["random_state"], bool) or not isinstance(
+            params["random_state"], (int, type(None))
+        ):
+            params["random_state"] = None  # a RandomState object is not data
         target = Path(directory)
         with atomic_directory(target, marker="classifier.json") as staging:
             for name, model in zip(meta["members"], self.models_, strict=True):
@@ -728,13 +764,10 @@ class AttentionMoEImputer(TransformerMixin, _TableMLM):
                 holes = missing[rows, j]
                 if holes.any():
                     best = probabilities[j][holes].argmax(1)
-                    values = self.encoder_.decode(j, best)
                     column = filled.columns[j]
-                    if pd.api.types.is_numeric_dtype(filled[column].dtype):
-                        values = values.astype(float)
-                    else:
-                        filled[column] = filled[column].astype(object)
-                    filled.loc[rows[holes], column] = values
+                    filled[column] = _filled_column(
+                        filled[column], rows[holes], self.encoder_.decode(j, best)
+                    )
         if isinstance(X, pd.DataFrame):
             filled.index = X.index
             return filled

@@ -32,7 +32,9 @@ def pair_typicality(X, n_bins: int = 10, smoothing: float = 1.0) -> np.ndarray:
     the marginals summed from that joint. A row's score is the mean over pairs.
     High: the row pairs its values as most rows do; low (negative): it pairs
     values that rarely occur together. Columns independent of each other score
-    about 0 whatever their number of values.
+    about 0 when their pairs' tables are well filled (many rows per pair of
+    values); sparse ones (many values, few rows) score above 0 on average, since
+    a pair seen once in a few rows counts as more typical than chance.
 
     Parameters
     ----------
@@ -53,6 +55,9 @@ def pair_typicality(X, n_bins: int = 10, smoothing: float = 1.0) -> np.ndarray:
         Zeros when ``X`` has fewer than two columns (no pairs to judge).
     """
     if isinstance(X, pd.DataFrame):
+        if X.columns.has_duplicates:
+            duplicated = sorted({str(c) for c in X.columns[X.columns.duplicated()]})
+            raise ValueError(f"X has duplicated column names: {duplicated}")
         frame = X.reset_index(drop=True)
     else:  # an object array (e.g. a mixed frame's .to_numpy()): numbers back to numbers
         frame = pd.DataFrame(np.asarray(X)).infer_objects()
