@@ -40,9 +40,8 @@ def test_no_gap_no_flag_and_seeded(simulation_model, simulation):
     assert not first.any_flagged, first.flagged
     again = audit(simulation_model, X, y, group=group, n_bootstrap=100, random_state=3)
     np.testing.assert_array_equal(first.gaps["ci_low"], again.gaps["ci_low"])
-    assert set(first.gaps["metric"]) == {
+    assert set(first.gaps["metric"]) == {  # error_rate is accuracy's gap: not again
         "accuracy",
-        "error_rate",
         "false_negative_rate",
         "false_positive_rate",
         "ece",
@@ -86,3 +85,22 @@ def test_audit_input_errors(simulation_model, simulation):
         audit(simulation_model, X, y.iloc[:99], group=np.repeat(["A"], 100))
     with pytest.raises(ValueError, match="all missing"):
         audit(simulation_model, X, np.full(100, np.nan), group=np.repeat(["A"], 100))
+
+
+def test_binary_rates_are_the_positive_class_and_bootstrap_is_checked():
+    from attnmoe.explain.audit import _metrics
+
+    y = np.array([0, 0, 0, 1, 1, 1, 1, 1])
+    pred = np.array([0, 1, 1, 1, 1, 1, 0, 1])
+    rates = _metrics(y, pred, np.full(8, 0.9), n_classes=2)
+    assert rates["false_negative_rate"] == pytest.approx(1 / 5)  # positives predicted 0
+    assert rates["false_positive_rate"] == pytest.approx(2 / 3)  # negatives predicted 1
+    three = _metrics(np.array([0, 1, 2, 2]), np.array([0, 2, 2, 1]), np.full(4, 0.9), 3)
+    assert three["false_negative_rate"] == pytest.approx(1 - (1 + 0 + 0.5) / 3)  # macro
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2.5, True])
+def test_audit_refuses_bad_bootstrap_counts(simulation_model, simulation, bad):
+    X, y = simulation.X_test.iloc[:40], simulation.y_test.iloc[:40]
+    with pytest.raises(ValueError, match="n_bootstrap must be an integer >= 1"):
+        audit(simulation_model, X, y, group=np.repeat(["A", "B"], 20), n_bootstrap=bad)

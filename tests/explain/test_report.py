@@ -194,3 +194,43 @@ def test_report_scores_a_target_read_with_gaps(auto_mpg, auto_mpg_model):
     assert numbers["accuracy"] == pytest.approx(direct)
     assert abs(numbers["accuracy"] - typed["accuracy"]) < 0.05 and typed["accuracy"] > 0.5
     assert "6 rows without a true label left out" in html
+
+
+def test_data_never_becomes_markup_and_dollars_stay_text():
+    """Column names, labels and group values are the user's data: escaped everywhere,
+    including values that look like HTML, and `$` is not read as math in the plots."""
+    from attnmoe.explain import build_report
+
+    rng = np.random.default_rng(0)
+    n = 120
+    attack = "<img src=x onerror=alert(1)>"
+    data = pd.DataFrame(
+        {
+            "<b>col</b>": rng.choice(["u", "<i>v</i>"], n),
+            "plain": rng.choice(["p", "q"], n),
+            "y": rng.choice(["A&B", "<i>yes</i>"], n),
+            "grp": rng.choice([attack, "$0-$50k", "x $^$ y"], n),
+        }
+    )
+    clf = AttentionMoEClassifier(epochs=2, random_state=0).fit(
+        data[["<b>col</b>", "plain"]], data["y"]
+    )
+    page, numbers = build_report(clf, data, target="y", group="grp", n_bootstrap=5)
+    for raw in (attack, "<b>col</b>", "<i>yes</i>", "<i>v</i>"):
+        assert raw not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "A&amp;B" in page and "&amp;amp;" not in page  # escaped once
+    assert numbers["n_rows"] == n
+    # no rows asked for: no rows section, no error
+    quiet, _ = build_report(clf, data, target="y", group="grp", n_bootstrap=5, n_explained=0)
+    assert "Why individual rows" not in quiet and "Why individual rows" in page
+
+
+def test_sentence_page_json_parses_and_escapes(tmp_path):
+    import json
+
+    from attnmoe.explain.sentence import _script_json
+
+    text = _script_json({"tokens": ["</script><script>alert(1)</script>", "a&b", '"q"']})
+    assert "<" not in text  # cannot close the script element
+    assert json.loads(text)["tokens"][0] == "</script><script>alert(1)</script>"

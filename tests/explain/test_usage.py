@@ -99,3 +99,16 @@ def test_write_formats(tmp_path, suffix):
     assert set(back["scope"]) == {"overall", "class", "group"}
     with pytest.raises(ValueError, match="unknown format"):
         log.write(tmp_path / "usage.xlsx")
+
+
+def test_missing_group_or_class_is_a_group_of_its_own():
+    gates = np.random.default_rng(2).dirichlet(np.ones(3), size=(4, 1))
+    log = ExpertUsageLog(["a", "b", "c"], n_heads=1)
+    log.update(gates, predicted=["p", "q", np.nan, None], group=["g", np.nan, "g", None])
+    frame = log.to_frame().query("head == -1 and expert == 0").set_index(["scope", "key"])
+    assert frame.loc[("class", "(missing)"), "n_rows"] == 2
+    assert frame.loc[("group", "(missing)"), "n_rows"] == 2
+    assert "nan" not in set(frame.index.get_level_values("key"))
+    np.testing.assert_allclose(
+        log.usage("group").loc["(missing)"], gates[[1, 3], 0].mean(0), rtol=1e-12
+    )

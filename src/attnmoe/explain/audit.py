@@ -19,10 +19,11 @@ import pandas as pd
 from ..tabular.encoding import label_indices
 from .usage import expert_names, target_gates
 
-#: metric -> True when higher is better
+#: metric -> True when higher is better: the metrics compared across groups. The
+#: error rate (1 - accuracy, in ``AuditResult.groups``) is not among them: its gap
+#: is accuracy's, and one gap must count as one flag.
 METRICS: dict[str, bool] = {
     "accuracy": True,
-    "error_rate": False,
     "false_negative_rate": False,
     "false_positive_rate": False,
     "ece": False,
@@ -44,7 +45,9 @@ def expected_calibration_error(
 def _metrics(y: np.ndarray, pred: np.ndarray, conf: np.ndarray, n_classes: int) -> dict:
     correct = y == pred
     recalls, fprs = [], []
-    for c in range(n_classes):
+    # two classes: the rates of the second (the positive one); averaged over both,
+    # the false-negative and false-positive rates would be one number
+    for c in [1] if n_classes == 2 else range(n_classes):
         positive = y == c
         if positive.any():
             recalls.append(float((pred[positive] == c).mean()))
@@ -73,10 +76,11 @@ class AuditResult:
     ----------
     groups : pandas.DataFrame
         One row per group: ``n`` and every metric (accuracy, error_rate,
-        false_negative_rate and false_positive_rate as macro averages over
-        classes, ece).
+        false_negative_rate and false_positive_rate, ece). The two rates are
+        those of the positive class (``classes_[1]``) for two classes, else
+        macro averages over classes.
     gaps : pandas.DataFrame
-        One row per (group, metric): ``value``, ``best_group``, ``best_value``,
+        One row per (group, metric of :data:`METRICS`): ``value``, ``best_group``, ``best_value``,
         ``gap`` (how much worse than the best group, >= 0 means worse),
         ``ci_low``/``ci_high`` (bootstrap percentile interval of the gap) and
         ``flagged``. The metric ``expert_usage_tv`` is the total variation
@@ -161,6 +165,9 @@ def audit(
     -------
     AuditResult
     """
+    count = n_bootstrap
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+        raise ValueError(f"n_bootstrap must be an integer >= 1, got {n_bootstrap!r}")
     if isinstance(group, str):
         if not (isinstance(X, pd.DataFrame) and group in X.columns):
             raise ValueError(f"group {group!r} is not a column of X")

@@ -65,6 +65,13 @@ def _esc(value: Any) -> str:
     return html.escape(str(value))
 
 
+class _Html(str):
+    """Markup this module wrote (its values escaped): a table cell takes it as is.
+
+    Every other cell is escaped, whatever it looks like: column names, labels and
+    group values come from the user's data and may hold ``<``, ``&`` or a script."""
+
+
 def _png(fig) -> str:
     import matplotlib.pyplot as plt
 
@@ -107,19 +114,22 @@ def _table(frame: pd.DataFrame, numeric_format: str = "{:.3f}", row_attrs=None) 
             elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
                 cells.append(f'<td class="num">{value}</td>')
             else:
-                cells.append(
-                    f"<td>{value}</td>" if str(value).startswith("<") else f"<td>{_esc(value)}</td>"
-                )
+                cells.append(f"<td>{value if isinstance(value, _Html) else _esc(value)}</td>")
         attrs = row_attrs(k, row) if row_attrs else ""
         body.append(f"<tr{attrs}>{''.join(cells)}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def _labels(values) -> list[str]:
+    """Data values as plot labels, drawn as written: matplotlib reads ``$...$`` as math."""
+    return [str(v).replace("$", r"\$") for v in values]
+
+
 def _heatmap(matrix: pd.DataFrame, title: str, xlabel: str, ylabel: str) -> str:
     fig, ax = _figure(1.2 + 0.9 * matrix.shape[1], 1.0 + 0.45 * matrix.shape[0])
     image = ax.imshow(matrix.to_numpy(dtype=float), cmap="viridis", aspect="auto", vmin=0)
-    ax.set_xticks(range(matrix.shape[1]), [str(c) for c in matrix.columns], rotation=35, ha="right")
-    ax.set_yticks(range(matrix.shape[0]), [str(r) for r in matrix.index])
+    ax.set_xticks(range(matrix.shape[1]), _labels(matrix.columns), rotation=35, ha="right")
+    ax.set_yticks(range(matrix.shape[0]), _labels(matrix.index))
     for (r, c), value in np.ndenumerate(matrix.to_numpy(dtype=float)):
         ax.text(c, r, f"{value:.2f}", ha="center", va="center", color="w", fontsize=8)
     ax.set_title(title)
@@ -161,8 +171,8 @@ def _confusion(y_idx: np.ndarray, pred: np.ndarray, classes: list[str]) -> tuple
     ax.imshow(matrix, cmap="Blues")
     for (r, c), value in np.ndenumerate(matrix):
         ax.text(c, r, str(value), ha="center", va="center")
-    ax.set_xticks(range(n), classes)
-    ax.set_yticks(range(n), classes)
+    ax.set_xticks(range(n), _labels(classes))
+    ax.set_yticks(range(n), _labels(classes))
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title("Confusion matrix")
@@ -174,7 +184,7 @@ def _shift_bars(before: pd.Series, after: pd.Series) -> str:
     x = np.arange(len(before))
     ax.bar(x - 0.2, before.to_numpy(), width=0.4, label="training-like data (DATA)")
     ax.bar(x + 0.2, after.to_numpy(), width=0.4, label="new data (--shift-data)")
-    ax.set_xticks(x, [str(i) for i in before.index], rotation=35, ha="right")
+    ax.set_xticks(x, _labels(before.index), rotation=35, ha="right")
     ax.set_ylabel("mean gate weight")
     ax.set_title("Which columns the model listens to, before and after")
     ax.legend()
@@ -314,50 +324,53 @@ def build_report(
         "</section>"
     )
 
-    # -- individual rows
-    chosen_rows = _pick_rows(X, pred, n_explained)
-    chosen = X.iloc[chosen_rows]
-    frame = explain(clf, chosen)
-    ranked = top_experts(frame, n=3)
-    exact = clf.models_[0].config.block == "pure"
-    share_name = "share of the score" + ("" if exact else " (approx.)")
-    rows_html = []
-    for r in range(len(chosen)):
-        picked = ranked[ranked["row"] == r]
-        parts = []
-        for _, e in picked.iterrows():
-            css = "pos" if e["share"] >= 0 else "neg"
-            parts.append(
-                f"{_esc(e['feature'])} = {_esc(e['value'])} "
-                f'<span class="{css}">({e["share"]:+.2f}, gate {e["gate"]:.2f})</span>'
+    # -- individual rows (none asked for: no section)
+    if n_explained > 0:
+        chosen_rows = _pick_rows(X, pred, n_explained)
+        chosen = X.iloc[chosen_rows]
+        frame = explain(clf, chosen)
+        ranked = top_experts(frame, n=3)
+        exact = clf.models_[0].config.block == "pure"
+        share_name = "share of the score" + ("" if exact else " (approx.)")
+        rows_html = []
+        for r in range(len(chosen)):
+            picked = ranked[ranked["row"] == r]
+            parts = []
+            for _, e in picked.iterrows():
+                css = "pos" if e["share"] >= 0 else "neg"
+                parts.append(
+                    f"{_esc(e['feature'])} = {_esc(e['value'])} "
+                    f'<span class="{css}">({e["share"]:+.2f}, gate {e["gate"]:.2f})</span>'
+                )
+            source = int(chosen_rows[r])
+            truth = "" if target is None else str(data[target].iloc[source])  # _table escapes
+            rows_html.append(
+                {
+                    "row": source,
+                    "predicted": predicted[source],
+                    "probability": float(proba[source].max()),
+                    **({"true": truth} if target is not None else {}),
+                    "top experts (" + share_name + ", gate)": _Html(
+                        "<span>" + "; ".join(parts) + "</span>"
+                    ),
+                }
             )
-        source = int(chosen_rows[r])
-        truth = "" if target is None else _esc(data[target].iloc[source])
-        rows_html.append(
-            {
-                "row": source,
-                "predicted": predicted[source],
-                "probability": float(proba[source].max()),
-                **({"true": truth} if target is not None else {}),
-                "top experts (" + share_name + ", gate)": "<span>" + "; ".join(parts) + "</span>",
-            }
+        sections.append(
+            "<section><h2>Why individual rows got their prediction</h2>"
+            "<p>For a few distinct rows (spread over the predicted classes): the three "
+            "columns with the largest share of the predicted class's score. Positive "
+            "shares push towards the prediction, negative ones away from it; the gate "
+            "says how much the model listened.</p>"
+            + _table(pd.DataFrame(rows_html))
+            + (
+                ""
+                if exact
+                else "<p class='muted'>Bert-form model: the shares are an "
+                "integrated-gradients approximation through the fixed link; the gates "
+                "and the experts' vectors are exact.</p>"
+            )
+            + "</section>"
         )
-    sections.append(
-        "<section><h2>Why individual rows got their prediction</h2>"
-        "<p>For a few distinct rows (spread over the predicted classes): the three "
-        "columns with the largest share of the predicted class's score. Positive "
-        "shares push towards the prediction, negative ones away from it; the gate "
-        "says how much the model listened.</p>"
-        + _table(pd.DataFrame(rows_html))
-        + (
-            ""
-            if exact
-            else "<p class='muted'>Bert-form model: the shares are an "
-            "integrated-gradients approximation through the fixed link; the gates "
-            "and the experts' vectors are exact.</p>"
-        )
-        + "</section>"
-    )
 
     # -- accuracy, calibration, confusion
     result: AuditResult | None = None
@@ -489,7 +502,7 @@ def build_report(
             )
             gaps = result.gaps.copy()
             gaps["flagged"] = [
-                '<span class="flag">FLAG</span>' if f else '<span class="ok">ok</span>'
+                _Html('<span class="flag">FLAG</span>' if f else '<span class="ok">ok</span>')
                 for f in gaps["flagged"]
             ]
             gaps["interval"] = [

@@ -98,6 +98,12 @@ def sentence_view(model_dir: str | Path, sentence: str, layer: int = 0, k: int =
     return view
 
 
+def _script_json(data: Any) -> str:
+    """JSON to embed in a ``<script>`` element: parseable as is (no HTML entities,
+    which a script's text does not decode), and no ``<`` to end the element early."""
+    return json.dumps(data).replace("<", "\\u003c")
+
+
 def build_sentence_report(view: dict[str, Any], title: str = "Which words each word listens to"):
     """HTML page for :func:`sentence_view`'s data; returns ``(page, numbers)``."""
     tokens = [f"{i}:{t}" for i, t in enumerate(view["tokens"])]
@@ -142,7 +148,7 @@ def build_sentence_report(view: dict[str, Any], title: str = "Which words each w
 <p class="muted">{_esc(view.get("source", ""))}. Sentence: “{_esc(" ".join(view["tokens"]))}”.
 Nothing on this page needed the network.</p>
 <div class="kpis">{"".join(kpis)}</div>{"".join(sections)}
-<script type="application/json" id="view-data">{_esc(json.dumps(numbers))}</script>
+<script type="application/json" id="view-data">{_script_json(numbers)}</script>
 </main></body></html>
 """
     return page, numbers

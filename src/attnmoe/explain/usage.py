@@ -165,7 +165,9 @@ class ExpertUsageLog:
         for scope, keys in (("class", predicted), ("group", group)):
             if keys is None:
                 continue
-            keys = pd.Series(np.asarray(keys, dtype=object)).astype(str).to_numpy()
+            # a missing label is a group of its own, named as the audit names it
+            keys = pd.Series(np.asarray(keys, dtype=object)).fillna("(missing)")
+            keys = keys.astype(str).to_numpy()
             if len(keys) != len(gates):
                 raise ValueError(f"{scope}: {len(keys)} labels for {len(gates)} rows")
             for key in pd.unique(keys):
