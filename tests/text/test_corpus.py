@@ -81,6 +81,11 @@ def test_prune_at_bounds_the_counter():
     v = Vocabulary.build(stream, min_count=2, prune_at=100)
     assert v.words == ["<unk>", "common"]
     assert v.counts[1] == 10_000
+    # pruning goes on while the counter stays above the bound (min_count=1 prunes
+    # nothing the first time: the bar rises each time until enough is dropped)
+    hapaxes = [["a", "b"]] * 10 + [[f"h{i}"] for i in range(5_000)]
+    bounded = Vocabulary.build(iter(hapaxes), min_count=1, prune_at=50)
+    assert bounded.meta["n_distinct"] <= 51
 
 
 def test_iter_text_cuts_at_whitespace_and_keeps_all_tokens(tmp_path: Path):
@@ -106,7 +111,8 @@ def test_windows_and_sentences(tmp_path: Path):
     assert got == [([1, 2, 3], 3), ([4, 5, 0], 2), ([6, 7, 0], 2)]
     (x, keys), *_ = list(sent.batches(vocab, 3, batch_size=8))
     assert x.shape == (3, 3) and keys.tolist()[1] == [True, True, False]
-    assert list(iter_windows([np.arange(2), np.arange(2, 7)], 3)) and True
+    windows = iter_windows([np.arange(2), np.arange(2, 7)], 3)
+    assert [w.tolist() for w in windows] == [[0, 1, 2], [3, 4, 5]]
 
 
 def _windows_corpus(tmp_path: Path) -> tuple[TextCorpus, Vocabulary]:
@@ -175,3 +181,13 @@ def test_streaming_stays_in_bounded_memory(tmp_path: Path):
     assert n == 80 * 4000 // 16
     # about 30x the 16 KiB chunk (tokens as str objects, ids, one batch), not the file
     assert peak < min(size / 4, 1_000_000), f"peak {peak} bytes for a {size}-byte file"
+
+
+@pytest.mark.parametrize("length, stride", [(2, 5), (3, 1), (4, 4), (5, 3), (1, 7)])
+@pytest.mark.parametrize("chunk", [1, 3, 4, 64])
+def test_windows_do_not_depend_on_how_the_stream_is_cut(length, stride, chunk):
+    ids = np.arange(50)
+    whole = [w.tolist() for w in iter_windows([ids], length, stride)]
+    assert whole == [list(range(s, s + length)) for s in range(0, 50 - length + 1, stride)]
+    pieces = [ids[k : k + chunk] for k in range(0, 50, chunk)]
+    assert [w.tolist() for w in iter_windows(pieces, length, stride)] == whole

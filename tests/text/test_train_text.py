@@ -220,3 +220,21 @@ def test_train_text_bind_cores_reaches_the_trainer(tmp_path, monkeypatch):
     )  # fmt: skip
     assert [c["bind_cores"] for c in calls] == [True]
     assert load_model(tmp_path / "out" / "attention").config.max_len == 8
+
+
+def test_a_vocabulary_of_unk_only_is_refused(corpus: Path, tmp_path: Path):
+    with pytest.raises(ValueError, match=r"min_count=100000 keeps no word .* lower --min-count"):
+        train_text(corpus, tmp_path / "out", min_count=100_000, epochs=1, verbose=0)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("bad", [{"heads": 0}, {"window": -3}])
+def test_a_bad_option_leaves_no_streamed_windows_behind(corpus: Path, tmp_path: Path, bad):
+    checkpoints = tmp_path / "ck"
+    with pytest.raises(ValueError):
+        train_text(
+            corpus, tmp_path / "out", length=8, d_model=16, min_count=1, epochs=1, verbose=0,
+            checkpoint_dir=checkpoints, **bad,
+        )  # fmt: skip
+    leftovers = list(tmp_path.rglob(".attnmoe-train-windows-*"))
+    assert leftovers == []

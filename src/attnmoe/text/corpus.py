@@ -295,13 +295,18 @@ def iter_windows(
     if length < 1 or stride < 1:
         raise ValueError("length and stride must be positive")
     buffer = np.empty(0, dtype=np.int64)
+    skip = 0  # ids still to pass before the next window (stride > length crosses chunks)
     for ids in id_chunks:
-        buffer = np.concatenate([buffer, np.asarray(ids, dtype=np.int64)])
+        ids = np.asarray(ids, dtype=np.int64)
+        passed = min(skip, len(ids))
+        skip -= passed
+        buffer = np.concatenate([buffer, ids[passed:]])
         start = 0
         while start + length <= len(buffer):
             yield buffer[start : start + length].copy()
             start += stride
-        buffer = buffer[start:]  # keeps < length + stride ids between chunks
+        skip += max(0, start - len(buffer))
+        buffer = buffer[start:]  # keeps < length ids between chunks
 
 
 def iter_sentence_examples(

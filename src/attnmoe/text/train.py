@@ -178,6 +178,21 @@ def train_text(
         f"vocabulary: {len(vocab)} words (min_count={min_count}, max_vocab={max_vocab}); "
         f"{vocab.unknown_rate:.1%} of {vocab.meta.get('n_tokens', '?')} tokens are <unk>"
     )
+    if len(vocab) < 2:  # only <unk>: every token the same, nothing to learn
+        raise ValueError(
+            f"min_count={min_count} keeps no word of {path} "
+            f"({vocab.meta.get('n_tokens', '?')} tokens); lower --min-count"
+        )
+    # a bad model option fails here, before any data file is written
+    config = AttentionConfig(
+        vocab_size=len(vocab),
+        max_len=length,
+        d_model=d_model,
+        n_heads=heads,
+        n_layers=layers,
+        block=block,  # type: ignore[arg-type]
+        window=window,
+    )
     distributed = nproc > 1 or checkpoint_dir is not None or precision != "fp32" or bind_cores
     streamed = None
     if data is None:
@@ -207,15 +222,6 @@ def train_text(
         say("no held-out examples: early stopping is off")
         patience = None
 
-    config = AttentionConfig(
-        vocab_size=len(vocab),
-        max_len=length,
-        d_model=d_model,
-        n_heads=heads,
-        n_layers=layers,
-        block=block,  # type: ignore[arg-type]
-        window=window,
-    )
     fit = {
         "epochs": epochs,
         "batch_size": batch_size,
@@ -229,10 +235,6 @@ def train_text(
         "num_threads": num_threads,
     }
     if distributed:
-        if data.train_keys is not None and not bool(data.train_keys.all()):
-            raise ValueError(
-                "--nproc/--checkpoint-dir/--precision/--bind-cores need --mode windows (no padding)"
-            )
         say(f"data-parallel training on {nproc} process(es) ({precision}); no early stopping")
 
     def fit_model(model: Any, name: str) -> Any:
@@ -261,12 +263,19 @@ def train_text(
         )
 
     histories: dict[str, Any] = {}
-    torch.manual_seed(seed)
-    attention = BidirectionalAttention(config).to(device or "cpu")
-    masking = "all (one pass)" if layers == 1 else "random (15 %)"
-    say(f"training BidirectionalAttention ({layers} layer(s), {heads} head(s), masking {masking})")
     cbow = None
-    try:
+    try:  # the streamed windows go, whatever happens (they can be gigabytes)
+        if distributed and data.train_keys is not None and not bool(data.train_keys.all()):
+            raise ValueError(
+                "--nproc/--checkpoint-dir/--precision/--bind-cores need --mode windows (no padding)"
+            )
+        torch.manual_seed(seed)
+        attention = BidirectionalAttention(config).to(device or "cpu")
+        masking = "all (one pass)" if layers == 1 else "random (15 %)"
+        say(
+            f"training BidirectionalAttention ({layers} layer(s), {heads} head(s), "
+            f"masking {masking})"
+        )
         histories["attention"] = fit_model(attention, ATTENTION_DIR)
         if also_cbow:
             torch.manual_seed(seed)

@@ -116,11 +116,10 @@ class Vocabulary:
         n_tokens = 0
         threshold = min_count
         for sentence in sentences:
-            before = len(counter)
             tokens = list(sentence)
             counter.update(tokens)
             n_tokens += len(tokens)
-            if prune_at is not None and len(counter) > prune_at > before:
+            if prune_at is not None and len(counter) > prune_at:
                 # Raise the bar each time, as gensim does, so pruning terminates.
                 for word in [w for w, c in counter.items() if c < threshold]:
                     del counter[word]
