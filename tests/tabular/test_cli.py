@@ -254,3 +254,26 @@ def test_command_errors(tmp_path, table, capsys):
         assert message in capsys.readouterr().err, argv
     assert not model.exists()
     assert [p.name for p in project.iterdir()] == ["notes.txt"]  # the folder was left alone
+
+
+def test_predictions_are_spelt_as_the_labels_were(tmp_path):
+    rng = np.random.default_rng(3)
+    colour = rng.choice(["red", "blue"], 200)
+    frame = pd.DataFrame(
+        {
+            "colour": colour,
+            "flag": np.where(colour == "red", "true", "false"),  # pandas: True / False
+            "code": np.where(colour == "red", "007", "010"),  # pandas: 7 / 10
+        }
+    )
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False)
+    for target, other in (("flag", "code"), ("code", "flag")):
+        model, out = tmp_path / f"m_{target}", tmp_path / f"p_{target}.csv"
+        assert main(["fit", str(path), "--target", target, "--drop", other, "--out", str(model),
+                     "--params", FAST]) == 0  # fmt: skip
+        assert main(["predict", str(model), str(path), "--out", str(out), "--proba"]) == 0
+        pred = pd.read_csv(out, dtype=str, keep_default_na=False)
+        assert set(pred["prediction"]) <= set(frame[target])
+        assert (pred["prediction"] == frame[target]).mean() > 0.95
+        assert {f"p_{v}" for v in frame[target]} <= set(pred.columns)

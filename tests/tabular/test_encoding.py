@@ -75,3 +75,11 @@ def test_no_bin_is_empty(values):
 def test_encoder_refuses_bad_sizes(option):
     with pytest.raises(ValueError, match="must be an integer"):
         TableEncoder(**option).fit(pd.DataFrame({"x": [0.5, 1.5]}))
+
+
+def test_booleans_match_however_they_were_written():
+    np.testing.assert_array_equal(
+        label_indices(np.array(["false", "true"]), [True, False, "TRUE", "False", "yes"]),
+        [1, 0, 1, 0, -1],
+    )
+    np.testing.assert_array_equal(label_indices(np.array([False, True]), ["true", "FALSE"]), [1, 0])

@@ -72,17 +72,22 @@ def _read(path: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _labels(typed: pd.Series, text: pd.Series) -> pd.Series:
-    """A target column as labels: whole numbers exactly as written, not through float."""
-    if not pd.api.types.is_numeric_dtype(typed) or pd.api.types.is_bool_dtype(typed):
+    """A target column as labels, so that predictions are written as the labels were:
+    whole numbers exactly (not through float), and as text where pandas would
+    re-spell them (``007`` -> 7, ``true`` -> True, beyond 64 bits)."""
+    if pd.api.types.is_bool_dtype(typed):
+        return typed if text.isin(["True", "False"]).all() else text
+    if not pd.api.types.is_numeric_dtype(typed):
         return typed
     try:
         whole = text.map(int)  # "12" -> 12, exact however many digits
     except ValueError:  # "1.5", or "2.0": pandas' numbers, whole ones as integers
         exact = (typed % 1 == 0).all() and (typed.abs() < 2**53).all()
         return typed.astype("int64") if exact else typed
-    if whole.map(lambda v: -(2**63) <= v < 2**63).all():
+    spelt = (whole.astype(str) == text).all()  # no leading zeros, signs or spaces
+    if spelt and whole.map(lambda v: -(2**63) <= v < 2**63).all():
         return whole.astype("int64")
-    return text  # beyond 64 bits: the labels as written
+    return text
 
 
 def _write_csv(frame: pd.DataFrame, path: str) -> None:

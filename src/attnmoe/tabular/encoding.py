@@ -19,8 +19,11 @@ import pandas as pd
 
 
 def _label_text(value) -> str:
-    """A label as text, numbers in one canonical spelling (``1``, ``1.0``, ``"1.0"`` -> ``"1"``)."""
+    """A label as text, numbers in one canonical spelling (``1``, ``1.0``, ``"1.0"`` -> ``"1"``),
+    booleans too (``True``, ``"true"``, ``"TRUE"`` -> ``"True"``: pandas reads all as True)."""
     if isinstance(value, str):
+        if value in ("true", "TRUE", "false", "FALSE"):
+            return value.capitalize()
         try:
             return str(int(value))  # exact, however many digits
         except ValueError:
