@@ -206,3 +206,27 @@ def test_dense_when_top_k_covers_every_location():
 def test_bad_sparsity_is_refused(bad):
     with pytest.raises(ValueError):
         AttentionConfig(vocab_size=3, max_len=3, **bad)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(d_head=0), dict(d_head=-2), dict(d_head=2.5), dict(d_ff=0), dict(d_ff=-1),
+        dict(layer_norm_eps=-1e-6), dict(layer_norm_eps=float("nan")), dict(bias="no"),
+        dict(d_model=True), dict(top_k=True), dict(dropout="0.1"), dict(vocab_size=0),
+    ],
+)  # fmt: skip
+def test_bad_sizes_and_options_are_refused(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        AttentionConfig(**{"vocab_size": 3, "max_len": 3, "d_model": 4, **bad})
+
+
+def test_numpy_integers_are_accepted_and_stored_as_int():
+    import numpy as np
+
+    cfg = AttentionConfig(
+        vocab_size=np.int64(5), max_len=np.int32(4), d_model=np.int64(8), top_k=np.int64(2)
+    )
+    assert cfg.to_dict()["vocab_size"] == 5 and type(cfg.vocab_size) is int
+    assert type(cfg.top_k) is int and type(cfg.d_head) is int
+    assert AttentionConfig.from_dict(cfg.to_dict()) == cfg

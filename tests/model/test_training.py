@@ -254,3 +254,30 @@ def test_position_weights_focus_the_loss():
     log_probs = model.masked_log_probs(x, positions=2)[:, 0]
     expected = -log_probs.gather(1, x[:, 2:3]).mean()
     torch.testing.assert_close(only_last, expected)
+
+
+@pytest.mark.parametrize("engine", ["auto", "torch"])
+def test_token_ids_outside_the_vocabulary_are_refused(engine):
+    model = BidirectionalAttention(AttentionConfig(vocab_size=6, max_len=5, d_model=4))
+    for bad in (7, -1, 10**6):
+        x = torch.randint(0, 6, (20, 5), generator=torch.Generator().manual_seed(0))
+        x[3, 2] = bad
+        with pytest.raises(ValueError, match=r"training token ids must lie in \[0, 6\]"):
+            train_mlm(model, x, epochs=1, verbose=0, engine=engine)
+        with pytest.raises(ValueError, match=r"validation token ids must lie in \[0, 6\]"):
+            train_mlm(model, x.clamp(0, 6), validation=x, epochs=1, verbose=0, engine=engine)
+
+
+def test_random_masking_never_predicts_the_mask_token():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 6, (40, 5), generator=g)
+    x[torch.rand(x.shape, generator=g) < 0.3] = 6  # missing values
+    x[0] = 6  # a sentence with nothing to predict
+    model = BidirectionalAttention(AttentionConfig(vocab_size=6, max_len=5, d_model=4, n_layers=2))
+    history = train_mlm(model, x, epochs=2, batch_size=8, verbose=0)
+    assert all(math.isfinite(v) for v in history.train_loss)
+    with pytest.raises(ValueError, match="position_weights need masking"):
+        train_mlm(model, x, position_weights=torch.ones(5), verbose=0)
+    one = BidirectionalAttention(AttentionConfig(vocab_size=6, max_len=5, d_model=4))
+    with pytest.raises(ValueError, match=r"position_weights must have shape \(5,\)"):
+        train_mlm(one, x, position_weights=torch.ones(4), verbose=0)

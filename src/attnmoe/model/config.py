@@ -3,10 +3,31 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+
 BlockForm = Literal["pure", "bert"]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
+def _integer(name: str, value: Any, low: int, none: str = "") -> int:
+    """``value`` as an int >= ``low`` (numpy integers too, never a bool); else a clear error."""
+    if (
+        isinstance(value, (bool, np.bool_))
+        or not isinstance(value, (int, np.integer))
+        or value < low
+    ):
+        kind = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise ValueError(f"{name} must be {none}{kind}, got {value!r}")
+    return int(value)
 
 
 @dataclass
@@ -70,10 +91,9 @@ class AttentionConfig:
     window: int | None = None
 
     def __post_init__(self) -> None:
+        # sizes may come as numpy integers (a grid over np.arange); stored as int (JSON)
         for name in ("vocab_size", "max_len", "d_model", "n_heads", "n_layers"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            setattr(self, name, _integer(name, getattr(self, name), low=1))
         if self.d_head is None:
             if self.d_model % self.n_heads:
                 raise ValueError(
@@ -81,18 +101,25 @@ class AttentionConfig:
                     "set d_head explicitly"
                 )
             self.d_head = self.d_model // self.n_heads
-        if self.d_ff is None:
-            self.d_ff = 4 * self.d_model
+        self.d_head = _integer("d_head", self.d_head, low=1)
+        self.d_ff = _integer("d_ff", 4 * self.d_model if self.d_ff is None else self.d_ff, low=1)
         if self.block not in ("pure", "bert"):
             raise ValueError(f"block must be 'pure' or 'bert', got {self.block!r}")
         if self.activation not in ("relu", "gelu"):
             raise ValueError(f"activation must be 'relu' or 'gelu', got {self.activation!r}")
-        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 1):
-            raise ValueError(f"top_k must be None or a positive integer, got {self.top_k!r}")
-        if self.window is not None and (not isinstance(self.window, int) or self.window < 0):
-            raise ValueError(f"window must be None or a non-negative integer, got {self.window!r}")
-        if not 0.0 <= self.dropout < 1.0:
+        if self.top_k is not None:
+            self.top_k = _integer("top_k", self.top_k, low=1, none="None or ")
+        if self.window is not None:
+            self.window = _integer("window", self.window, low=0, none="None or ")
+        if not _is_number(self.dropout) or not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        eps = self.layer_norm_eps
+        if not _is_number(eps) or not 0.0 < eps < math.inf:
+            raise ValueError(f"layer_norm_eps must be a positive number, got {eps!r}")
+        if not isinstance(self.bias, (bool, np.bool_)):
+            raise ValueError(f"bias must be True or False, got {self.bias!r}")
+        self.bias = bool(self.bias)
+        self.dropout, self.layer_norm_eps = float(self.dropout), float(eps)
 
     @property
     def mask_id(self) -> int:

@@ -143,11 +143,13 @@ def random_mask_loss(
     of those 80 % become the mask, 10 % a random word, 10 % stay; predict them all."""
     cfg = model.config
     present = torch.ones_like(x, dtype=torch.bool) if key_mask is None else key_mask
+    present = present & (x != cfg.mask_id)  # a mask token (a missing value) is no target
     u = torch.rand(x.shape, generator=generator, device=x.device)
     chosen = (u < mask_prob) & present
     # make sure every sentence predicts something: its highest-u present location
     forced = torch.argmax(torch.where(present, u, -1.0), dim=1)
-    chosen[torch.arange(x.shape[0], device=x.device), forced] = True
+    rows = torch.arange(x.shape[0], device=x.device)[present.any(1)]
+    chosen[rows, forced[rows]] = True
     action = torch.rand(x.shape, generator=generator, device=x.device)
     random_words = torch.randint(cfg.vocab_size, x.shape, generator=generator, device=x.device)
     inputs = torch.where(chosen & (action < 0.8), cfg.mask_id, x)
@@ -185,6 +187,15 @@ def _as_tokens(data: Tensor | np.ndarray) -> Tensor:
     if tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
         raise TypeError(f"training data must be integer token ids, got {tokens.dtype}")
     return tokens.long()
+
+
+def _check_ids(tokens: Tensor, mask_id: int, what: str) -> None:
+    # the compiled engine indexes its tables by id without bounds checks: check here
+    if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) > mask_id):
+        raise ValueError(
+            f"{what} token ids must lie in [0, {mask_id}] (mask id included), "
+            f"got [{int(tokens.min())}, {int(tokens.max())}]"
+        )
 
 
 #: Keras's default Adam epsilon (torch's is 1e-8)
@@ -271,7 +282,7 @@ def train_mlm(
         (``N * L * L`` tokens) of an epoch in memory. The validation loss still
         reads whole sentences.
     position_weights
-        ``(L,)`` loss weight per location under ``"all"`` masking.
+        ``(L,)`` loss weight per location under ``"all"`` or ``"copies"`` masking.
     validation
         A fraction of ``data`` held out (seeded), or separate ``(M, L)`` token ids.
         The validation loss always uses all-locations masking, so it is comparable
@@ -333,6 +344,7 @@ def train_mlm(
     cfg = model.config
     if tokens.shape[1] > cfg.max_len:
         raise ValueError(f"sentences of length {tokens.shape[1]} exceed max_len={cfg.max_len}")
+    _check_ids(tokens, cfg.mask_id, "training")
     if epochs < 1 or batch_size < 1:
         raise ValueError("epochs and batch_size must be positive")
     if not lr > 0 or not math.isfinite(lr):  # 0 would train nothing, silently
@@ -383,6 +395,7 @@ def train_mlm(
         train_keys = None if key_mask is None else key_mask[train_idx]
     else:
         val_x, val_keys = _as_tokens(validation), validation_key_mask
+        _check_ids(val_x, cfg.mask_id, "validation")
     if len(train_x) == 0:
         raise ValueError("no training sentences left after the validation split")
     if patience is not None and val_x is None:
@@ -402,6 +415,14 @@ def train_mlm(
     )
     if weights is not None and not bool(((weights >= 0) & torch.isfinite(weights)).all()):
         raise ValueError("position_weights must be finite and >= 0")
+    if weights is not None and tuple(weights.shape) != (tokens.shape[1],):
+        raise ValueError(
+            f"position_weights must have shape ({tokens.shape[1]},), got {tuple(weights.shape)}"
+        )
+    if weights is not None and masking == "random":
+        raise ValueError(
+            "position_weights need masking 'all' or 'copies' (random masking ignores them)"
+        )
 
     fused = engine == "fused"
     fused_adam = None
@@ -417,7 +438,7 @@ def train_mlm(
     items = None  # copies: the (sentence, location) pairs drawn from, when not all
     if copies and not bool(predictable.all()):
         items = predictable.reshape(-1).nonzero().squeeze(1)
-    elif masking == "all" and not bool(predictable.any(1).all()):
+    elif masking in ("all", "random") and not bool(predictable.any(1).all()):
         rows = predictable.any(1)
         train_x = train_x[rows]
         train_keys = None if train_keys is None else train_keys[rows]
