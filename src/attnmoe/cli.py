@@ -142,6 +142,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (ValueError, OSError) as err:  # bad input or files: one line, no traceback
             print(f"error: {err}", file=sys.stderr)
             return 2
+        except FloatingPointError as err:  # training diverged (e.g. too large a --lr)
+            print(f"error: {err}", file=sys.stderr)
+            return 1
 
 
 if __name__ == "__main__":

@@ -168,6 +168,17 @@ def test_resume_in_process_is_exact(tmp_path):
         train_mlm_distributed(
             _model(), SOURCE, global_batch=8, steps=30, checkpoint_dir=tmp_path, resume=True
         )
+    with pytest.raises(CheckpointError, match="lr"):  # Adam's state would keep 1e-2
+        train_mlm_distributed(
+            _model(), SOURCE, global_batch=16, steps=30, lr=0.5, checkpoint_dir=tmp_path,
+            resume=True,
+        )  # fmt: skip
+    other = _model(dropout=0.3)  # the same weights' shapes, another model
+    with pytest.raises(CheckpointError, match=r"dropout=0\.0 \(this run: 0\.3\)"):
+        train_mlm_distributed(
+            other, SOURCE, global_batch=16, steps=30, lr=1e-2, checkpoint_dir=tmp_path,
+            resume=True,
+        )  # fmt: skip
 
 
 def test_resume_without_checkpoint_starts_fresh(tmp_path):

@@ -116,6 +116,25 @@ def test_corrupted_and_incompatible_directories(tmp_path):
     with pytest.raises(ModelFileError, match="holds a BidirectionalAttention"):
         ContinuousWordExperts.from_pretrained(tmp_path / "m")
 
+    # fields of the wrong type, and weights that are not floats: one clear error each
+    for field, value, message in (
+        ("format_version", "1", "format_version must be an integer"),
+        ("model_type", ["BidirectionalAttention"], "model_type must be text"),
+        ("config", [], "'config' an object"),
+    ):
+        model.save_pretrained(tmp_path / "m")
+        meta = json.loads((tmp_path / "m" / "config.json").read_text())
+        (tmp_path / "m" / "config.json").write_text(json.dumps({**meta, field: value}))
+        with pytest.raises(ModelFileError, match=message):
+            load_model(tmp_path / "m")
+    model.save_pretrained(tmp_path / "m")
+    from safetensors.torch import save_file
+
+    save_file({k: torch.zeros(v.shape, dtype=torch.int64) for k, v in model.state_dict().items()},
+              tmp_path / "m" / "model.safetensors")  # fmt: skip
+    with pytest.raises(ModelFileError, match=r"holds \['torch.int64'\] tensors"):
+        load_model(tmp_path / "m")
+
 
 def test_dtype_is_kept(tmp_path):
     model = random_attention(1, vocab_size=3, max_len=2)  # float64

@@ -224,6 +224,27 @@ def save_checkpoint(
     return path
 
 
+def _check_same_model(root: Path, model: nn.Module) -> None:
+    """A checkpoint resumes only the model that wrote it: same form, same config
+    (a different top_k, window or dropout loads the same weights into another model)."""
+    saved = json.loads((root / CONFIG_NAME).read_text())
+    theirs, mine = saved.get("config", {}), model.config.to_dict()
+    if saved.get("model_type") != type(model).__name__:
+        raise CheckpointError(
+            f"{root} holds a {saved.get('model_type')}, not a {type(model).__name__}"
+        )
+    differ = [
+        f"{k}={theirs.get(k)!r} (this run: {mine.get(k)!r})"
+        for k in sorted(set(theirs) | set(mine))
+        if theirs.get(k) != mine.get(k)
+    ]
+    if differ:
+        raise CheckpointError(
+            f"{root} was written by a model with {', '.join(differ)}; resume with the "
+            "same model or a new folder"
+        )
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     model: nn.Module | None = None,
@@ -250,6 +271,7 @@ def load_checkpoint(
         raise CheckpointError(f"{root} is not an attnmoe training checkpoint")
     try:
         if model is not None:
+            _check_same_model(root, model)
             weights = load_safetensors((root / WEIGHTS_NAME).read_bytes())
             model.load_state_dict(weights, strict=True)
         if optimizer is not None:

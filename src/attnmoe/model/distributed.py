@@ -139,7 +139,7 @@ class ArraySource:
         """A source over a ``.npy`` file of integer token ids, memory-mapped (no pickle)."""
         array = np.load(path, mmap_mode="r", allow_pickle=False)
         if not np.issubdtype(array.dtype, np.integer):
-            raise TypeError(f"{path} holds {array.dtype}, not integer token ids")
+            raise ValueError(f"{path} holds {array.dtype}, not integer token ids")
         source = cls(array, window)
         source._path = os.fspath(path)
         return source
@@ -460,7 +460,10 @@ class _Job:
 
 
 # what a resumed run must share with the run that wrote the checkpoint
-_MUST_MATCH = ("seed", "global_batch", "window", "n_windows", "shuffle", "masking", "mask_prob")
+_MUST_MATCH = (
+    "seed", "global_batch", "window", "n_windows", "shuffle", "masking", "mask_prob",
+    "lr", "weight_decay",  # the optimizer state would bring back the old ones, silently
+)  # fmt: skip
 
 
 def _rss_mib() -> float:
@@ -898,6 +901,12 @@ def train_mlm_distributed(
         raise ValueError(f"masking must be 'auto', 'all' or 'random', got {masking!r}")
     if global_batch < 1:
         raise ValueError("global_batch must be positive")
+    if not lr > 0 or not math.isfinite(lr):  # 0 would train nothing, silently
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    if not 0.0 < mask_prob <= 1.0:
+        raise ValueError(f"mask_prob must be in (0, 1], got {mask_prob!r}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be None or >= 1, got {threads!r}")
     n_batches = len(source) // global_batch
     if n_batches < 1:
         raise ValueError(f"the source has {len(source)} windows, fewer than one global batch")

@@ -113,7 +113,12 @@ def read_model_directory(directory: str | os.PathLike) -> tuple[dict[str, Any], 
         raise ModelFileError(f"{path / CONFIG_NAME} is not valid JSON: {err}") from err
     if not isinstance(meta, dict) or "model_type" not in meta or "config" not in meta:
         raise ModelFileError(f"{path / CONFIG_NAME} lacks 'model_type' or 'config'")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
+    version = meta.get("format_version", 0)
+    if not isinstance(meta["model_type"], str) or not isinstance(meta["config"], dict):
+        raise ModelFileError(f"{path / CONFIG_NAME}: 'model_type' must be text, 'config' an object")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ModelFileError(f"{path / CONFIG_NAME}: format_version must be an integer")
+    if version > FORMAT_VERSION:
         raise ModelFileError(
             f"{path} uses format version {meta['format_version']}; this attnmoe reads "
             f"up to {FORMAT_VERSION}. Upgrade attnmoe."
@@ -122,6 +127,9 @@ def read_model_directory(directory: str | os.PathLike) -> tuple[dict[str, Any], 
         state = load_file(path / WEIGHTS_NAME)
     except (SafetensorError, OSError, ValueError) as err:
         raise ModelFileError(f"{path / WEIGHTS_NAME} is corrupted: {err}") from err
+    odd = sorted({str(t.dtype) for t in state.values() if not t.is_floating_point()})
+    if odd:  # weights are floats; anything else is not a model this package wrote
+        raise ModelFileError(f"{path / WEIGHTS_NAME} holds {odd} tensors, not float weights")
     return meta, state
 
 
@@ -131,9 +139,12 @@ def model_type_of(directory: str | os.PathLike) -> str:
         raise ModelFileError(f"{directory} is not a model directory")
     path = Path(directory) / CONFIG_NAME
     try:
-        return json.loads(path.read_text())["model_type"]
+        kind = json.loads(path.read_text())["model_type"]
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
         raise ModelFileError(f"cannot read model_type from {path}: {err}") from err
+    if not isinstance(kind, str):
+        raise ModelFileError(f"{path}: model_type must be text, got {kind!r}")
+    return kind
 
 
 class PretrainedMixin:
