@@ -1,5 +1,7 @@
 """The two forms compute the same masked-word distributions (paper section 2)."""
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -230,3 +232,28 @@ def test_numpy_integers_are_accepted_and_stored_as_int():
     assert cfg.to_dict()["vocab_size"] == 5 and type(cfg.vocab_size) is int
     assert type(cfg.top_k) is int and type(cfg.d_head) is int
     assert AttentionConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("n_layers, window", [(2, 1), (1, 1), (1, None)])
+def test_a_location_with_no_expert_left_mixes_nothing_and_spreads_no_nan(n_layers, window):
+    from attnmoe import train_mlm
+    from attnmoe.model.training import evaluate_mlm
+
+    model = random_attention(
+        3, vocab_size=6, max_len=5, d_model=4, n_layers=n_layers, window=window
+    )
+    x = torch.randint(0, 6, (8, 5), generator=torch.Generator().manual_seed(0))
+    keys = torch.ones(8, 5, dtype=torch.bool)
+    keys[:, 3:] = False  # with window=1, location 4 sees padding only
+    keys[0] = False  # a sentence of padding only
+    for form in (model, model.to_experts()):
+        logits = form.logits(x, keys)
+        assert torch.isfinite(logits).all()
+    torch.testing.assert_close(
+        model.logits(x, keys)[keys], model.to_experts().logits(x, keys)[keys]
+    )
+    assert math.isfinite(evaluate_mlm(model, x, keys))
+    masking = "random" if n_layers > 1 else "all"
+    history = train_mlm(model, x, key_mask=keys, epochs=2, masking=masking, verbose=0)
+    assert all(math.isfinite(v) for v in history.train_loss)
+    assert all(torch.isfinite(p).all() for p in model.parameters())

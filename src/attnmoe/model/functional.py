@@ -39,19 +39,28 @@ def _scores_to_gates(
     window: int | None = None,
 ) -> Tensor:
     # scores: (B, H, L, L); key_mask: (B, L) True where a location holds a token
+    blocked = None  # (B or 1, 1, L, L) True where expert j may not serve location i
     if key_mask is not None:
-        scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+        blocked = ~key_mask[:, None, None, :]
+        scores = scores.masked_fill(blocked, float("-inf"))
     length = scores.shape[-1]
     if window is not None and window < length - 1:
         # cost knob: expert j may serve location i only when |i - j| <= window
         locations = torch.arange(length, device=scores.device)
         far = (locations[:, None] - locations[None, :]).abs() > window
         scores = scores.masked_fill(far, float("-inf"))
+        blocked = far if blocked is None else blocked | far
     if top_k is not None and top_k < length:
         # cost knob: keep the k largest gate scores per prediction (ties kept), renormalise
         kth = scores.topk(top_k, dim=-1).values[..., -1:]
         scores = scores.masked_fill(scores < kth, float("-inf"))
-    return softmax_last(scores)
+    if blocked is None:
+        return softmax_last(scores)
+    # a location with no expert left (padding all around it) mixes nothing: zero gates,
+    # not the NaN of a softmax over -inf only, which would spread through later layers
+    # and the loss (0 * NaN is NaN), forwards and backwards
+    empty = blocked.all(-1, keepdim=True)  # (B or 1, 1, L, 1)
+    return softmax_last(scores.masked_fill(empty, 0.0)).masked_fill(empty, 0.0)
 
 
 def mix_experts(

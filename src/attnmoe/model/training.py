@@ -104,7 +104,9 @@ def mlm_loss(
     if key_mask is not None:
         weights = weights * key_mask
     weights = weights.masked_fill(unknown, 0.0)
-    return (losses * weights).sum() / weights.sum().clamp_min(1e-12)
+    # where, not a product: a location weighted 0 must not bring a NaN or inf along
+    weighted = torch.where(weights > 0, losses * weights, torch.zeros_like(losses))
+    return weighted.sum() / weights.sum().clamp_min(1e-12)
 
 
 def masked_copies_loss(
