@@ -257,3 +257,28 @@ def test_a_location_with_no_expert_left_mixes_nothing_and_spreads_no_nan(n_layer
     history = train_mlm(model, x, key_mask=keys, epochs=2, masking=masking, verbose=0)
     assert all(math.isfinite(v) for v in history.train_loss)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_bfloat16_converts_both_ways(n_layers):
+    model = random_attention(5, vocab_size=6, max_len=5, d_model=8, n_heads=2, n_layers=n_layers)
+    model = model.to(torch.bfloat16)
+    x = torch.randint(0, 6, (4, 5), generator=torch.Generator().manual_seed(1))
+    back = model.to_experts().to_attention()
+    assert back.output.weight.dtype == torch.bfloat16
+    reference = model.masked_log_probs(x).float()
+    assert (back.masked_log_probs(x).float() - reference).abs().max() < 0.1  # bf16 rounding
+
+
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_a_context_bias_without_projection_biases_has_no_attention_form(n_layers):
+    model = random_attention(
+        5, vocab_size=6, max_len=5, d_model=8, n_heads=2, n_layers=n_layers, bias=False
+    )
+    experts = model.to_experts()
+    experts.to_attention()  # as converted: no bias, fine
+    layer = experts.word_layer if n_layers == 1 else experts.context_layers[0]
+    with torch.no_grad():
+        layer.context_bias.add_(0.5)  # e.g. learnt in the experts form
+    with pytest.raises(ValueError, match="bias=False"):
+        experts.to_attention()
