@@ -281,3 +281,16 @@ def test_random_masking_never_predicts_the_mask_token():
     one = BidirectionalAttention(AttentionConfig(vocab_size=6, max_len=5, d_model=4))
     with pytest.raises(ValueError, match=r"position_weights must have shape \(5,\)"):
         train_mlm(one, x, position_weights=torch.ones(4), verbose=0)
+
+
+def test_validation_fractions_of_any_number_type_and_patience_checked():
+    import numpy as np
+
+    x = torch.randint(0, 5, (40, 4), generator=torch.Generator().manual_seed(0))
+    model = BidirectionalAttention(AttentionConfig(vocab_size=5, max_len=4, d_model=8))
+    for fraction in (np.float32(0.25), 0, np.float64(0.0)):
+        history = train_mlm(model, x, epochs=1, validation=fraction, verbose=0)
+        assert len(history.validation_loss) == (1 if fraction else 0)
+    for bad in (0, -1, True):
+        with pytest.raises(ValueError, match="patience must be None or >= 1"):
+            train_mlm(model, x, epochs=1, validation=0.25, patience=bad, verbose=0)

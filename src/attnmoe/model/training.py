@@ -305,6 +305,8 @@ def train_mlm(
         weights. If the loss becomes non-finite, nothing is averaged (see Raises).
     seed
         Seeds shuffling, masking and dropout: the same seed gives the same weights.
+        None leaves torch's global generator (dropout) unseeded; shuffling and
+        masking then draw as with seed 0.
     verbose
         0 silent; 1 a progress bar over epochs.
     on_epoch_end
@@ -385,7 +387,10 @@ def train_mlm(
 
     device = next(model.parameters()).device
     train_x, train_keys = tokens, key_mask
-    if isinstance(validation, float):
+    if isinstance(validation, (int, float, np.integer, np.floating)) and not isinstance(
+        validation, bool
+    ):  # a fraction (0 or 0.2, numpy's too); anything else is token ids
+        validation = float(validation)
         if not 0.0 <= validation < 1.0:
             raise ValueError(f"validation fraction must be in [0, 1), got {validation}")
         n_val = round(validation * len(tokens))
@@ -400,6 +405,8 @@ def train_mlm(
         _check_ids(val_x, cfg.mask_id, "validation")
     if len(train_x) == 0:
         raise ValueError("no training sentences left after the validation split")
+    if patience is not None and (isinstance(patience, bool) or not patience >= 1):
+        raise ValueError(f"patience must be None or >= 1 epoch, got {patience!r}")
     if patience is not None and val_x is None:
         raise ValueError("early stopping (patience) needs a validation set")
     if isinstance(average_last, bool) or not 0.0 <= average_last <= 1.0:
