@@ -132,6 +132,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = list(sys.argv[1:] if argv is None else argv)  # for reports
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
@@ -145,6 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except FloatingPointError as err:  # training diverged (e.g. too large a --lr)
             print(f"error: {err}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:  # what finished is on disk (benchmarks: rerun to resume)
+            print("interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

@@ -27,10 +27,8 @@ def _cmd_bench_tabular(args: argparse.Namespace) -> int:
         attnmoe_search=parse_search(args.attnmoe_search),
         unlabeled_test=args.attnmoe_unlabeled_test,
     )
-    planned = {(r.dataset, r.seed, r.model) for r in runs}
-    keep = [k in planned for k in results[["dataset", "seed", "model"]].itertuples(index=False)]
-    command = "attnmoe " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a) if sys.argv else ""
-    report = markdown_report(results[keep], command=command.strip())
+    command = "attnmoe " + shlex.join(getattr(args, "command_line", sys.argv[1:]))
+    report = markdown_report(results, command=command.strip())  # the planned runs only
     (out / "summary.md").write_text(report)
     print(report)
     print(f"every run: {out / 'runs.csv'}; summary: {out / 'summary.md'}")

@@ -99,6 +99,15 @@ def test_plan_orders_and_validates():
     assert {r.config for r in runs} == {"top_k=dense heads=1 layers=1", "top_k=1 heads=1 layers=1"}
     with pytest.raises(ValueError, match="unknown setting"):
         plan_cost_runs(settings=("k=7",))
+    twice = plan_cost_runs(
+        top_k=(None, 1, 1), n_heads=(1, 1), n_layers=(1,), seeds=1, auto_mpg_seeds=1, epochs=1
+    )
+    assert len(twice) == len(runs) == 4  # a knob value named twice runs once
+    for bad in ({"seeds": -1}, {"auto_mpg_seeds": -1}, {"seeds": 21}):
+        with pytest.raises(ValueError, match="seeds must be"):
+            plan_cost_runs(**bad)
+    with pytest.raises(ValueError, match="nothing to run"):
+        plan_cost_runs(settings=(), auto_mpg_seeds=0)
 
 
 def test_quick_grid_end_to_end(tmp_path, capsys):

@@ -81,6 +81,8 @@ def test_run_benchmark_appends_resumes_and_reports_choices(tmp_path):
         run_benchmark([*runs, Run(AUTO_MPG, 1, OURS)], out, progress=False)
     with pytest.raises(ValueError, match="search grid"):
         run_benchmark(runs, out, attnmoe_search={"epochs": [3]}, progress=False)
+    with pytest.raises(ValueError, match="with --attnmoe-params"):  # one configuration a file
+        run_benchmark(runs, out, attnmoe_params={"epochs": 1}, attnmoe_search=search)
     report = markdown_report(first, command="attnmoe bench tabular ...")
     assert "Settings chosen on the least typical training rows" in report
     assert f"- {AUTO_MPG}: {first['chosen'].iloc[0]}: 1" in report
@@ -134,3 +136,20 @@ def test_unlabeled_test_rows_reach_attnmoe_only_and_are_recorded(tmp_path, monke
                       attnmoe_search={"epochs": [1]}, progress=False)  # fmt: skip
     with pytest.raises(ValueError, match="not among the models"):
         run_benchmark(runs[1:], tmp_path / "other.csv", unlabeled_test=True, progress=False)
+
+
+def test_plans_run_each_run_once_and_report_only_the_planned_ones(tmp_path):
+    runs = plan_runs([], 0, ["logistic_regression", "logistic_regression"], 2)
+    assert runs == [
+        Run(AUTO_MPG, 0, "logistic_regression"),
+        Run(AUTO_MPG, 1, "logistic_regression"),
+    ]
+    with pytest.raises(ValueError, match="nothing to run"):
+        plan_runs([], 0, ["logistic_regression"], 0)
+    out = tmp_path / "runs.csv"
+    both = run_benchmark(runs, out, progress=False)
+    assert len(both) == 2
+    one = run_benchmark(runs[:1], out, progress=False)  # the folder holds more: not reported
+    assert one[["dataset", "seed", "model"]].values.tolist() == [
+        [AUTO_MPG, 0, "logistic_regression"]
+    ]

@@ -235,7 +235,7 @@ def test_command_errors(tmp_path, table, capsys):
           '{"random_state": 3}'], "give the seed with --seed"),
         (["fit", str(path), "--target", "label", "--out", str(project)], "not a saved model"),
         (["fit", str(path), "--target", "label", "--out", str(model), "--params",
-          '{"epochs": "x"}'], "cannot fit with these --params"),
+          '{"epochs": "x"}'], "epochs must be a number, got 'x'"),
         (["impute", str(path), "--out", str(tmp_path)], "is a folder"),
     ]  # fmt: skip
     empty = tmp_path / "empty.csv"

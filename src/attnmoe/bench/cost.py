@@ -129,18 +129,31 @@ def plan_cost_runs(
     for name in settings:
         if name not in known:
             raise ValueError(f"unknown setting {name!r}; choose from {sorted(known)}")
-    if seeds > len(SIMULATION_SEEDS):
-        raise ValueError(f"at most {len(SIMULATION_SEEDS)} simulation seeds")
+    if not 0 <= seeds <= len(SIMULATION_SEEDS):
+        raise ValueError(f"simulation seeds must be in [0, {len(SIMULATION_SEEDS)}], got {seeds}")
+    if auto_mpg_seeds < 0:
+        raise ValueError(f"auto-mpg seeds must be >= 0, got {auto_mpg_seeds}")
     # auto-mpg first: its fits are short, so an interrupted run still has a complete table
     data = [(AUTO_MPG, seed) for seed in range(auto_mpg_seeds)]
-    data += [(s, seed) for s in settings for seed in SIMULATION_SEEDS[:seeds]]
-    return [
+    data += [(s, seed) for s in dict.fromkeys(settings) for seed in SIMULATION_SEEDS[:seeds]]
+    runs = [
         CostRun(dataset, seed, k, h, n, epochs)
         for dataset, seed in data
         for n in n_layers
         for h in n_heads
         for k in top_k
     ]
+    # one run per point of the grid, even when a knob value is named twice
+    seen: set[tuple] = set()
+    unique = []
+    for run in runs:
+        key = (run.dataset, run.seed, run.config, run.epochs)
+        if key not in seen:
+            seen.add(key)
+            unique.append(run)
+    if not unique:
+        raise ValueError("nothing to run: no datasets, seeds or knob values chosen")
+    return unique
 
 
 def _max_rss_mb() -> float:
@@ -242,9 +255,10 @@ def run_cost_benchmark(
         # spawn + one task per child: every run starts from a clean process, so
         # its RSS high-water mark is its own (fork would inherit the parent's)
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(
+        pool = ProcessPoolExecutor(
             max_workers=max(1, jobs), mp_context=context, max_tasks_per_child=1
-        ) as pool:
+        )
+        try:
             futures = [pool.submit(measure_run, r) for r in todo]
             for n, future in enumerate(as_completed(futures), 1):
                 row = future.result()
@@ -257,6 +271,13 @@ def run_cost_benchmark(
                         f"acc {row['test_accuracy']:.3f}",
                         flush=True,
                     )
+        except BaseException:
+            # a failed run or Ctrl-C: stop, not after the rest of the grid (whose results
+            # would be thrown away); the finished runs are in out_csv
+            # (the runs in flight, one per worker at most, finish first)
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
     results = _read_runs(out_csv)
     wanted = {(r.dataset, r.seed, r.config, r.epochs) for r in runs}
     keep = [tuple(r) in wanted for r in results[RUN_KEY].itertuples(index=False)]

@@ -125,8 +125,12 @@ def plan_runs(
     for name in chosen:
         if name not in names:
             raise ValueError(f"unknown setting {name!r}; choose from {names}")
+    models = list(dict.fromkeys(models))  # a model or setting named twice runs once
+    chosen = list(dict.fromkeys(chosen))
     runs = [Run(s, seed, m) for s in chosen for seed in SIMULATION_SEEDS[:n_seeds] for m in models]
     runs += [Run(AUTO_MPG, seed, m) for seed in range(auto_mpg_seeds) for m in models]
+    if not runs:
+        raise ValueError("nothing to run: no settings, seeds or models chosen")
     return runs
 
 
@@ -144,7 +148,9 @@ def run_benchmark(
     ``unlabeled_test``: attnmoe also trains on the test rows' features (not their
     labels; see :func:`run_one`), a transductive protocol the baselines do not use.
     """
-    runs = list(runs)
+    runs = list(dict.fromkeys(runs))
+    if not runs:
+        raise ValueError("nothing to run: no settings, seeds or models chosen")
     if unlabeled_test and attnmoe_search:
         raise ValueError("unlabeled test rows cannot be combined with a parameter search")
     if unlabeled_test and not any(r.model == OURS for r in runs):
@@ -172,6 +178,17 @@ def run_benchmark(
                 "resume it with the same grid or use another output folder"
             )
         grid_file.write_text(json.dumps(attnmoe_search, sort_keys=True) + "\n")
+    # so are the fixed parameters: one runs.csv, one configuration (folders written
+    # before this file existed cannot be checked)
+    params_file = out_csv.with_name(out_csv.stem + ".params.json")
+    fixed = {k: v for k, v in (attnmoe_params or {}).items() if k != "verbose"}
+    params_text = json.dumps(fixed, sort_keys=True)
+    if params_file.exists() and params_file.read_text().strip() != params_text:
+        raise ValueError(
+            f"{out_csv} was written with --attnmoe-params {params_file.read_text().strip()}; "
+            "resume it with the same parameters or use another output folder"
+        )
+    params_file.write_text(params_text + "\n")
     seen = set()
     if len(done):
         seen = {
@@ -185,7 +202,11 @@ def run_benchmark(
         pd.DataFrame([row]).to_csv(out_csv, mode="a", header=not out_csv.exists(), index=False)
         bar.update(1)
     bar.close()
-    return pd.read_csv(out_csv)
+    # the planned runs only (a folder may hold others), each once
+    results = pd.read_csv(out_csv).drop_duplicates(["dataset", "seed", "model"], keep="first")
+    planned = {(r.dataset, r.seed, r.model) for r in runs}
+    keys = zip(results["dataset"], results["seed"].astype(int), results["model"], strict=True)
+    return results[[key in planned for key in keys]].reset_index(drop=True)
 
 
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
@@ -256,7 +277,9 @@ def markdown_report(results: pd.DataFrame, command: str = "") -> str:
         if dataset == AUTO_MPG:
             same = {}  # one published run (seed 42): no per-seed results
         else:
-            seeds = results[(results["dataset"] == dataset) & (results["model"] == OURS)]["seed"]
+            mine = results[(results["dataset"] == dataset) & (results["model"] == OURS)]
+            rows = mine if len(mine) else results[results["dataset"] == dataset]
+            seeds = rows["seed"].drop_duplicates()  # attnmoe's seeds, else the run's
             same = _paper_on_seeds(dataset, seeds.tolist()) if len(seeds) else {}
         at_same = same.get("paper attention")
         baselines_same = {k: v for k, v in same.items() if k != "paper attention"}
@@ -307,9 +330,11 @@ def markdown_report(results: pd.DataFrame, command: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def parse_params(text: str | None, option: str = "--attnmoe-params") -> dict[str, Any]:
+def parse_params(
+    text: str | None, option: str = "--attnmoe-params", grid: bool = False
+) -> dict[str, Any]:
     """``--attnmoe-params`` JSON, e.g. ``'{"n_ensembles": 5}'``."""
-    params = parse_estimator_params(text, option, AttentionMoEClassifier)
+    params = parse_estimator_params(text, option, AttentionMoEClassifier, grid=grid)
     if "random_state" in params:
         raise ValueError(f"{option}: random_state is set by the benchmark, one per seed")
     return params
@@ -317,7 +342,7 @@ def parse_params(text: str | None, option: str = "--attnmoe-params") -> dict[str
 
 def parse_search(text: str | None) -> dict[str, list]:
     """``--attnmoe-search`` JSON: a grid, each parameter a non-empty list of values."""
-    grid = parse_params(text, "--attnmoe-search")
+    grid = parse_params(text, "--attnmoe-search", grid=True)
     for name, values in grid.items():
         if not isinstance(values, list) or not values:
             raise ValueError(f"--attnmoe-search: {name!r} needs a non-empty list of values")

@@ -23,8 +23,12 @@ import numpy as np
 import pandas as pd
 
 
-def parse_estimator_params(text: str | None, option: str, estimator: type) -> dict[str, Any]:
-    """A command-line JSON object of ``estimator``'s parameters, checked against its own."""
+def parse_estimator_params(
+    text: str | None, option: str, estimator: type, grid: bool = False
+) -> dict[str, Any]:
+    """A command-line JSON object of ``estimator``'s parameters, checked against its own:
+    names, and value types against the defaults' (a number for a number, text for
+    text; None passes). ``grid``: each value is a list of candidates."""
     if not text:
         return {}
     try:
@@ -39,6 +43,18 @@ def parse_estimator_params(text: str | None, option: str, estimator: type) -> di
             f"{option}: {unknown} are not parameters of {estimator.__name__} "
             f"(see help(attnmoe.tabular.{estimator.__name__}))"
         )
+    defaults = estimator().get_params()
+    for name, value in params.items():
+        default = defaults[name]
+        candidates = value if grid and isinstance(value, list) else [value]
+        for v in candidates:
+            number = isinstance(default, (int, float)) and not isinstance(default, bool)
+            wrong = (
+                number and (isinstance(v, bool) or not isinstance(v, (int, float, type(None))))
+            ) or (isinstance(default, str) and not isinstance(v, str))
+            if wrong:
+                kind = "a number" if number else "text"
+                raise ValueError(f"{option}: {name} must be {kind}, got {v!r}")
     return params
 
 
