@@ -277,3 +277,12 @@ def test_predictions_are_spelt_as_the_labels_were(tmp_path):
         assert set(pred["prediction"]) <= set(frame[target])
         assert (pred["prediction"] == frame[target]).mean() > 0.95
         assert {f"p_{v}" for v in frame[target]} <= set(pred.columns)
+
+
+def test_labels_spelt_several_ways_stay_one_class():
+    from attnmoe.tabular.cli import _labels
+
+    as_read = pd.Series([True, True, True, False, False])
+    assert _labels(as_read, pd.Series(["True", "true", "TRUE", "False", "false"])).nunique() == 2
+    assert _labels(pd.Series([7, 7, 8]), pd.Series(["7", "007", "8"])).tolist() == [7, 7, 8]
+    assert _labels(pd.Series([7, 10]), pd.Series(["007", "010"])).tolist() == ["007", "010"]

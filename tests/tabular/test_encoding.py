@@ -83,3 +83,15 @@ def test_booleans_match_however_they_were_written():
         [1, 0, 1, 0, -1],
     )
     np.testing.assert_array_equal(label_indices(np.array([False, True]), ["true", "FALSE"]), [1, 0])
+
+
+def test_a_text_shared_by_two_categories_goes_by_spelling():
+    # "01" and "1" both read as the number 1: the one spelt as the value wins
+    encoder = TableEncoder().fit(pd.DataFrame({"c": ["01", "1", "a"] * 5}))
+    codes = encoder.encode(pd.DataFrame({"c": [1, 1.0, "1", "01"]}), 99, warn=False)
+    np.testing.assert_array_equal(codes.ravel(), [1, 1, 1, 0])
+    np.testing.assert_array_equal(
+        label_indices(np.array(["007", "7", "8"]), [7, 8, "007"]), [1, 2, 0]
+    )
+    # True and 1 are told apart per distinct value, as a dict lookup would
+    assert (encoder.encode(pd.DataFrame({"c": ["a"] * 3}), 99, warn=False) == 2).all()

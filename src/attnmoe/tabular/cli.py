@@ -49,8 +49,11 @@ def parse_estimator_params(
         candidates = value if grid and isinstance(value, list) else [value]
         for v in candidates:
             number = isinstance(default, (int, float)) and not isinstance(default, bool)
+            flag = name == "verbose" and isinstance(v, bool)  # verbose=True, as sklearn's
             wrong = (
-                number and (isinstance(v, bool) or not isinstance(v, (int, float, type(None))))
+                number
+                and not flag
+                and (isinstance(v, bool) or not isinstance(v, (int, float, type(None))))
             ) or (isinstance(default, str) and not isinstance(v, str))
             if wrong:
                 kind = "a number" if number else "text"
@@ -91,8 +94,11 @@ def _labels(typed: pd.Series, text: pd.Series) -> pd.Series:
     """A target column as labels, so that predictions are written as the labels were:
     whole numbers exactly (not through float), and as text where pandas would
     re-spell them (``007`` -> 7, ``true`` -> True, beyond 64 bits)."""
+    # the text as written, when every label has one spelling (else "7" and "007", or
+    # "true" and "TRUE", would become two classes: then pandas' typed labels)
+    one_spelling = bool((text.groupby(typed.to_numpy()).nunique() == 1).all())
     if pd.api.types.is_bool_dtype(typed):
-        return typed if text.isin(["True", "False"]).all() else text
+        return text if one_spelling and not text.isin(["True", "False"]).all() else typed
     if not pd.api.types.is_numeric_dtype(typed):
         return typed
     try:
@@ -100,10 +106,11 @@ def _labels(typed: pd.Series, text: pd.Series) -> pd.Series:
     except ValueError:  # "1.5", or "2.0": pandas' numbers, whole ones as integers
         exact = (typed % 1 == 0).all() and (typed.abs() < 2**53).all()
         return typed.astype("int64") if exact else typed
-    spelt = (whole.astype(str) == text).all()  # no leading zeros, signs or spaces
-    if spelt and whole.map(lambda v: -(2**63) <= v < 2**63).all():
-        return whole.astype("int64")
-    return text
+    if not whole.map(lambda v: -(2**63) <= v < 2**63).all():
+        return text  # beyond 64 bits: the labels as written
+    if one_spelling and not (whole.astype(str) == text).all():
+        return text  # leading zeros, signs or spaces, one way each: keep them
+    return whole.astype("int64")
 
 
 def _write_csv(frame: pd.DataFrame, path: str) -> None:

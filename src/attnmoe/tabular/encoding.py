@@ -50,24 +50,50 @@ def label_indices(classes, labels) -> np.ndarray:
     as a target column read with a gap comes back as floats), then by their text
     with numbers spelt one way (``"1"``, ``"1.0"`` and ``1.0`` match class ``1``
     and class ``"1.0"``; float32 ``0.1`` matches ``0.1``), so labels read from a
-    CSV match a model fitted on typed data. Missing labels (None, NaN, NA) get -1
-    too; callers that must tell them apart test ``pandas.isna``.
+    CSV match a model fitted on typed data. Where several classes share that text
+    (``"01"`` and ``"1"``), the one spelt as the label is taken, else the one
+    spelt canonically, else none. Missing labels (None, NaN, NA) get -1 too;
+    callers that must tell them apart test ``pandas.isna``.
     """
     by_value: dict = {}
-    by_text: dict[str, int] = {}
+    by_text: dict[str, list[int]] = {}
+    spelt = [str(c) for c in classes]
     for k, c in enumerate(classes):
         # numpy numbers as Python ones, so 1.0 finds 1; datetimes stay datetimes
         value = c.item() if isinstance(c, (np.number, np.bool_)) else c
         by_value.setdefault(value, k)
-        by_text.setdefault(_label_text(c), k)
+        by_text.setdefault(_label_text(c), []).append(k)
     values = np.asarray(labels, dtype=object).reshape(-1)
     index = np.full(len(values), -1, dtype=np.int64)
     for i in np.flatnonzero(~pd.isna(values)):
         v = values[i]
         key = v.item() if isinstance(v, (np.number, np.bool_)) else v
         k = by_value.get(key) if isinstance(key, Hashable) else None
-        index[i] = by_text.get(_label_text(v), -1) if k is None else k
+        if k is None:
+            text = _label_text(v)
+            candidates = by_text.get(text, [])
+            if len(candidates) > 1:  # ambiguous by canonical text: go by spelling
+                exact = [j for j in candidates if spelt[j] == str(v)]
+                candidates = exact or [j for j in candidates if spelt[j] == text]
+            k = candidates[0] if len(candidates) == 1 else -1
+        index[i] = k
     return index
+
+
+def _category_codes(categories: list, series: pd.Series) -> np.ndarray:
+    """:func:`label_indices` of a column, worked out once per distinct value (typed:
+    ``True`` and ``1`` stay apart) and spread back over the cells."""
+    values = series.to_numpy(dtype=object)
+    distinct: dict = {}
+    try:
+        inverse = np.fromiter(
+            (distinct.setdefault((type(v), v), len(distinct)) for v in values),
+            dtype=np.int64,
+            count=len(values),
+        )
+    except TypeError:  # an unhashable cell (a list): no shortcut
+        return label_indices(categories, values)
+    return label_indices(categories, [v for _, v in distinct])[inverse]
 
 
 @dataclass
@@ -182,7 +208,7 @@ class TableEncoder:
             else:
                 # by value, then by text with numbers spelt one way: a column read from
                 # another CSV as text ("1") or as numbers (1) finds the same category
-                codes = label_indices(coding.categories, series.to_numpy(dtype=object))
+                codes = _category_codes(coding.categories, series)
                 known = codes >= 0
                 out[known, j] = codes[known]
                 n_unseen += int((~known & ~missing).sum())
