@@ -104,6 +104,7 @@ def main() -> None:
     args = parser.parse_args()
     configs = CONFIGS + (KERAS_CONFIGS if args.keras else [])
 
+    machine_start = machine_description("at start")  # before this script adds its own load
     data = make_simulation(SIMULATION_SEEDS[0], k=5, corr=0.9, x_noise=0.0)
     for batching in ("copies", "rows"):  # load (or compile) the kernels
         fit("fused", batching, 128, 1, 1, data.X_train[:50], data.y_train[:50], 0)
@@ -142,7 +143,7 @@ def main() -> None:
         + (" --skip-torch-repeats" if args.skip_torch_repeats else "")
         + (" --keras`" if args.keras else "`"),
         "",
-        f"Machine: {machine_description('at end')}.",
+        f"Machine: {machine_start}; {machine_description('at end').split(', load average ')[-1]}.",
         "",
         "Setting k=5 corr=0.9 x_noise=0, seed 4951: 2,400,000 masked predictions per fit "
         "(every location of every row, 200 epochs; n times that for an ensemble of n), "

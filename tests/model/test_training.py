@@ -294,3 +294,15 @@ def test_validation_fractions_of_any_number_type_and_patience_checked():
     for bad in (0, -1, True):
         with pytest.raises(ValueError, match="patience must be None or >= 1"):
             train_mlm(model, x, epochs=1, validation=0.25, patience=bad, verbose=0)
+
+
+def test_validation_key_mask_only_with_validation_ids():
+    x = torch.randint(0, 5, (40, 4), generator=torch.Generator().manual_seed(0))
+    keys = torch.ones(40, 4, dtype=torch.bool)
+    model = BidirectionalAttention(AttentionConfig(vocab_size=5, max_len=4, d_model=8))
+    with pytest.raises(ValueError, match="validation_key_mask goes with validation token ids"):
+        train_mlm(model, x, epochs=1, validation=0.25, validation_key_mask=keys[:10], verbose=0)
+    history = train_mlm(
+        model, x[:30], epochs=1, validation=x[30:], validation_key_mask=keys[30:], verbose=0
+    )
+    assert len(history.validation_loss) == 1

@@ -393,6 +393,11 @@ def train_mlm(
         validation = float(validation)
         if not 0.0 <= validation < 1.0:
             raise ValueError(f"validation fraction must be in [0, 1), got {validation}")
+        if validation_key_mask is not None:  # the held-out rows' keys come from key_mask
+            raise ValueError(
+                "validation_key_mask goes with validation token ids; a validation "
+                "fraction takes its padding mask from key_mask"
+            )
         n_val = round(validation * len(tokens))
         order = torch.randperm(len(tokens), generator=generator)
         val_idx, train_idx = order[:n_val], order[n_val:]

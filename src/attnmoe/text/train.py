@@ -227,7 +227,7 @@ def train_text(
         "batch_size": batch_size,
         "lr": lr,
         "validation": data.validation if has_val else 0.0,
-        "validation_key_mask": data.validation_keys,
+        "validation_key_mask": data.validation_keys if has_val else None,
         "key_mask": data.train_keys,
         "patience": patience,
         "seed": seed,
