@@ -46,13 +46,15 @@ settings too (0.374 vs 0.392 and 0.264 vs 0.269, 20 seeds each) | no | Tabular: 
 seeds; three models averaged; the rows to predict as unlabeled training rows; the paper's \
 model in Keras |
 | >= the best baseline in at least 10 of 12 | one model 9 of 12; three averaged 9 of 12 (the \
-paper's own column: 8); 10 of 12 only in three test-scored sensitivity runs not chosen on \
-training rows (100 epochs; early stopping; the last half of the epochs averaged), 11 of 12 \
-trained also on the test rows' features (transductive, not counted) | no | the same; \
-Tabular: the last half of the epochs averaged; the rows to predict as unlabeled training rows |
+paper's own column: 8); 10 of 12 only in four test-scored sensitivity runs not chosen on \
+training rows (100 epochs; early stopping; the last half of the epochs averaged; weight decay \
+0.001), 11 of 12 trained also on the test rows' features (transductive, not counted) | no | \
+the same; Tabular: the last half of the epochs averaged; weight decay 0.001; the rows to \
+predict as unlabeled training rows |
 | auto-mpg >= 0.80, mean of 10 seeds | one model 0.740 ± 0.061; three averaged 0.756 ± 0.027; \
 the highest, one model on partial rows (`context_mask_rate=0.3`, a test-scored sensitivity run, \
-not chosen on training rows) 0.781 ± 0.031 (paper: 0.793, one run); the paper's model rerun \
+not chosen on training rows) 0.781 ± 0.031 (paper: 0.793, one run), then weight decay 0.001 \
+(the same status) 0.769 ± 0.039; the paper's model rerun \
 in Keras, 20 seeds: 0.729 ± 0.057 (5 of 20 seeds reach the paper's 0.7929) | no | the same; \
 Tabular: hidden context 0.3; the paper's model in Keras (auto-mpg) |
 | 2 DDP processes >= 1.7x one process (2-core VM) | latest run, the VM to itself: 1.24x at \
@@ -575,6 +577,28 @@ SECTIONS: list[tuple[str, str, str]] = [
         "correlated (k=1 corr=0.9: +0.009 to +0.028; k=5 corr=0.9 x_noise=0.5: +0.017) and "
         "behind on auto-mpg (-0.049, one run) and k=1 corr=0.1 x_noise 0 and 1.5 (-0.014, "
         "-0.015), each from five seeds' held-out rows.",
+    ),
+    (
+        "Tabular: weight decay 0.001 (sensitivity, 20 seeds)",
+        "tabular_levers/weight_decay/summary.md",
+        "`weight_decay=0.001` (the non-zero candidate with the highest mean on the least "
+        "typical training rows, run because the rule kept 0, as the plan said), one model, "
+        "the paper's configuration otherwise; scored on the test splits, so nothing is "
+        "chosen from it. Reading, paired per seed with the paper's configuration "
+        "(`tabular_levers/weight_decay/paired.md`): the largest gains of any single-model "
+        "lever where one feature acts: all six k=1 settings rise, by +0.006 to +0.019 (1.6 "
+        "to 4.2 standard errors; corr=0.9 x_noise 0 and 0.5: +0.018 ± 0.005 and +0.019 ± "
+        "0.005), and auto-mpg by +0.029 ± 0.020 (0.769 ± 0.039, above the paper's best "
+        "baseline, 0.764, with less than two thirds of the sd). Where five features act "
+        "the picture is mixed and mostly within noise: k=5 corr=0.9 x_noise=0.5 +0.009 ± "
+        "0.007 and x_noise=0 +0.003 ± 0.010, but both x_noise=1.5 settings fall (corr=0.1 "
+        "-0.007 ± 0.003, corr=0.9 -0.005 ± 0.003). Against the targets: >= the paper's "
+        "attention in 7 of 12 (below in four of the five-feature settings and k=5 corr=0.1 "
+        "x_noise=0.5, by 0.001-0.009), >= the best baseline in 10 of 12 (gradient boosting "
+        "ahead by 0.0002 at k=1 corr=0.1 x_noise=0, logistic regression by 0.003 at k=5 "
+        "corr=0.1 x_noise=1.5); not counted as met, since the rule on training rows did not "
+        "choose it (+0.0020 ± 0.0032 there, previous section). Fit time unchanged (2.7 s "
+        "per model here). The estimator's default stays 0.",
     ),
     (
         "Tabular: the target column's weight in the loss, chosen on training rows",

@@ -278,8 +278,8 @@ def markdown_report(results: pd.DataFrame, command: str = "") -> str:
             same = {}  # one published run (seed 42): no per-seed results
         else:
             mine = results[(results["dataset"] == dataset) & (results["model"] == OURS)]
-            rows = mine if len(mine) else results[results["dataset"] == dataset]
-            seeds = rows["seed"].drop_duplicates()  # attnmoe's seeds, else the run's
+            runs = mine if len(mine) else results[results["dataset"] == dataset]
+            seeds = runs["seed"].drop_duplicates()  # attnmoe's seeds, else the run's
             same = _paper_on_seeds(dataset, seeds.tolist()) if len(seeds) else {}
         at_same = same.get("paper attention")
         baselines_same = {k: v for k, v in same.items() if k != "paper attention"}
