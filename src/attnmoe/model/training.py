@@ -289,6 +289,9 @@ def train_mlm(
         A fraction of ``data`` held out (seeded), or separate ``(M, L)`` token ids.
         The validation loss always uses all-locations masking, so it is comparable
         across epochs.
+    validation_key_mask
+        ``(M, L)`` bool, False at padding, for separate validation token ids only
+        (a held-out fraction takes its rows of ``key_mask``).
     patience
         Stop after this many epochs without a lower validation loss and restore
         the best weights. Needs a validation set.
