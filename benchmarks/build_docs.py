@@ -60,8 +60,9 @@ in Keras, 20 seeds: 0.729 ± 0.057 (5 of 20 seeds reach the paper's 0.7929) | no
 Tabular: hidden context 0.3; the paper's model in Keras (auto-mpg) |
 | 2 DDP processes >= 1.7x one process (2-core VM) | latest run, on a quiet VM: 1.24x at \
 128 windows per step, 1.51x at 512 (earlier runs, one of them idle, 1.28-1.61x); each \
-process bound to its own core: 1.30x / 1.44x; two independent processes: 1.98-2.02x | no | \
-Scale-out: data-parallel training |
+process bound to its own core: 1.30x / 1.44x; two independent processes: 1.98-2.02x; a probe: \
+polling the all-reduce instead of sleeping saves 11 % of a DDP step (not yet an option) | no | \
+Scale-out: data-parallel training; where DDP's extra time per step goes |
 """
 
 # (title, results file, note written here about what the numbers say)
@@ -703,21 +704,29 @@ SECTIONS: list[tuple[str, str, str]] = [
     (
         "Scale-out: where DDP's extra time per step goes",
         "ddp_overhead.md",
-        "Reading (a noisy run: see the ranges): a DDP step takes 56-64 ms against 36.5 ms "
-        "for the same step without communication (`solo`), and a barrier after each step, "
-        "which exchanges nothing, already brings `solo` to 44.5-48 ms: the forward and "
-        "backward passes, which contain no communication, run slower when the two ranks "
-        "step together (forward 15.6-16.8 vs 14.2 ms, backward 23.4-24.1 vs 20.8 ms, CPU "
-        "time 41-43 vs 36 ms), so lockstep costs arithmetic, not only waiting. None of the "
-        "usual knobs closes the rest: pinning each rank to its own core (56 ms), one "
-        "bucket for the whole gradient (56 ms) or 0.25 MiB buckets (57 ms), against DDP's "
-        "default buckets (64 ms, the widest spread); the bare all-reduce takes 2 ms. "
-        "Compressing the gradient (DDP's bf16 hook) would only shrink that last part, and "
-        "larger batches do not help either (the extra time grows with the batch, previous "
-        "section). Earlier runs of this probe gave ddp / solo / barrier 49 / 28 / 43 ms "
-        "(commit 2d24491, DDP's default buckets) and 49 / 33 / 45 ms (commit dbf9611, "
-        "`ddp` with one bucket): across the three runs lockstep alone made up 40-75 % of "
-        "the gap.",
+        "Reading: a DDP step takes 35.4 ms against 24.0 ms for the same step without "
+        "communication (`solo`), and a barrier after each step, which exchanges nothing, "
+        "already brings `solo` to 32.3 ms (73 % of the gap): the forward and backward "
+        "passes, which contain no communication, run slower when the two ranks step "
+        "together (forward 11.4 vs 9.4 ms, backward 17.2 vs 13.7 ms, CPU time 30.3 vs 23.8 "
+        "ms), so lockstep costs arithmetic, not only waiting. New in this run: a rank that "
+        "waits by polling instead of sleeping keeps most of its speed. With a polled barrier "
+        "(`barrier_spin`) the step takes 27.4 ms (forward 10.0, backward 15.2), removing 4.9 "
+        "of the barrier's 8.3 ms; a rank that sleeps while it waits comes back slower (on "
+        "this VM an idle virtual CPU may be descheduled and lose its caches). The same "
+        "polling in a DDP communication hook (`ddp_spin`: one bucket, all-reduced and "
+        "polled) gives 31.7 ms against 36.1 ms for one bucket waited for the usual way and "
+        "35.4 ms for DDP's defaults: about 4 ms (11 %) less per step, still 7.7 ms above "
+        "`solo` where the bare all-reduce takes 1.3 ms. This is a probe, not yet an option "
+        "of `train_mlm_distributed`, and its throughput was not measured by `bench_ddp.py`. "
+        "The usual knobs do not close the gap: pinning each rank to its own core (37.7 ms), "
+        "one bucket (36.1 ms) or 0.25 MiB buckets (36.2 ms) against DDP's defaults (35.4 "
+        "ms). Compressing the gradient (DDP's bf16 hook) would only shrink the all-reduce, "
+        "and larger batches do not help either (the extra time grows with the batch, "
+        "previous section). Earlier runs of this probe gave ddp / solo / barrier 64 / 36.5 "
+        "/ 48 ms (commit 1f85c35), 49 / 28 / 43 ms (commit 2d24491, DDP's default buckets) "
+        "and 49 / 33 / 45 ms (commit dbf9611, `ddp` with one bucket): across the four runs "
+        "lockstep alone made up 40-75 % of the gap.",
     ),
     (
         "Scale-out: a larger model",

@@ -13,6 +13,10 @@ phases to see what the gap is made of, with 2 processes of one thread each:
   its all-reduce starts only after the backward pass (DDP's defaults put the
   last-computed ~1 MiB in a first bucket that overlaps the rest of it);
 - ``ddp_small_buckets``: ``ddp`` with 0.25 MiB buckets, more overlap;
+- ``barrier_spin`` / ``ddp_spin``: as ``barrier`` / ``ddp_one_bucket``, but the
+  rank waits for the barrier or all-reduce by polling it in a busy loop instead
+  of blocking (``ddp_spin``: a DDP communication hook), so its core never idles:
+  does a rank that sleeps while it waits come back slower?
 - a bare gloo all-reduce of a tensor the size of the gradient.
 
 Per step it times forward, backward (DDP's all-reduce runs inside it),
@@ -47,10 +51,28 @@ RESULTS = Path(__file__).resolve().parent / "results" / "ddp_overhead.md"
 PHASES = ("forward", "backward", "optimizer", "step", "cpu")
 MODES = (
     "ddp", "ddp_pinned", "ddp_one_bucket", "ddp_small_buckets", "solo", "barrier",
-    "barrier_pinned",
+    "barrier_pinned", "barrier_spin", "ddp_spin",
 )  # fmt: skip
 # DDP modes and their bucket_cap_mb (None: DDP's defaults, as train_mlm_distributed)
-BUCKET_MIB = {"ddp": None, "ddp_pinned": None, "ddp_one_bucket": 25.0, "ddp_small_buckets": 0.25}
+BUCKET_MIB = {
+    "ddp": None, "ddp_pinned": None, "ddp_one_bucket": 25.0, "ddp_small_buckets": 0.25,
+    "ddp_spin": 25.0,
+}  # fmt: skip
+
+
+def _spin(work: dist.Work) -> None:
+    """Wait for ``work`` by polling: the core stays busy instead of sleeping."""
+    while not work.is_completed():
+        os.sched_yield()  # lets gloo's own threads run on this core meanwhile
+
+
+def _spin_allreduce_hook(state, bucket):  # no annotations: DDP checks them, as objects
+    """DDP's default all-reduce hook (sum, then mean over ranks), waited for by polling."""
+    tensor = bucket.buffer().div_(dist.get_world_size())
+    _spin(dist.all_reduce(tensor, async_op=True))
+    future: torch.futures.Future = torch.futures.Future()
+    future.set_result(tensor)
+    return future
 
 
 def _init(rank: int, port: int) -> None:
@@ -86,6 +108,8 @@ def _train(rank: int, port: int, mode: str, args: argparse.Namespace, out: dict)
         if mode in BUCKET_MIB
         else objective
     )
+    if mode == "ddp_spin":
+        net.register_comm_hook(None, _spin_allreduce_hook)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     generator = torch.Generator().manual_seed(args.seed + rank)
     per_rank = args.global_batch // 2
@@ -100,7 +124,9 @@ def _train(rank: int, port: int, mode: str, args: argparse.Namespace, out: dict)
         loss.backward()
         t2 = time.perf_counter()
         optimizer.step()
-        if mode.startswith("barrier"):
+        if mode == "barrier_spin":
+            _spin(dist.barrier(async_op=True))
+        elif mode.startswith("barrier"):
             dist.barrier()
         t3, cpu3 = time.perf_counter(), time.process_time()
         if step >= 5:  # warm-up: DDP rebuilds its buckets on the first steps
@@ -181,7 +207,10 @@ def main() -> None:
         "`_pinned`: each rank pinned to its own core; `ddp` uses DDP's default buckets "
         "(here two: the last-computed ~1 MiB of gradient is all-reduced while the backward "
         "pass goes on), `ddp_one_bucket` one bucket for the whole gradient (all-reduced "
-        "after the backward pass), `ddp_small_buckets` 0.25 MiB buckets.",
+        "after the backward pass), `ddp_small_buckets` 0.25 MiB buckets; `_spin`: the "
+        "rank waits for the barrier (`barrier_spin`) or for a one-bucket all-reduce "
+        "(`ddp_spin`, a DDP communication hook) by polling it, yielding its core between "
+        "polls, instead of sleeping.",
         "",
         "Milliseconds per step, median over steps, then median (range) over ranks and repeats:",
         "",
