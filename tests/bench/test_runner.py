@@ -112,6 +112,17 @@ def test_report_counts_every_dataset_against_the_paper():
     assert "every baseline (ours and the paper's) in 1 of 2." in report
 
 
+def test_report_ties_the_papers_rounded_numbers():
+    # 107 of 140 test cars is 0.764286; the paper publishes its best baseline as 0.7643
+    results = pd.DataFrame(
+        [{"dataset": AUTO_MPG, "seed": 0, "model": OURS, "test_accuracy": 107 / 140,
+          "test_mse": 0.3, "fit_seconds": 1.0}]
+    )  # fmt: skip
+    assert "every baseline (ours and the paper's) in 1 of 1." in markdown_report(results)
+    results["test_accuracy"] = 106 / 140
+    assert "every baseline (ours and the paper's) in 0 of 1." in markdown_report(results)
+
+
 def test_cli_search_runs_baselines_unchanged(tmp_path, capsys):
     from attnmoe.cli import main
 
