@@ -17,11 +17,14 @@ RSS is its own):
 With ``--bind-cores`` every throughput configuration also runs with each process
 bound to its own core (``train_mlm_distributed(..., bind_cores=True)``; the two
 independent half-batch processes of the ceiling pinned to one core each),
-interleaved with the unbound ones.
+interleaved with the unbound ones. With ``--poll-allreduce`` the 2-process runs
+are repeated with ``poll_allreduce=True`` (each rank polls the gradient
+all-reduce instead of sleeping), against the same 1-process runs and ceiling.
 
 Run::
 
-    .venv/bin/python benchmarks/bench_ddp.py [--repeats 3] [--steps 60] [--bind-cores]
+    .venv/bin/python benchmarks/bench_ddp.py [--repeats 3] [--steps 60] [--bind-cores] \
+        [--poll-allreduce]
 
 Writes ``benchmarks/results/ddp.md`` and prints it.
 """
@@ -108,6 +111,7 @@ def _worker(args: argparse.Namespace) -> dict:
         threads=args.threads,
         log_every=args.log_every,
         bind_cores=args.bound and args.worker != "half",
+        poll_allreduce=args.polled and nproc > 1,
     )
     return {
         "rate": history.predictions_per_second,
@@ -121,10 +125,11 @@ def _worker(args: argparse.Namespace) -> dict:
 
 
 def _run_worker(kind: str, argv: list[str]) -> dict:
-    """Run one configuration in a fresh process; ``kind`` ending in ``_bound`` binds cores."""
-    bound = ["--bound"] if kind.endswith("_bound") else []
+    """Run one configuration in a fresh process: ``kind`` is a worker name with optional
+    ``_bound`` (bind cores) and ``_polled`` (poll the all-reduce) suffixes."""
+    worker, *options = kind.split("_")
     out = subprocess.run(
-        [sys.executable, __file__, *argv, "--worker", kind.removesuffix("_bound"), *bound],
+        [sys.executable, __file__, *argv, "--worker", worker, *(f"--{o}" for o in options)],
         check=True,
         capture_output=True,
         text=True,
@@ -182,8 +187,14 @@ def main() -> None:
         action="store_true",
         help="also run every configuration with each process bound to its own core(s)",
     )
+    p.add_argument(
+        "--poll-allreduce",
+        action="store_true",
+        help="also run every 2-process configuration with poll_allreduce=True",
+    )
     p.add_argument("--worker", choices=["one", "two", "half", "stream", "scan"], default=None)
     p.add_argument("--bound", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--polled", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--half-index", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, default=RESULTS, help="markdown report to write")
     p.add_argument("--no-write", action="store_true")
@@ -207,7 +218,9 @@ def main() -> None:
 
     machine_start = machine_description("at start")
     variants = ["", "_bound"] if args.bind_cores else [""]
+    waits = ["", "_polled"] if args.poll_allreduce else [""]
     kinds = [k + v for v in variants for k in ("one", "two", "pair")]
+    kinds += [f"two{v}_polled" for v in variants if args.poll_allreduce]
     rates: dict[tuple[str, int], list[float]] = {(k, b): [] for b in batches for k in kinds}
     peaks: dict[tuple, list[float]] = {}
     losses: dict[tuple, list[float]] = {}
@@ -256,38 +269,39 @@ def main() -> None:
         " (run back to back, so they met similar load), median (range) over repeats.",
         "",
         "| global batch (windows / masked predictions per step) | processes | 1 process"
-        " | 2 processes (DDP) | speed-up (of the medians) | speed-up, paired |"
+        " | 2 processes (DDP; polled: `poll_allreduce`) | speed-up (of the medians) | speed-up, paired |"
         " ceiling (2 independent halves) | DDP share of the ceiling |"
         " peak RSS per process, 1 / 2 processes (MiB) |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
 
-    def paired(v: str, b: int) -> list[float]:
-        return [t / o for t, o in zip(rates["two" + v, b], rates["one" + v, b], strict=True)]
+    def paired(v: str, b: int, w: str = "") -> list[float]:
+        return [t / o for t, o in zip(rates["two" + v + w, b], rates["one" + v, b], strict=True)]
 
     placement = {"": "not bound", "_bound": "bound, own cores each (`bind_cores`)"}
+    waiting = {"": "", "_polled": ", polled"}
     for b in batches:
-        for v in variants:
-            one, two, pair = (median[k + v, b] for k in ("one", "two", "pair"))
-            runs = {
-                k: ", ".join(f"{r:,.0f}" for r in rates[k + v, b]) for k in ("one", "two", "pair")
-            }
-            ratios = paired(v, b)
+        for v, w in ((v, w) for v in variants for w in waits):
+            keys = {"one": "one" + v, "two": "two" + v + w, "pair": "pair" + v}
+            one, two, pair = (median[key, b] for key in keys.values())
+            runs = {k: ", ".join(f"{r:,.0f}" for r in rates[key, b]) for k, key in keys.items()}
+            ratios = paired(v, b, w)
             lines.append(
-                f"| {b} / {b * args.window:,} | {placement[v]} | {one:,.0f} ({runs['one']}) |"
+                f"| {b} / {b * args.window:,} | {placement[v]}{waiting[w]} |"
+                f" {one:,.0f} ({runs['one']}) |"
                 f" {two:,.0f} ({runs['two']}) | **{two / one:.2f}x** |"
                 f" {statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) |"
                 f" {pair:,.0f}"
                 f" ({runs['pair']}), {pair / one:.2f}x | {two / pair:.0%} |"
                 f" {peaks['one' + v, b][0]:.0f} /"
-                f" {' + '.join(f'{r:.0f}' for r in peaks['two' + v, b])} |"
+                f" {' + '.join(f'{r:.0f}' for r in peaks['two' + v + w, b])} |"
             )
 
-    def verdict(v: str, b: int) -> str:
-        ratio = median["two" + v, b] / median["one" + v, b]
+    def verdict(v: str, b: int, w: str) -> str:
+        ratio = median["two" + v + w, b] / median["one" + v, b]
         return (
-            f"batch {b}, {placement[v]}: {ratio:.2f}x (paired"
-            f" {statistics.median(paired(v, b)):.2f}x) "
+            f"batch {b}, {placement[v]}{waiting[w]}: {ratio:.2f}x (paired"
+            f" {statistics.median(paired(v, b, w)):.2f}x) "
             + ("(met)" if ratio >= 1.7 else "(not met)")
         )
 
@@ -295,10 +309,17 @@ def main() -> None:
     lines += [
         "",
         "Goal (issue 5): 2 processes >= 1.7x one process: "
-        + "; ".join(verdict(v, b) for b in batches for v in variants)
+        + "; ".join(verdict(v, b, w) for b in batches for v in variants for w in waits)
         + f". Loss first -> last step at batch {first}: 1 process"
         f" {losses['one', first][0]:.4f} -> {losses['one', first][1]:.4f}, 2 processes"
-        f" {losses['two', first][0]:.4f} -> {losses['two', first][1]:.4f} (the same run).",
+        f" {losses['two', first][0]:.4f} -> {losses['two', first][1]:.4f}"
+        + (
+            f", 2 processes polled {losses['two_polled', first][0]:.4f} ->"
+            f" {losses['two_polled', first][1]:.4f}"
+            if args.poll_allreduce
+            else ""
+        )
+        + " (the same run).",
         "",
         f"## Bounded memory on a {args.corpus_tokens / 1e6:g}M-token corpus",
         "",

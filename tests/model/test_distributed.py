@@ -130,6 +130,36 @@ def test_two_processes_equal_one_process():
     assert h1.masked_predictions == h2.masked_predictions < 12 * 16 * 8
 
 
+def test_polled_allreduce_gives_the_same_weights():
+    """poll_allreduce changes how a rank waits, not what it computes."""
+    one, two = _model(), _model()
+    train_mlm_distributed(one, SOURCE, global_batch=16, steps=12, lr=1e-2, nproc=1)
+    history = train_mlm_distributed(
+        two, SOURCE, global_batch=16, steps=12, lr=1e-2, nproc=2, threads=1, poll_allreduce=True
+    )
+    assert _max_diff(one, two, skip=("key.bias",)) <= 1e-5
+    assert history.world_size == 2
+
+
+def test_polled_allreduce_hook_runs_once_per_step(monkeypatch):
+    from attnmoe.model import distributed
+
+    calls: list[int] = []
+    real_hook = distributed._polled_allreduce_hook
+
+    def counting_hook(state, bucket):  # no annotations, as DDP wants
+        calls.append(bucket.index())
+        return real_hook(state, bucket)
+
+    monkeypatch.setattr(distributed, "_polled_allreduce_hook", counting_hook)
+    _torchrun_env(monkeypatch)
+    plain, polled = _model(), _model()
+    train_mlm_distributed(plain, SOURCE, global_batch=16, steps=5, lr=1e-2)
+    train_mlm_distributed(polled, SOURCE, global_batch=16, steps=5, lr=1e-2, poll_allreduce=True)
+    assert calls == [0] * 5  # one bucket for the whole gradient, all-reduced every step
+    assert _max_diff(plain, polled) <= 1e-6
+
+
 def test_bf16_autocast_trains_with_finite_loss():
     model = _model(2)
     history = train_mlm_distributed(
@@ -336,6 +366,8 @@ def test_bind_cores_under_torchrun_follows_the_local_rank(tmp_path, monkeypatch)
         ({"precision": "fp16"}, "precision"),
         ({"resume": True}, "checkpoint_dir"),
         ({"global_batch": 10_000}, "fewer than one global batch"),
+        ({"poll_allreduce": True, "device": "cuda"}, "gloo backend on CPU"),
+        ({"poll_allreduce": True, "backend": "mpi"}, "gloo backend on CPU"),
     ],
 )
 def test_invalid_arguments(kwargs, match):
@@ -362,6 +394,14 @@ def test_cli_train_ddp(tmp_path, capsys, monkeypatch):
         return real_cores(bind, *args)
 
     monkeypatch.setattr(distributed, "_cores", recording_cores)
+    polls: list[bool] = []
+    real_run_rank = distributed._run_rank
+
+    def recording_run_rank(model, job, *args, **kwargs):
+        polls.append(job.poll_allreduce)
+        return real_run_rank(model, job, *args, **kwargs)
+
+    monkeypatch.setattr(distributed, "_run_rank", recording_run_rank)
     np.save(tmp_path / "tokens.npy", SOURCE.windows(0, len(SOURCE)).numpy().astype(np.int32))
     code = main(
         [
@@ -383,11 +423,13 @@ def test_cli_train_ddp(tmp_path, capsys, monkeypatch):
             "--out",
             str(tmp_path / "model"),
             "--quiet",
+            "--poll-allreduce",
             *(["--bind-cores", "--threads", "1"] if hasattr(os, "sched_setaffinity") else []),
         ]
     )
     assert code == 0
     assert binds == [LINUX]  # --bind-cores reaches the trainer
+    assert polls == [True]
     assert "6 steps on 1 process(es)" in capsys.readouterr().out
     assert load_model(tmp_path / "model").config.max_len == 8
     assert [s for s, _ in list_checkpoints(tmp_path / "ckpt")] == [3, 6]

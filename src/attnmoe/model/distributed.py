@@ -435,6 +435,7 @@ class _Job:
     verbose: int
     backend: str | None
     bind_cores: bool = False
+    poll_allreduce: bool = False
     init_method: str | None = None
     model_dir: str | None = None  # spawned ranks load the initial model from here
     result_dir: str | None = None  # rank 0 of a spawned run writes the result here
@@ -492,6 +493,24 @@ def _device_for(kind: str, local_rank: int) -> torch.device:
     raise ValueError(f"device must be 'cpu' or 'cuda', got {kind!r}")
 
 
+def _polled_allreduce_hook(state, bucket):  # no annotations: DDP checks them, as objects
+    """DDP's default gradient all-reduce (sum, then mean over ranks), waited for by polling.
+
+    The rank's core stays busy (yielding to gloo's threads) instead of sleeping:
+    on a virtual machine an idle core may be descheduled, and the rank then comes
+    back slower (``benchmarks/probe_ddp_overhead.py``). Same arithmetic as DDP's
+    default hook, so the same weights.
+    """
+    tensor = bucket.buffer().div_(dist.get_world_size(state))
+    work = dist.all_reduce(tensor, group=state, async_op=True)
+    while not work.is_completed():
+        os.sched_yield()
+    work.wait()  # raises if the all-reduce failed
+    future: torch.futures.Future = torch.futures.Future()
+    future.set_result(tensor)
+    return future
+
+
 def _run_rank(
     model: MaskedWordModel, job: _Job, rank: int, world: int, local_rank: int, use_ddp: bool
 ) -> DistributedHistory:
@@ -541,11 +560,24 @@ def _run_rank(
 
     objective = _Objective(model)
     if use_ddp:
+        kwargs: dict[str, Any] = {}
+        if job.poll_allreduce:
+            if dist.get_backend() != "gloo":
+                raise ValueError(
+                    f"poll_allreduce needs the gloo backend, the group uses {dist.get_backend()}"
+                )
+            # one bucket, all-reduced after the backward pass: polling a first bucket
+            # would hold up the rest of the backward pass anyway
+            grad_mib = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
+            kwargs["bucket_cap_mb"] = grad_mib + 1.0
         ddp = nn.parallel.DistributedDataParallel(
             objective,
             device_ids=[device.index] if device.type == "cuda" else None,
             gradient_as_bucket_view=True,
+            **kwargs,
         )
+        if job.poll_allreduce:
+            ddp.register_comm_hook(None, _polled_allreduce_hook)
     else:
         ddp = objective
     masking = job.masking
@@ -807,6 +839,7 @@ def train_mlm_distributed(
     verbose: int = 0,
     backend: str | None = None,
     bind_cores: bool = False,
+    poll_allreduce: bool = False,
 ) -> DistributedHistory:
     """Masked-language-model training with DistributedDataParallel (Adam).
 
@@ -877,6 +910,12 @@ def train_mlm_distributed(
         follows ``LOCAL_RANK`` / ``LOCAL_WORLD_SIZE``. Slices follow CPU
         numbers, not physical cores. It made no consistent difference on the
         project's shared 2-core VM (``docs/benchmarks.md``, "Scale-out").
+    poll_allreduce
+        Wait for the gradient all-reduce by polling it (gloo only) instead of
+        sleeping, with the whole gradient in one bucket: each rank keeps its
+        core busy while it waits. Same arithmetic, same weights; meant for CPU
+        machines where an idle core is slow to come back (virtual machines);
+        it costs a busy core per rank, so do not run more ranks than cores.
 
     Returns
     -------
@@ -917,6 +956,8 @@ def train_mlm_distributed(
         raise ValueError("the budget must be at least one step")
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs a checkpoint_dir")
+    if poll_allreduce and (device != "cpu" or backend not in (None, "gloo")):
+        raise ValueError("poll_allreduce is for the gloo backend on CPU")
 
     torchrun = _launched_by_torchrun()
     world = int(os.environ["WORLD_SIZE"]) if torchrun else int(nproc)
@@ -945,6 +986,7 @@ def train_mlm_distributed(
         verbose=verbose,
         backend=backend,
         bind_cores=bind_cores,
+        poll_allreduce=poll_allreduce,
     )
     if job.checkpoint_dir is not None and job.checkpoint_every <= 0:
         job.checkpoint_every = total_steps  # at least the final checkpoint
@@ -1072,6 +1114,7 @@ def _cmd_train_ddp(args: Any) -> int:
         log_every=args.log_every,
         verbose=0 if args.quiet else 1,
         bind_cores=args.bind_cores,
+        poll_allreduce=args.poll_allreduce,
     )
     if int(os.environ.get("RANK", "0")) == 0:
         if args.out is not None:
@@ -1125,6 +1168,12 @@ def register_cli(sub: Any) -> None:
         "--bind-cores",
         action="store_true",
         help="pin each local process to its own CPUs (Linux; see docs/scale.md)",
+    )
+    p.add_argument(
+        "--poll-allreduce",
+        action="store_true",
+        help="wait for the gradient all-reduce by polling instead of sleeping (gloo, CPU; "
+        "see docs/scale.md)",
     )
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
