@@ -269,7 +269,8 @@ def main() -> None:
         " (run back to back, so they met similar load), median (range) over repeats.",
         "",
         "| global batch (windows / masked predictions per step) | processes | 1 process"
-        " | 2 processes (DDP; polled: `poll_allreduce`) | speed-up (of the medians) | speed-up, paired |"
+        " | 2 processes (DDP; polled: `poll_allreduce`) | speed-up (of the medians) |"
+        " speed-up, paired |"
         " ceiling (2 independent halves) | DDP share of the ceiling |"
         " peak RSS per process, 1 / 2 processes (MiB) |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",

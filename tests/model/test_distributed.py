@@ -130,15 +130,36 @@ def test_two_processes_equal_one_process():
     assert h1.masked_predictions == h2.masked_predictions < 12 * 16 * 8
 
 
-def test_polled_allreduce_gives_the_same_weights():
+@pytest.mark.parametrize("poll", [True, False])
+def test_polling_or_sleeping_ranks_give_the_same_weights(poll):
     """poll_allreduce changes how a rank waits, not what it computes."""
     one, two = _model(), _model()
     train_mlm_distributed(one, SOURCE, global_batch=16, steps=12, lr=1e-2, nproc=1)
     history = train_mlm_distributed(
-        two, SOURCE, global_batch=16, steps=12, lr=1e-2, nproc=2, threads=1, poll_allreduce=True
+        two, SOURCE, global_batch=16, steps=12, lr=1e-2, nproc=2, threads=1, poll_allreduce=poll
     )
     assert _max_diff(one, two, skip=("key.bias",)) <= 1e-5
     assert history.world_size == 2
+
+
+@pytest.mark.parametrize(
+    ("requested", "device", "ranks", "threads", "expected"),
+    [
+        (None, "cpu", 2, 1, True),  # 2 x 1 threads on 4 CPUs
+        (None, "cpu", 2, 2, True),
+        (None, "cpu", 5, 1, False),  # more ranks than CPUs: polling would steal cores
+        (None, "cuda", 2, 1, False),  # nccl
+        (False, "cpu", 2, 1, False),
+        (True, "cpu", 8, 1, True),  # asked for
+    ],
+)
+def test_polling_by_default_only_where_the_ranks_fit(
+    monkeypatch, requested, device, ranks, threads, expected
+):
+    from attnmoe.model import distributed
+
+    monkeypatch.setattr(distributed, "_usable_cpus", lambda: [0, 1, 2, 3])
+    assert distributed._resolve_polling(requested, device, None, ranks, threads) is expected
 
 
 def test_polled_allreduce_hook_runs_once_per_step(monkeypatch):
@@ -154,7 +175,8 @@ def test_polled_allreduce_hook_runs_once_per_step(monkeypatch):
     monkeypatch.setattr(distributed, "_polled_allreduce_hook", counting_hook)
     _torchrun_env(monkeypatch)
     plain, polled = _model(), _model()
-    train_mlm_distributed(plain, SOURCE, global_batch=16, steps=5, lr=1e-2)
+    train_mlm_distributed(plain, SOURCE, global_batch=16, steps=5, lr=1e-2, poll_allreduce=False)
+    assert calls == []
     train_mlm_distributed(polled, SOURCE, global_batch=16, steps=5, lr=1e-2, poll_allreduce=True)
     assert calls == [0] * 5  # one bucket for the whole gradient, all-reduced every step
     assert _max_diff(plain, polled) <= 1e-6
@@ -394,14 +416,14 @@ def test_cli_train_ddp(tmp_path, capsys, monkeypatch):
         return real_cores(bind, *args)
 
     monkeypatch.setattr(distributed, "_cores", recording_cores)
-    polls: list[bool] = []
-    real_run_rank = distributed._run_rank
+    polls: list[bool | None] = []
+    real_train = distributed.train_mlm_distributed
 
-    def recording_run_rank(model, job, *args, **kwargs):
-        polls.append(job.poll_allreduce)
-        return real_run_rank(model, job, *args, **kwargs)
+    def recording_train(*args, **kwargs):
+        polls.append(kwargs["poll_allreduce"])
+        return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(distributed, "_run_rank", recording_run_rank)
+    monkeypatch.setattr(distributed, "train_mlm_distributed", recording_train)
     np.save(tmp_path / "tokens.npy", SOURCE.windows(0, len(SOURCE)).numpy().astype(np.int32))
     code = main(
         [

@@ -198,7 +198,7 @@ def test_train_text_data_parallel_matches_one_process(tmp_path):
             assert (a - b).abs().max() <= 1e-5, name
 
 
-def test_train_text_bind_cores_reaches_the_trainer(tmp_path, monkeypatch):
+def test_train_text_bind_cores_and_polling_reach_the_trainer(tmp_path, monkeypatch):
     from attnmoe.model import distributed
 
     calls: list[dict] = []
@@ -215,10 +215,10 @@ def test_train_text_bind_cores_reaches_the_trainer(tmp_path, monkeypatch):
         [
             "train-text", str(corpus), "--out", str(tmp_path / "out"), "--length", "8",
             "--d-model", "8", "--heads", "2", "--epochs", "1", "--min-count", "1",
-            "--validation", "0", "--bind-cores", "--quiet",
+            "--validation", "0", "--bind-cores", "--poll-allreduce", "--quiet",
         ]
     )  # fmt: skip
-    assert [c["bind_cores"] for c in calls] == [True]
+    assert [(c["bind_cores"], c["poll_allreduce"]) for c in calls] == [(True, True)]
     assert load_model(tmp_path / "out" / "attention").config.max_len == 8
 
 

@@ -33,6 +33,7 @@ one with the same ``nproc``.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import json
@@ -435,7 +436,7 @@ class _Job:
     verbose: int
     backend: str | None
     bind_cores: bool = False
-    poll_allreduce: bool = False
+    poll_allreduce: bool = False  # resolved from the caller's None / True / False
     init_method: str | None = None
     model_dir: str | None = None  # spawned ranks load the initial model from here
     result_dir: str | None = None  # rank 0 of a spawned run writes the result here
@@ -562,10 +563,6 @@ def _run_rank(
     if use_ddp:
         kwargs: dict[str, Any] = {}
         if job.poll_allreduce:
-            if dist.get_backend() != "gloo":
-                raise ValueError(
-                    f"poll_allreduce needs the gloo backend, the group uses {dist.get_backend()}"
-                )
             # one bucket, all-reduced after the backward pass: polling a first bucket
             # would hold up the rest of the backward pass anyway
             grad_mib = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
@@ -691,6 +688,23 @@ def _init_group(job: _Job, rank: int, world: int) -> bool:
     kwargs["init_method"] = job.init_method or "env://"
     dist.init_process_group(**kwargs)
     return True
+
+
+def _gloo_on_cpu(device: str, backend: str | None) -> bool:
+    """Whether the process group is (or will be) gloo, with the model on the CPU."""
+    group = dist.get_backend() if dist.is_initialized() else backend
+    return device == "cpu" and group in (None, "gloo")
+
+
+def _resolve_polling(
+    requested: bool | None, device: str, backend: str | None, local_world: int, threads: int
+) -> bool:
+    """``poll_allreduce``: as requested, else on when gloo runs on the CPU and this node's
+    ranks x threads fit in the CPUs it may use (a polling rank keeps its core busy)."""
+    if requested is not None:
+        return requested
+    fits = local_world * threads <= len(_usable_cpus())
+    return _gloo_on_cpu(device, backend) and fits
 
 
 def _spawned_rank(local_rank: int, job: _Job, world: int) -> None:
@@ -839,7 +853,7 @@ def train_mlm_distributed(
     verbose: int = 0,
     backend: str | None = None,
     bind_cores: bool = False,
-    poll_allreduce: bool = False,
+    poll_allreduce: bool | None = None,
 ) -> DistributedHistory:
     """Masked-language-model training with DistributedDataParallel (Adam).
 
@@ -911,11 +925,15 @@ def train_mlm_distributed(
         numbers, not physical cores. It made no consistent difference on the
         project's shared 2-core VM (``docs/benchmarks.md``, "Scale-out").
     poll_allreduce
-        Wait for the gradient all-reduce by polling it (gloo only) instead of
-        sleeping, with the whole gradient in one bucket: each rank keeps its
-        core busy while it waits. Same arithmetic, same weights; meant for CPU
-        machines where an idle core is slow to come back (virtual machines);
-        it costs a busy core per rank, so do not run more ranks than cores.
+        Wait for the gradient all-reduce by polling it instead of sleeping,
+        with the whole gradient in one bucket: each rank keeps its core busy
+        while it waits, and an idle core can be slow to come back (virtual
+        machines). Same arithmetic, same weights. ``None`` (default): on with
+        gloo on the CPU when this node's processes x ``threads`` fit in the
+        CPUs it may use, else off; ``True`` (gloo on CPU only) or ``False``
+        to choose. In two runs on the project's 2-core VM, 2 processes (not
+        bound) reached 1.5-2.1x one process polling, 1.3-1.8x sleeping
+        (``docs/benchmarks.md``, "Scale-out").
 
     Returns
     -------
@@ -956,8 +974,8 @@ def train_mlm_distributed(
         raise ValueError("the budget must be at least one step")
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs a checkpoint_dir")
-    if poll_allreduce and (device != "cpu" or backend not in (None, "gloo")):
-        raise ValueError("poll_allreduce is for the gloo backend on CPU")
+    if poll_allreduce and not _gloo_on_cpu(device, backend):
+        raise ValueError("poll_allreduce=True is for the gloo backend on CPU")
 
     torchrun = _launched_by_torchrun()
     world = int(os.environ["WORLD_SIZE"]) if torchrun else int(nproc)
@@ -986,7 +1004,6 @@ def train_mlm_distributed(
         verbose=verbose,
         backend=backend,
         bind_cores=bind_cores,
-        poll_allreduce=poll_allreduce,
     )
     if job.checkpoint_dir is not None and job.checkpoint_every <= 0:
         job.checkpoint_every = total_steps  # at least the final checkpoint
@@ -999,6 +1016,9 @@ def train_mlm_distributed(
                 "bind_cores under a launcher needs LOCAL_WORLD_SIZE (torchrun sets it)"
             )
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+        job.poll_allreduce = _resolve_polling(  # before binding narrows the usable CPUs
+            poll_allreduce, device, backend, local_world, threads or torch.get_num_threads()
+        )
         with _cores(bind_cores, local_rank, local_world, threads):
             ours = _init_group(job, rank, world)
             try:
@@ -1025,6 +1045,7 @@ def train_mlm_distributed(
 
     if job.threads is None:
         job.threads = max(1, len(_usable_cpus()) // world)
+    job.poll_allreduce = _resolve_polling(poll_allreduce, device, backend, world, job.threads)
     if bind_cores:  # refuse here rather than in every child
         if not hasattr(os, "sched_setaffinity"):
             raise OSError("bind_cores needs os.sched_setaffinity (Linux)")
@@ -1171,9 +1192,10 @@ def register_cli(sub: Any) -> None:
     )
     p.add_argument(
         "--poll-allreduce",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="wait for the gradient all-reduce by polling instead of sleeping (gloo, CPU; "
-        "see docs/scale.md)",
+        "default: on when the processes x threads fit in the CPUs; see docs/scale.md)",
     )
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")

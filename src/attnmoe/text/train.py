@@ -99,6 +99,7 @@ def train_text(
     checkpoint_every: int = 0,
     resume: bool = False,
     bind_cores: bool = False,
+    poll_allreduce: bool | None = None,
     verbose: int = 1,
     vocab: Vocabulary | None = None,
     data: EncodedCorpus | None = None,
@@ -154,6 +155,10 @@ def train_text(
         Continue from the newest checkpoint in ``checkpoint_dir``.
     bind_cores : bool
         Pin each process to its own CPUs (Linux).
+    poll_allreduce : bool or None
+        With ``nproc > 1`` on CPU: each process waits for the gradient
+        all-reduce by polling instead of sleeping; ``None`` decides from the
+        free CPUs (:func:`~attnmoe.model.distributed.train_mlm_distributed`).
     verbose : int
         0 silent; 1 progress messages and bars.
     vocab, data : optional
@@ -260,6 +265,7 @@ def train_text(
             resume=resume,
             verbose=verbose,
             bind_cores=bind_cores,
+            poll_allreduce=poll_allreduce,
         )
 
     histories: dict[str, Any] = {}
@@ -396,6 +402,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         action="store_true",
         help="pin each process to its own CPUs (Linux; with --nproc, one core per process)",
     )
+    parser.add_argument(
+        "--poll-allreduce",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with --nproc on CPU: wait for the gradient all-reduce by polling, not sleeping "
+        "(default: on when the processes x threads fit in the CPUs)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
 
@@ -432,6 +445,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
         bind_cores=args.bind_cores,
+        poll_allreduce=args.poll_allreduce,
         verbose=0 if args.quiet else 1,
     )
     return 0
