@@ -219,8 +219,9 @@ def main() -> None:
     machine_start = machine_description("at start")
     variants = ["", "_bound"] if args.bind_cores else [""]
     waits = ["", "_polled"] if args.poll_allreduce else [""]
-    kinds = [k + v for v in variants for k in ("one", "two", "pair")]
-    kinds += [f"two{v}_polled" for v in variants if args.poll_allreduce]
+    kinds = []  # in this order within each repeat: a ratio's two runs meet similar load
+    for v in variants:
+        kinds += ["one" + v, *(f"two{v}{w}" for w in waits), "pair" + v]
     rates: dict[tuple[str, int], list[float]] = {(k, b): [] for b in batches for k in kinds}
     peaks: dict[tuple, list[float]] = {}
     losses: dict[tuple, list[float]] = {}
@@ -266,11 +267,12 @@ def main() -> None:
         " independent 1-process runs on half the global batch each, at the same time: the"
         " same arithmetic as DDP with no communication, i.e. what 2 processes can reach on"
         " this machine. Paired: the ratio of the 2- and 1-process runs of the same repeat"
-        " (run back to back, so they met similar load), median (range) over repeats.",
+        " (run close together, so they met similar load: 1 process, 2 sleeping, 2 polled"
+        " when measured, then the ceiling), median (range) over repeats.",
         "",
         "| global batch (windows / masked predictions per step) | processes | 1 process"
-        " | 2 processes (DDP; polled: `poll_allreduce`) | speed-up (of the medians) |"
-        " speed-up, paired |"
+        " | 2 processes (DDP; polled: `poll_allreduce`, else sleeping) |"
+        " speed-up (of the medians) | speed-up, paired |"
         " ceiling (2 independent halves) | DDP share of the ceiling |"
         " peak RSS per process, 1 / 2 processes (MiB) |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
@@ -306,6 +308,16 @@ def main() -> None:
             + ("(met)" if ratio >= 1.7 else "(not met)")
         )
 
+    def polled_vs_sleeping(v: str, b: int) -> str:
+        ratios = [
+            p / t for p, t in zip(rates[f"two{v}_polled", b], rates["two" + v, b], strict=True)
+        ]
+        faster = sum(r > 1 for r in ratios)
+        return (
+            f"batch {b}, {placement[v]}: median {statistics.median(ratios):.2f}x"
+            f" ({min(ratios):.2f}-{max(ratios):.2f}), polled faster in {faster} of {len(ratios)}"
+        )
+
     first = batches[0]
     lines += [
         "",
@@ -321,6 +333,17 @@ def main() -> None:
             else ""
         )
         + " (the same run).",
+        *(
+            [
+                "",
+                "Polled against sleeping 2-process runs, the ratio within each repeat (the two"
+                " run one after the other): "
+                + "; ".join(polled_vs_sleeping(v, b) for b in batches for v in variants)
+                + ".",
+            ]
+            if args.poll_allreduce
+            else []
+        ),
         "",
         f"## Bounded memory on a {args.corpus_tokens / 1e6:g}M-token corpus",
         "",

@@ -133,33 +133,63 @@ def test_two_processes_equal_one_process():
 @pytest.mark.parametrize("poll", [True, False])
 def test_polling_or_sleeping_ranks_give_the_same_weights(poll):
     """poll_allreduce changes how a rank waits, not what it computes."""
+    # weight decay makes the update depend on the gradient's scale (Adam alone would not
+    # notice a hook that summed the ranks' gradients instead of averaging them)
     one, two = _model(), _model()
-    train_mlm_distributed(one, SOURCE, global_batch=16, steps=12, lr=1e-2, nproc=1)
+    train_mlm_distributed(one, SOURCE, global_batch=16, steps=12, lr=1e-2, weight_decay=0.1)
     history = train_mlm_distributed(
-        two, SOURCE, global_batch=16, steps=12, lr=1e-2, nproc=2, threads=1, poll_allreduce=poll
-    )
+        two, SOURCE, global_batch=16, steps=12, lr=1e-2, weight_decay=0.1, nproc=2, threads=1,
+        poll_allreduce=poll,
+    )  # fmt: skip
     assert _max_diff(one, two, skip=("key.bias",)) <= 1e-5
-    assert history.world_size == 2
+    assert history.world_size == 2 and history.polled is poll
+
+
+def test_the_gradient_scale_is_seen_by_the_same_weights_check():
+    """The check above can fail: doubling the gradient moves the weights under weight decay."""
+    one, two = _model(), _model()
+    train_mlm_distributed(one, SOURCE, global_batch=16, steps=12, lr=1e-2, weight_decay=0.1)
+    for p in two.parameters():
+        p.register_hook(lambda g: 2 * g)
+    train_mlm_distributed(two, SOURCE, global_batch=16, steps=12, lr=1e-2, weight_decay=0.1)
+    assert _max_diff(one, two, skip=("key.bias",)) > 1e-3
 
 
 @pytest.mark.parametrize(
-    ("requested", "device", "ranks", "threads", "expected"),
+    ("requested", "gloo", "ranks", "threads", "expected"),
     [
-        (None, "cpu", 2, 1, True),  # 2 x 1 threads on 4 CPUs
-        (None, "cpu", 2, 2, True),
-        (None, "cpu", 5, 1, False),  # more ranks than CPUs: polling would steal cores
-        (None, "cuda", 2, 1, False),  # nccl
-        (False, "cpu", 2, 1, False),
-        (True, "cpu", 8, 1, True),  # asked for
+        (None, True, 2, 1, True),  # 2 x 1 threads on 4 CPUs
+        (None, True, 2, 2, True),
+        (None, True, 5, 1, False),  # more ranks than CPUs: polling would steal cores
+        (None, False, 2, 1, False),  # nccl, or gloo for CUDA tensors
+        (False, True, 2, 1, False),
+        (True, True, 8, 1, True),  # asked for
     ],
 )
 def test_polling_by_default_only_where_the_ranks_fit(
-    monkeypatch, requested, device, ranks, threads, expected
+    monkeypatch, requested, gloo, ranks, threads, expected
 ):
     from attnmoe.model import distributed
 
     monkeypatch.setattr(distributed, "_usable_cpus", lambda: [0, 1, 2, 3])
-    assert distributed._resolve_polling(requested, device, None, ranks, threads) is expected
+    assert distributed._resolve_polling(requested, gloo, ranks, threads) is expected
+
+
+def test_gloo_on_cpu_reads_the_backend_or_the_callers_group(monkeypatch):
+    from attnmoe.model.distributed import _free_port, _gloo_on_cpu
+
+    assert _gloo_on_cpu("cpu", None, caller_group=False)
+    assert _gloo_on_cpu("cpu", "GLOO", caller_group=False)
+    assert not _gloo_on_cpu("cpu", "mpi", caller_group=False)
+    assert not _gloo_on_cpu("cuda", None, caller_group=False)
+    # a group made without naming a backend: gloo for CPU tensors
+    torch.distributed.init_process_group(
+        init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1
+    )
+    try:
+        assert _gloo_on_cpu("cpu", None, caller_group=True)
+    finally:
+        torch.distributed.destroy_process_group()
 
 
 def test_polled_allreduce_hook_runs_once_per_step(monkeypatch):
@@ -174,11 +204,18 @@ def test_polled_allreduce_hook_runs_once_per_step(monkeypatch):
 
     monkeypatch.setattr(distributed, "_polled_allreduce_hook", counting_hook)
     _torchrun_env(monkeypatch)
-    plain, polled = _model(), _model()
-    train_mlm_distributed(plain, SOURCE, global_batch=16, steps=5, lr=1e-2, poll_allreduce=False)
-    assert calls == []
-    train_mlm_distributed(polled, SOURCE, global_batch=16, steps=5, lr=1e-2, poll_allreduce=True)
-    assert calls == [0] * 5  # one bucket for the whole gradient, all-reduced every step
+    # 1.6 MiB of gradient: DDP's defaults would make two buckets (the first of 1 MiB)
+    source = SyntheticSource(n_tokens=8 * 16 * 6, window=8, vocab_size=3000, seed=3)
+    config = AttentionConfig(vocab_size=3000, max_len=8, d_model=64, n_heads=2)
+    torch.manual_seed(0)
+    plain = BidirectionalAttention(config)
+    polled = BidirectionalAttention(config)
+    polled.load_state_dict(plain.state_dict())
+    assert sum(p.numel() for p in plain.parameters()) * 4 > 1.5 * 2**20
+    h = train_mlm_distributed(plain, source, global_batch=16, steps=5, poll_allreduce=False)
+    assert calls == [] and not h.polled
+    h = train_mlm_distributed(polled, source, global_batch=16, steps=5, poll_allreduce=True)
+    assert calls == [0] * 5 and h.polled  # one bucket for the whole gradient, every step
     assert _max_diff(plain, polled) <= 1e-6
 
 

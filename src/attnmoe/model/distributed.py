@@ -384,6 +384,9 @@ class DistributedHistory:
         ``[step, rss of rank 0, rss of rank 1, ...]`` sampled at each log point.
     checkpoints
         Checkpoints written this session.
+    polled
+        Whether the ranks waited for the gradient all-reduce by polling it
+        (``poll_allreduce``); False on one process, where nothing is reduced.
     """
 
     train_loss: list[float] = field(default_factory=list)
@@ -395,6 +398,7 @@ class DistributedHistory:
     peak_rss_mib: list[float] = field(default_factory=list)
     rss_mib: list[list[float]] = field(default_factory=list)
     checkpoints: list[str] = field(default_factory=list)
+    polled: bool = False
 
     @property
     def predictions_per_second(self) -> float:
@@ -494,8 +498,12 @@ def _device_for(kind: str, local_rank: int) -> torch.device:
     raise ValueError(f"device must be 'cpu' or 'cuda', got {kind!r}")
 
 
+# lets gloo's own threads run on this core between polls
+_yield_core = getattr(os, "sched_yield", lambda: time.sleep(0))
+
+
 def _polled_allreduce_hook(state, bucket):  # no annotations: DDP checks them, as objects
-    """DDP's default gradient all-reduce (sum, then mean over ranks), waited for by polling.
+    """DDP's default gradient all-reduce (divide by the ranks, then sum), waited for by polling.
 
     The rank's core stays busy (yielding to gloo's threads) instead of sleeping:
     on a virtual machine an idle core may be descheduled, and the rank then comes
@@ -505,7 +513,7 @@ def _polled_allreduce_hook(state, bucket):  # no annotations: DDP checks them, a
     tensor = bucket.buffer().div_(dist.get_world_size(state))
     work = dist.all_reduce(tensor, group=state, async_op=True)
     while not work.is_completed():
-        os.sched_yield()
+        _yield_core()
     work.wait()  # raises if the all-reduce failed
     future: torch.futures.Future = torch.futures.Future()
     future.set_result(tensor)
@@ -575,6 +583,7 @@ def _run_rank(
         )
         if job.poll_allreduce:
             ddp.register_comm_hook(None, _polled_allreduce_hook)
+            history.polled = True
     else:
         ddp = objective
     masking = job.masking
@@ -690,21 +699,24 @@ def _init_group(job: _Job, rank: int, world: int) -> bool:
     return True
 
 
-def _gloo_on_cpu(device: str, backend: str | None) -> bool:
-    """Whether the process group is (or will be) gloo, with the model on the CPU."""
-    group = dist.get_backend() if dist.is_initialized() else backend
-    return device == "cpu" and group in (None, "gloo")
+def _gloo_on_cpu(device: str, backend: str | None, caller_group: bool) -> bool:
+    """Whether CPU gradients go over gloo: in the caller's process group (``caller_group``,
+    under a launcher), else in the one this call makes."""
+    if device != "cpu":
+        return False
+    if caller_group:  # e.g. "cpu:gloo,cuda:nccl" for init_process_group() without a backend
+        return "cpu:gloo" in str(dist.get_backend_config()).lower()
+    return (backend or "gloo").lower() == "gloo"
 
 
 def _resolve_polling(
-    requested: bool | None, device: str, backend: str | None, local_world: int, threads: int
+    requested: bool | None, gloo_on_cpu: bool, local_world: int, threads: int
 ) -> bool:
     """``poll_allreduce``: as requested, else on when gloo runs on the CPU and this node's
     ranks x threads fit in the CPUs it may use (a polling rank keeps its core busy)."""
     if requested is not None:
         return requested
-    fits = local_world * threads <= len(_usable_cpus())
-    return _gloo_on_cpu(device, backend) and fits
+    return gloo_on_cpu and local_world * threads <= len(_usable_cpus())
 
 
 def _spawned_rank(local_rank: int, job: _Job, world: int) -> None:
@@ -934,6 +946,7 @@ def train_mlm_distributed(
         to choose. In two runs on the project's 2-core VM, 2 processes (not
         bound) reached 1.5-2.1x one process polling, 1.3-1.8x sleeping
         (``docs/benchmarks.md``, "Scale-out").
+        No effect on one process (nothing is reduced).
 
     Returns
     -------
@@ -974,8 +987,6 @@ def train_mlm_distributed(
         raise ValueError("the budget must be at least one step")
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs a checkpoint_dir")
-    if poll_allreduce and not _gloo_on_cpu(device, backend):
-        raise ValueError("poll_allreduce=True is for the gloo backend on CPU")
 
     torchrun = _launched_by_torchrun()
     world = int(os.environ["WORLD_SIZE"]) if torchrun else int(nproc)
@@ -983,6 +994,9 @@ def train_mlm_distributed(
         raise ValueError("nproc must be positive")
     if global_batch % world:
         raise ValueError(f"global_batch={global_batch} is not divisible by {world} processes")
+    gloo_on_cpu = _gloo_on_cpu(device, backend, caller_group=torchrun and dist.is_initialized())
+    if poll_allreduce and not gloo_on_cpu:
+        raise ValueError("poll_allreduce=True is for the gloo backend on CPU")
     job = _Job(
         source=source,
         global_batch=global_batch,
@@ -1017,7 +1031,7 @@ def train_mlm_distributed(
             )
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
         job.poll_allreduce = _resolve_polling(  # before binding narrows the usable CPUs
-            poll_allreduce, device, backend, local_world, threads or torch.get_num_threads()
+            poll_allreduce, gloo_on_cpu, local_world, threads or torch.get_num_threads()
         )
         with _cores(bind_cores, local_rank, local_world, threads):
             ours = _init_group(job, rank, world)
@@ -1045,7 +1059,7 @@ def train_mlm_distributed(
 
     if job.threads is None:
         job.threads = max(1, len(_usable_cpus()) // world)
-    job.poll_allreduce = _resolve_polling(poll_allreduce, device, backend, world, job.threads)
+    job.poll_allreduce = _resolve_polling(poll_allreduce, gloo_on_cpu, world, job.threads)
     if bind_cores:  # refuse here rather than in every child
         if not hasattr(os, "sched_setaffinity"):
             raise OSError("bind_cores needs os.sched_setaffinity (Linux)")

@@ -157,8 +157,10 @@ def train_text(
         Pin each process to its own CPUs (Linux).
     poll_allreduce : bool or None
         With ``nproc > 1`` on CPU: each process waits for the gradient
-        all-reduce by polling instead of sleeping; ``None`` decides from the
-        free CPUs (:func:`~attnmoe.model.distributed.train_mlm_distributed`).
+        all-reduce by polling instead of sleeping; ``None``: on when the
+        processes x threads fit in the CPUs this process may use
+        (:func:`~attnmoe.model.distributed.train_mlm_distributed`). No effect
+        on one process.
     verbose : int
         0 silent; 1 progress messages and bars.
     vocab, data : optional
