@@ -58,13 +58,14 @@ not chosen on training rows) 0.781 ± 0.031 (paper: 0.793, one run), then weight
 (the same status) 0.769 ± 0.039; the paper's model rerun \
 in Keras, 20 seeds: 0.729 ± 0.057 (5 of 20 seeds reach the paper's 0.7929) | no | the same; \
 Tabular: hidden context 0.3; the paper's model in Keras (auto-mpg) |
-| 2 DDP processes >= 1.7x one process (2-core VM) | two runs, ranks polling the all-reduce \
-(`poll_allreduce`, the default where the ranks fit the cores): 1.76x and 2.08x at 512 windows \
-per step (bound to cores 1.79x and 1.72x), 1.51x and 1.63x at 128; ranks sleeping as DDP's \
-default: 1.77x / 1.81x and 1.27x / 1.42x (1.51-1.53x at 512 in the four runs before); \
-polling ahead in 8 of 8 paired comparisons; two independent processes: 1.85-2.12x | yes at \
-512 windows per step, no at 128 | Scale-out: data-parallel training (and its second run); \
-where DDP's extra time per step goes |
+| 2 DDP processes >= 1.7x one process (2-core VM) | three runs, ranks polling the \
+all-reduce (`poll_allreduce`, the default where the ranks fit the cores) and bound to cores \
+(`--bind-cores`): 1.79x, 1.72x and 1.79x at 512 windows per step, 1.42x, 1.61x and 1.71x at \
+128; polling, not bound: 1.76x, 2.08x, 1.66x and 1.51x, 1.63x, 1.61x; ranks sleeping (DDP's \
+default wait): 1.77x, 1.81x, 1.46x and 1.27x, 1.42x, 1.44x; polling faster in 19 of 20 \
+repeats run side by side; two independent processes: 1.85-2.12x | yes at 512 windows per \
+step with polling and bound cores (3 runs of 3), not reliably at 128 (1 of 3) | Scale-out: \
+data-parallel training (and its second and third runs); where DDP's extra time per step goes |
 """
 
 # (title, results file, note written here about what the numbers say)
@@ -699,59 +700,68 @@ SECTIONS: list[tuple[str, str, str]] = [
     (
         "Scale-out: data-parallel training",
         "ddp.md",
-        "Reading: two runs of the same command, both in this section and the next; polling "
-        "(`poll_allreduce`, now the default where the ranks fit the cores) is new in them. "
-        "The goal (2 processes >= 1.7x one process) is **met at 512 windows per step** with "
-        "polling, in both runs: 1.76x and 2.08x (paired 1.90x and 2.00x), bound to cores "
-        "1.79x and 1.72x (paired 1.87x and 1.84x). It is **not met at 128 windows**: "
-        "polled 1.51x and 1.63x, bound 1.42x and 1.61x. Polling beats sleeping in all eight "
-        "paired comparisons (2 batches x 2 placements x 2 runs): at 128 windows paired 1.52x "
-        "/ 1.48x against 1.35x / 1.41x (bound: 1.41x / 1.61x against 1.40x / 1.37x), at 512 "
-        "windows 1.90x / 2.00x against 1.73x / 1.75x (bound: 1.87x / 1.84x against 1.72x / "
-        "1.77x). Sleeping ranks also reached 1.77x and 1.81x at 512 windows in these two "
-        "runs (bound 1.61x and 1.77x), where the four runs before them with the same code "
-        "path gave 1.51-1.53x: this VM varies from day to day, so read the paired ratios "
-        "for the effect of polling and the several runs for the level. Two independent "
-        "processes doing the same arithmetic without communication (the ceiling) reach "
-        "1.85-2.12x; polled DDP gets 81-98 % of it unbound, sleeping DDP 69-85 %. Memory "
-        "stays flat while training on the 100M-token corpus (peak 472-475 MiB per process) "
-        "and streaming a whole epoch of it (440 MiB from the first chunk on). On an idle "
-        '16-core host an earlier version reached 1.58-1.63x ("other machines" below).',
+        "Reading: three runs of the same command on one day (this section and the next "
+        "two); ranks that wait for the all-reduce by polling (`poll_allreduce`, now the "
+        "default where the ranks fit the cores) are new in them. In the third run, the "
+        "only one where each polled 2-process run directly follows the sleeping one, "
+        "polling was faster in 19 of 20 repeats (median 1.07-1.11x per configuration); in "
+        "the first two, where the polled runs came last in each repeat, in 31 of 40. The "
+        "goal (2 processes >= 1.7x one process) is **met at 512 windows per step with "
+        "polling and each process bound to its own core** (`bind_cores`) in all three "
+        "runs: 1.79x, 1.72x and 1.79x (paired 1.87x, 1.84x and 1.72x); polling without "
+        "binding gave 1.76x, 2.08x and 1.66x. At 128 windows per step it is **not met** "
+        "reliably: polled and bound 1.42x, 1.61x and 1.71x, polled 1.51x, 1.63x and 1.61x. "
+        "Sleeping ranks (DDP's default wait, and this project's before this change): "
+        "1.27x, 1.42x and 1.44x at 128 windows, 1.77x, 1.81x and 1.46x at 512 (the four "
+        "runs before these gave 1.51-1.53x at 512): the VM varies from run to run, so read "
+        "the within-repeat ratios for the effect of polling and the several runs for the "
+        "level. Two independent processes doing the same arithmetic without communication "
+        "(the ceiling) reach 1.85-2.12x; polled DDP gets 74-98 % of it, sleeping DDP "
+        "69-87 %. Memory stays flat while training on the 100M-token corpus (peak 472-477 "
+        "MiB per process) and streaming a whole epoch of it (440 MiB at every sample after "
+        "the start). On an idle 16-core host an earlier version reached 1.58-1.63x "
+        '("other machines" below).',
     ),
     (
         "Scale-out: data-parallel training, second run",
         "ddp_run2.md",
-        "Reading: the same command a few minutes after the first run (the previous "
-        "section reads both).",
+        "Reading: the same command right after the first run (the first section reads all "
+        "three runs).",
+    ),
+    (
+        "Scale-out: data-parallel training, third run",
+        "ddp_run3.md",
+        "Reading: the same command after a review moved each polled run right after the "
+        "sleeping one in every repeat and added the within-repeat comparison of the two "
+        "(the first section reads all three runs).",
     ),
     (
         "Scale-out: where DDP's extra time per step goes",
         "ddp_overhead.md",
         "Reading: a DDP step takes 35.4 ms against 24.0 ms for the same step without "
         "communication (`solo`), and a barrier after each step, which exchanges nothing, "
-        "already brings `solo` to 32.3 ms (73 % of the gap): the forward and backward "
-        "passes, which contain no communication, run slower when the two ranks step "
-        "together (forward 11.4 vs 9.4 ms, backward 17.2 vs 13.7 ms, CPU time 30.3 vs 23.8 "
-        "ms), so lockstep costs arithmetic, not only waiting. New in this run: a rank that "
-        "waits by polling instead of sleeping keeps most of its speed. With a polled barrier "
-        "(`barrier_spin`) the step takes 27.4 ms (forward 10.0, backward 15.2), removing 4.9 "
-        "of the barrier's 8.3 ms; a rank that sleeps while it waits comes back slower (on "
-        "this VM an idle virtual CPU may be descheduled and lose its caches). The same "
-        "polling in a DDP communication hook (`ddp_spin`: one bucket, all-reduced and "
-        "polled) gives 31.7 ms against 36.1 ms for one bucket waited for the usual way and "
-        "35.4 ms for DDP's defaults: about 4 ms (11 %) less per step, still 7.7 ms above "
-        "`solo` where the bare all-reduce takes 1.3 ms. It is now an option of "
-        "`train_mlm_distributed` (`poll_allreduce`, on by default where the ranks fit the "
-        "cores), whose throughput the two previous sections measure. "
-        "The usual knobs do not close the gap: pinning each rank to its own core (37.7 ms), "
-        "one bucket (36.1 ms) or 0.25 MiB buckets (36.2 ms) against DDP's defaults (35.4 "
-        "ms). Compressing the gradient (DDP's bf16 hook) would only shrink the all-reduce. "
-        "Larger batches help: in the two runs above 512 windows per step gave 1.6-2.1x "
-        "where 128 gave 1.3-1.6x (in the four runs before them, sleeping ranks not bound, "
-        "1.51-1.53x against 1.24-1.61x). Earlier runs of this probe gave ddp / solo / "
-        "barrier 64 / 36.5 / 48 ms (commit 1f85c35), 49 / 28 / 43 ms (commit 2d24491, "
-        "DDP's default buckets) and 49 / 33 / 45 ms (commit dbf9611, `ddp` with one "
-        "bucket): across the four runs lockstep alone made up 40-75 % of the gap.",
+        "already brings `solo` to 32.3 ms (73 % of the gap): the forward and backward passes, "
+        "which contain no communication, run slower when the two ranks step together (forward "
+        "11.4 vs 9.4 ms, backward 17.2 vs 13.7 ms, CPU time 30.3 vs 23.8 ms), so lockstep costs"
+        " arithmetic, not only waiting. New in this run: a rank that waits by polling instead "
+        "of sleeping keeps most of its speed. With a polled barrier (`barrier_spin`) the step "
+        "takes 27.4 ms (forward 10.0, backward 15.2), removing 4.9 of the barrier's 8.3 ms; a "
+        "rank that sleeps while it waits comes back slower (on this VM an idle virtual CPU may "
+        "be descheduled and lose its caches). The same polling in a DDP communication hook "
+        "(`ddp_spin`: one bucket, all-reduced and polled) gives 31.7 ms against 36.1 ms for one"
+        " bucket waited for the usual way and 35.4 ms for DDP's defaults: about 4 ms (11 %) "
+        "less per step, still 7.7 ms above `solo` where the bare all-reduce takes 1.3 ms. It is"
+        " now an option of `train_mlm_distributed` (`poll_allreduce`, on by default where the "
+        "ranks fit the cores), whose throughput the two previous sections measure. The usual "
+        "knobs do not close the gap: pinning each rank to its own core (37.7 ms), one bucket "
+        "(36.1 ms) or 0.25 MiB buckets (36.2 ms) against DDP's defaults (35.4 ms). Compressing "
+        "the gradient (DDP's bf16 hook) would only shrink the all-reduce. Larger batches help: "
+        "in each of the 12 configurations of the three runs above, 512 windows per step gave a "
+        "higher speed-up than 128 (by 0.02x to 0.50x; in the four runs before them, with "
+        "sleeping ranks, in 3 of 4). Earlier runs of this probe gave ddp / solo / barrier 64 / "
+        "36.5 / 48 ms (commit 1f85c35), 49 / 28 / 43 ms (commit 2d24491, DDP's default buckets)"
+        " and 49 / 33 / 45 ms (commit dbf9611, `ddp` with one bucket): across the four runs "
+        "lockstep alone made up 40-75 % of the gap.",
     ),
     (
         "Scale-out: a larger model",
@@ -760,9 +770,10 @@ SECTIONS: list[tuple[str, str, str]] = [
         "times the window (d_model = 256, L = 64: 5.0 MiB of gradient instead of 1.7, and "
         "0.14-0.56 s of arithmetic per step for one process), 2 processes give 1.42x one "
         "process at 32 windows (2,048 masked predictions) per step and 1.57x at 128 "
-        "(8,192), against a ceiling of 1.80x and 1.95x: DDP gets 79-80 % of it, the small "
-        "model 73-76 %, whatever the arithmetic per step or the size of the gradient "
-        "(ranks that sleep while they wait: this run predates `poll_allreduce`). "
+        "(8,192), against a ceiling of 1.80x and 1.95x: DDP gets 79-80 % of it, within the "
+        "62-87 % the small model's sleeping ranks got in the runs above and the one before "
+        "them, whatever the arithmetic per step or the size of the gradient (ranks that "
+        "sleep while they wait: this run predates `poll_allreduce`). "
         "The 10M-token corpus here only checks memory for this model; the 100M-token run "
         "is in the first scale-out section.",
     ),

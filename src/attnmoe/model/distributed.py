@@ -943,8 +943,9 @@ def train_mlm_distributed(
         machines). Same arithmetic, same weights. ``None`` (default): on with
         gloo on the CPU when this node's processes x ``threads`` fit in the
         CPUs it may use, else off; ``True`` (gloo on CPU only) or ``False``
-        to choose. In two runs on the project's 2-core VM, 2 processes (not
-        bound) reached 1.5-2.1x one process polling, 1.3-1.8x sleeping
+        to choose. In three runs on the project's 2-core VM, 2 processes (not
+        bound) reached 1.5-2.1x one process polling, 1.3-1.8x sleeping; with
+        ``bind_cores`` too, 1.72-1.79x at 512 windows per step
         (``docs/benchmarks.md``, "Scale-out").
         No effect on one process (nothing is reduced).
 
