@@ -1158,7 +1158,9 @@ def _cmd_train_ddp(args: Any) -> int:
         last = history.train_loss[-1] if history.train_loss else float("nan")
         print(
             f"{history.steps} steps on {history.world_size} process(es) "
-            f"(from step {history.start_step}): final loss {last:.4f}, "
+            f"(from step {history.start_step}"
+            + ("; ranks polled the all-reduce" if history.polled else "")
+            + f"): final loss {last:.4f}, "
             f"{history.predictions_per_second:,.0f} masked predictions/s, "
             f"peak RSS per process {', '.join(f'{r:.0f}' for r in history.peak_rss_mib)} MiB"
             + (f"; model: {args.out}" if args.out else "")
