@@ -934,8 +934,9 @@ def train_mlm_distributed(
         other's cores. Every thread of the process is pinned for the duration
         of the call and gets its CPUs back afterwards. Under torchrun the slice
         follows ``LOCAL_RANK`` / ``LOCAL_WORLD_SIZE``. Slices follow CPU
-        numbers, not physical cores. It made no consistent difference on the
-        project's shared 2-core VM (``docs/benchmarks.md``, "Scale-out").
+        numbers, not physical cores. On the project's shared 2-core VM it made
+        no consistent difference on average, but with ``poll_allreduce`` the
+        runs were steadier (``docs/benchmarks.md``, "Scale-out").
     poll_allreduce
         Wait for the gradient all-reduce by polling it instead of sleeping,
         with the whole gradient in one bucket: each rank keeps its core busy
@@ -946,8 +947,8 @@ def train_mlm_distributed(
         to choose. In three runs on the project's 2-core VM, 2 processes (not
         bound) reached 1.5-2.1x one process polling, 1.3-1.8x sleeping; with
         ``bind_cores`` too, 1.72-1.79x at 512 windows per step
-        (``docs/benchmarks.md``, "Scale-out").
-        No effect on one process (nothing is reduced).
+        (``docs/benchmarks.md``, "Scale-out"). No effect on one process
+        (nothing is reduced).
 
     Returns
     -------
