@@ -15,7 +15,7 @@ phases to see what the gap is made of, with 2 processes of one thread each:
 - ``ddp_small_buckets``: ``ddp`` with 0.25 MiB buckets, more overlap;
 - ``barrier_spin`` / ``ddp_spin``: as ``barrier`` / ``ddp_one_bucket``, but the
   rank waits for the barrier or all-reduce by polling it in a busy loop instead
-  of blocking (``ddp_spin``: a DDP communication hook), so its core never idles:
+  of blocking (``ddp_spin``: ``train_mlm_distributed``'s polling hook), so its core never idles:
   does a rank that sleeps while it waits come back slower?
 - a bare gloo all-reduce of a tensor the size of the gradient.
 
@@ -45,7 +45,7 @@ import torch.multiprocessing as mp
 
 from attnmoe import AttentionConfig, BidirectionalAttention
 from attnmoe.bench.machine import machine_description
-from attnmoe.model.distributed import _Objective
+from attnmoe.model.distributed import _Objective, _polled_allreduce_hook, _wait_polling
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ddp_overhead.md"
 PHASES = ("forward", "backward", "optimizer", "step", "cpu")
@@ -58,21 +58,6 @@ BUCKET_MIB = {
     "ddp": None, "ddp_pinned": None, "ddp_one_bucket": 25.0, "ddp_small_buckets": 0.25,
     "ddp_spin": 25.0,
 }  # fmt: skip
-
-
-def _spin(work: dist.Work) -> None:
-    """Wait for ``work`` by polling: the core stays busy instead of sleeping."""
-    while not work.is_completed():
-        os.sched_yield()  # lets gloo's own threads run on this core meanwhile
-
-
-def _spin_allreduce_hook(state, bucket):  # no annotations: DDP checks them, as objects
-    """DDP's default all-reduce hook (sum, then mean over ranks), waited for by polling."""
-    tensor = bucket.buffer().div_(dist.get_world_size())
-    _spin(dist.all_reduce(tensor, async_op=True))
-    future: torch.futures.Future = torch.futures.Future()
-    future.set_result(tensor)
-    return future
 
 
 def _init(rank: int, port: int) -> None:
@@ -109,7 +94,7 @@ def _train(rank: int, port: int, mode: str, args: argparse.Namespace, out: dict)
         else objective
     )
     if mode == "ddp_spin":
-        net.register_comm_hook(None, _spin_allreduce_hook)
+        net.register_comm_hook(None, _polled_allreduce_hook)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     generator = torch.Generator().manual_seed(args.seed + rank)
     per_rank = args.global_batch // 2
@@ -125,7 +110,7 @@ def _train(rank: int, port: int, mode: str, args: argparse.Namespace, out: dict)
         t2 = time.perf_counter()
         optimizer.step()
         if mode == "barrier_spin":
-            _spin(dist.barrier(async_op=True))
+            _wait_polling(dist.barrier(async_op=True))
         elif mode.startswith("barrier"):
             dist.barrier()
         t3, cpu3 = time.perf_counter(), time.process_time()

@@ -502,6 +502,13 @@ def _device_for(kind: str, local_rank: int) -> torch.device:
 _yield_core = getattr(os, "sched_yield", lambda: time.sleep(0))
 
 
+def _wait_polling(work: dist.Work) -> None:
+    """Wait for ``work`` by polling it: the core stays busy instead of sleeping."""
+    while not work.is_completed():
+        _yield_core()
+    work.wait()  # raises if the collective failed
+
+
 def _polled_allreduce_hook(state, bucket):  # no annotations: DDP checks them, as objects
     """DDP's default gradient all-reduce (divide by the ranks, then sum), waited for by polling.
 
@@ -511,10 +518,7 @@ def _polled_allreduce_hook(state, bucket):  # no annotations: DDP checks them, a
     default hook, so the same weights.
     """
     tensor = bucket.buffer().div_(dist.get_world_size(state))
-    work = dist.all_reduce(tensor, group=state, async_op=True)
-    while not work.is_completed():
-        _yield_core()
-    work.wait()  # raises if the all-reduce failed
+    _wait_polling(dist.all_reduce(tensor, group=state, async_op=True))
     future: torch.futures.Future = torch.futures.Future()
     future.set_result(tensor)
     return future
