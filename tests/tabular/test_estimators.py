@@ -28,7 +28,9 @@ def _rule_table(n=300, seed=0):
 
 
 # Every check passes: none is skipped or expected to fail (also when training on partial
-# rows or with independently drawn rows).
+# rows or with independently drawn rows). pytest reports scikit-learn's array-API checks
+# as skipped: scikit-learn itself skips them unless SCIPY_ARRAY_API=1 is set and an
+# array library is installed; this estimator does not claim array-API support.
 @parametrize_with_checks(
     [
         AttentionMoEClassifier(**FAST),
@@ -53,6 +55,27 @@ def test_classifier_learns_rule_from_dataframe():
     np.testing.assert_allclose(proba.sum(1), 1.0)
     assert clf.encoder_.columns_[2].kind == "binned"  # float column
     assert clf.encoder_.columns_[0].kind == "categorical"
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        ["no", 1],  # numpy would make 1 the string "1"
+        [("eu", 1), ("us", 2)],  # numpy would make a 2-d array
+        [(1, "a"), (2, 3)],  # tuples whose items cannot be compared
+    ],
+)
+def test_any_hashable_labels_come_back_as_given(labels):
+    X, rule = _rule_table()
+    y = [labels[k] for k in (rule == "yes").astype(int)]
+    clf = AttentionMoEClassifier(**FAST).fit(X, y)
+    assert sorted(map(repr, clf.classes_)) == sorted(map(repr, labels))
+    predicted = clf.predict(X)
+    assert {type(v) for v in predicted} <= {type(v) for v in labels}
+    assert clf.score(X, y) == np.mean([p == t for p, t in zip(predicted, y, strict=True)])
+    assert clf.score(X, y) > 0.9
+    with pytest.raises(ValueError, match="hashable"):
+        AttentionMoEClassifier(**FAST).fit(X, [{"a": 1}, "b"] * (len(X) // 2))
 
 
 def test_missing_and_unseen_values_are_masked_with_a_warning():

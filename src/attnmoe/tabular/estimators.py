@@ -35,6 +35,52 @@ from .encoding import ColumnCoding, TableEncoder
 _PREDICT_CHUNK = 4096
 
 
+def _target_labels(y) -> np.ndarray:
+    """``y`` as a 1-d array with every label kept as given.
+
+    numpy would turn a list mixing ``1`` and ``"a"`` into the strings ``"1"`` and
+    ``"a"``, and a list of tuples into a 2-d array; such lists become object arrays
+    instead. Everything else goes through scikit-learn's ``column_or_1d``.
+    """
+    if isinstance(y, (list, tuple)) and len(y) and not any(
+        isinstance(v, (list, np.ndarray)) for v in y
+    ):
+        kinds = {type(v) for v in y}
+        if len(kinds) > 1 or issubclass(kinds.pop(), tuple):
+            labels = np.empty(len(y), dtype=object)
+            labels[:] = list(y)
+            return labels
+    return column_or_1d(y, warn=True)
+
+
+def _check_target_labels(y: np.ndarray) -> None:
+    """Refuse what cannot be a class label; object arrays may hold any hashable labels."""
+    if y.dtype != object or all(isinstance(v, str) for v in y):
+        check_classification_targets(y)  # e.g. refuses continuous floats
+        return
+    for value in y:
+        try:
+            hash(value)
+        except TypeError:
+            raise ValueError(f"class labels must be hashable, got {value!r}") from None
+        if isinstance(value, (float, np.floating)) and not float(value).is_integer():
+            raise ValueError(f"Unknown label type: continuous value {value!r} among the labels")
+
+
+def _unique_labels(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted classes and each label's index; labels of several types that cannot be
+    compared are ordered by type name, then ``repr`` (deterministic)."""
+    try:
+        return np.unique(y, return_inverse=True)
+    except TypeError:
+        distinct = list(dict.fromkeys(y))
+        distinct.sort(key=lambda v: (type(v).__name__, repr(v)))
+        classes = np.empty(len(distinct), dtype=object)
+        classes[:] = distinct
+        index = {label: k for k, label in enumerate(distinct)}
+        return classes, np.array([index[v] for v in y], dtype=np.intp)
+
+
 def _number(name: str, value, low: float, high: float = math.inf, closed: bool = False) -> float:
     """``value`` as a float in ``[low, high)`` (``[low, high]`` if closed); else a clear error."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
@@ -439,16 +485,16 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
                 f"{type(self).__name__} requires y to be passed, but the target y is None"
             )
         frame = self._frame(X, reset=True)
-        y = column_or_1d(y, warn=True)
+        y = _target_labels(y)
         if len(y) != len(frame):
             raise ValueError(f"X has {len(frame)} rows but y has {len(y)}")
         if pd.isna(y).any():
             raise ValueError("y contains missing labels")
-        check_classification_targets(y)
+        _check_target_labels(y)
         _number("target_weight", self.target_weight, 0.0)
         share = _number("independent_rows", self.independent_rows, 0.0)
         table = self._with_unlabeled(frame, X_unlabeled)
-        self.classes_, y_codes = np.unique(y, return_inverse=True)
+        self.classes_, y_codes = _unique_labels(y)
         self.encoder_ = TableEncoder(self.n_bins, self.max_categories).fit(table)
         self.mask_id_ = max(self.encoder_.n_codes, len(self.classes_))
         codes = self.encoder_.encode(table, self.mask_id_, warn=False)
@@ -519,6 +565,14 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         """Most probable label per row."""
         best = self.predict_proba(X).argmax(1)
         return self.classes_[best]
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """Mean accuracy of :meth:`predict` on ``(X, y)``; labels of any hashable type."""
+        truth = _target_labels(y)
+        if truth.dtype != object:
+            return super().score(X, y, sample_weight=sample_weight)
+        hits = [a == b for a, b in zip(self.predict(X), truth, strict=True)]
+        return float(np.average(hits, weights=sample_weight))
 
     def save_pretrained(self, directory) -> Path:
         """Write the fitted classifier to ``directory`` (JSON + safetensors, no pickle).
