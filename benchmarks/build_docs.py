@@ -818,13 +818,37 @@ SECTIONS: list[tuple[str, str, str]] = [
 ]
 
 
+# `attnmoe bench tabular` reports end with the paper's accuracy for every model it reports;
+# the page shows that table once, in the first section that has it
+PAPER_TABLE = "The paper's test accuracy for every model it reports"
+
+
+def _drop_block(body: str, start: str, where: str) -> str:
+    """``body`` without the paragraph that begins with ``start`` and the table after it."""
+    lines = body.splitlines()
+    if not any(line.startswith(start) for line in lines):
+        return body
+    i = next(k for k, line in enumerate(lines) if line.startswith(start))
+    j = i + 2  # the paragraph's blank line, then the table
+    while j < len(lines) and lines[j].startswith("|"):
+        j += 1
+    note = f"({start}: as in the section {where}.)"
+    return "\n".join([*lines[:i], note, *lines[j:]])
+
+
 def main() -> None:
     parts = [INTRO]
+    paper_table_in = None
     for title, name, note in SECTIONS:
         path = RESULTS / name
         if not path.exists():
             continue
         body = path.read_text().strip()
+        if PAPER_TABLE in body:
+            if paper_table_in is not None:
+                body = _drop_block(body, PAPER_TABLE, paper_table_in)
+            else:
+                paper_table_in = f"'{title}'"
         # demote the results file's own headings below this section's
         lines = body.splitlines()
         body = "\n".join("##" + line if line.startswith("#") else line for line in lines)

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from sklearn.model_selection import GridSearchCV
 
+from attnmoe.bench.paper import load_paper_per_seed
 from attnmoe.bench.runner import (
     AUTO_MPG,
     OURS,
@@ -107,9 +108,17 @@ def test_report_counts_every_dataset_against_the_paper():
           "fit_seconds": 1.0} for d, s, a in rows]
     )  # fmt: skip
     report = markdown_report(results)
-    # 0.9 beats the paper on those seeds; 0.1 on auto-mpg beats nothing
-    assert "the paper's attention in 1 of 2 datasets" in report
-    assert "every baseline (ours and the paper's) in 1 of 2." in report
+    # 0.9 beats the paper on those seeds; 0.1 on auto-mpg beats nothing, and is counted apart
+    assert "the paper's attention in 1 of 1 settings" in report
+    assert "every baseline (ours and the paper's) in 1 of 1." in report
+    assert "auto-mpg: attnmoe 0.1000 < the paper's one run 0.7929; < the best" in report
+    # the MSE table, next to the paper's per-seed MSE on the same two seeds
+    paper = load_paper_per_seed(setting).set_index("seed").loc[[4951, 5657]]
+    mse_row = f"| {setting} | 0.300 ± 0.000 (n=2) | {paper['mse_test_at'].mean():.3f} |"
+    assert mse_row in report
+    # the paper's accuracy for every model it reports, its deep models on auto-mpg
+    assert f"| {setting} | {paper['acc_test_at'].mean():.3f} | " in report
+    assert "| auto-mpg | 0.793 | 0.657 | 0.721 | 0.657 | 0.700 | 0.707 | 0.764 |" in report
 
 
 def test_report_ties_the_papers_rounded_numbers():
@@ -118,9 +127,10 @@ def test_report_ties_the_papers_rounded_numbers():
         [{"dataset": AUTO_MPG, "seed": 0, "model": OURS, "test_accuracy": 107 / 140,
           "test_mse": 0.3, "fit_seconds": 1.0}]
     )  # fmt: skip
-    assert "every baseline (ours and the paper's) in 1 of 1." in markdown_report(results)
+    tie = "; >= the best baseline, category_embedding (paper) 0.7643."
+    assert tie in markdown_report(results)
     results["test_accuracy"] = 106 / 140
-    assert "every baseline (ours and the paper's) in 0 of 1." in markdown_report(results)
+    assert "; < the best baseline, category_embedding (paper) 0.7643." in markdown_report(results)
 
 
 def test_cli_search_runs_baselines_unchanged(tmp_path, capsys):

@@ -223,15 +223,24 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     return summary.reset_index()
 
 
-def _paper_on_seeds(dataset: str, seeds: Sequence[int]) -> dict[str, float]:
-    """The paper's per-seed test accuracy, averaged over exactly ``seeds`` (same data)."""
+PAPER_PER_SEED_CODES = {
+    "at": "paper attention",
+    "lr": "logistic_regression",
+    "rf": "random_forest",
+    "gb": "gradient_boosting",
+    "mlp": "mlp",
+}
+
+
+def _paper_on_seeds(dataset: str, seeds: Sequence[int], metric: str = "acc") -> dict[str, float]:
+    """The paper's per-seed test ``metric`` ("acc" or "mse") per model, averaged over exactly
+    ``seeds`` (same data); empty unless the paper has every one of them."""
     per_seed = load_paper_per_seed(dataset)
     rows = per_seed[per_seed["seed"].isin(list(seeds))]
     if len(rows) != len(set(seeds)):
         return {}
-    codes = {"at": "paper attention", "lr": "logistic_regression", "rf": "random_forest"}
-    codes |= {"gb": "gradient_boosting", "mlp": "mlp"}
-    return {name: float(rows[f"acc_test_{code}"].mean()) for code, name in codes.items()}
+    codes = PAPER_PER_SEED_CODES.items()
+    return {name: float(rows[f"{metric}_test_{code}"].mean()) for code, name in codes}
 
 
 def _at_least(ours: float, other: float) -> bool:
@@ -240,18 +249,66 @@ def _at_least(ours: float, other: float) -> bool:
     return round(ours, 4) >= round(other, 4)
 
 
+def _published(dataset: str, metric: str) -> pd.Series:
+    """The paper's published mean of ``metric`` ("test_accuracy"/"test_mse") per model."""
+    setting = "train origin=USA, test origin=Europe+Japan" if dataset == AUTO_MPG else dataset
+    paper = load_paper_results()
+    rows = paper[(paper["setting"] == setting) & (paper["metric"] == metric)]
+    return rows.set_index("model")["mean"]
+
+
+def _mean_sd(mean: float, sd: float, n: int, digits: int = 3) -> str:
+    spread = "" if np.isnan(sd) else f" ± {sd:.{digits}f}"
+    return f"{mean:.{digits}f}{spread} (n={n})"
+
+
+@dataclass
+class _Reference:
+    """The paper's numbers a dataset's runs are read against, for one metric."""
+
+    attention: float | None  # on the same seeds; auto-mpg: the one published run
+    baselines: dict[str, float]  # the same; auto-mpg: every published baseline
+    attention_published: float | None  # the paper's 20-seed mean (simulation)
+    same_seeds: bool
+
+
+def _reference(results: pd.DataFrame, dataset: str, metric: str) -> _Reference:
+    published = _published(dataset, {"acc": "test_accuracy", "mse": "test_mse"}[metric])
+    attention_published = published.get("attention")
+    if dataset == AUTO_MPG:  # one published run (seed 42): no per-seed results
+        baselines = {k: float(v) for k, v in published.items() if k != "attention"}
+        return _Reference(attention_published, baselines, attention_published, False)
+    mine = results[(results["dataset"] == dataset) & (results["model"] == OURS)]
+    runs = mine if len(mine) else results[results["dataset"] == dataset]
+    seeds = runs["seed"].drop_duplicates().tolist()  # attnmoe's seeds, else the run's
+    same = _paper_on_seeds(dataset, seeds, metric) if seeds else {}
+    attention = same.pop("paper attention", None)
+    return _Reference(attention, same, attention_published, True)
+
+
+def _best(reference: _Reference, lower_is_better: bool = False) -> str:
+    if not reference.baselines:
+        return "-"
+    pick = min if lower_is_better else max
+    name = pick(reference.baselines, key=reference.baselines.get)
+    where = "" if reference.same_seeds else ", published"
+    return f"{reference.baselines[name]:.3f} ({name}{where})"
+
+
 def markdown_report(results: pd.DataFrame, command: str = "") -> str:
     """Mean ± sd per dataset and model, next to the paper's numbers, with win counts.
 
     For the simulation the paper's per-seed results are averaged over the seeds
     that were run, so both sides are scored on identical data; the paper's
-    20-seed means are shown too.
+    20-seed means are shown too. auto-mpg is read against the paper's one
+    published run. Three tables: test accuracy, test MSE of the predicted bin,
+    and the paper's accuracy for every model it reports; then the win counts,
+    simulation and auto-mpg apart.
     """
     summary = summarize(results)
-    paper = load_paper_results()
-    paper = paper[paper["metric"] == "test_accuracy"]
     present = set(summary["model"])
     models = [m for m in MODEL_NAMES if m in present]  # ours first, then the baselines
+    datasets = list(dict.fromkeys(summary["dataset"]))
     lines = [f"Command: `{command}`", ""] if command else []
     if "attnmoe_unlabeled_test" in results.columns:
         lines += [
@@ -259,81 +316,116 @@ def markdown_report(results: pd.DataFrame, command: str = "") -> str:
             "labels) as `X_unlabeled`; the baselines and the paper did not.",
             "",
         ]
-    header = [
-        "dataset",
-        *models,
-        "paper attention (same seeds)",
-        "paper best baseline (same seeds)",
-    ]
-    header += ["paper attention (published)"]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    wins_vs_paper = wins_vs_best = n_sets = 0
-    for dataset in dict.fromkeys(summary["dataset"]):
-        rows = summary[summary["dataset"] == dataset].set_index("model")
-        cells = [dataset]
-        for m in models:
-            if m in rows.index:
-                r = rows.loc[m]
-                sd = "" if np.isnan(r.accuracy_sd) else f" ± {r.accuracy_sd:.3f}"
-                cells.append(f"{r.accuracy_mean:.3f}{sd} (n={int(r.n_runs)})")
-            else:
-                cells.append("-")
-        setting = "train origin=USA, test origin=Europe+Japan" if dataset == AUTO_MPG else dataset
-        published = paper[(paper["setting"] == setting)].set_index("model")["mean"]
-        if dataset == AUTO_MPG:
-            same = {}  # one published run (seed 42): no per-seed results
-        else:
-            mine = results[(results["dataset"] == dataset) & (results["model"] == OURS)]
-            runs = mine if len(mine) else results[results["dataset"] == dataset]
-            seeds = runs["seed"].drop_duplicates()  # attnmoe's seeds, else the run's
-            same = _paper_on_seeds(dataset, seeds.tolist()) if len(seeds) else {}
-        at_same = same.get("paper attention")
-        baselines_same = {k: v for k, v in same.items() if k != "paper attention"}
-        cells.append(f"{at_same:.3f}" if at_same is not None else "-")
-        published_baselines = {k: v for k, v in published.items() if k != "attention"}
-        if baselines_same:
-            best_name = max(baselines_same, key=baselines_same.get)
-            cells.append(f"{baselines_same[best_name]:.3f} ({best_name})")
-        elif dataset == AUTO_MPG and published_baselines:  # one published run, seed 42
-            best_name = max(published_baselines, key=published_baselines.get)
-            cells.append(f"{published_baselines[best_name]:.3f} ({best_name}, published)")
-        else:
-            cells.append("-")
-        at_published = published.get("attention")
-        cells.append(f"{at_published:.3f}" if at_published is not None else "-")
-        lines.append("| " + " | ".join(cells) + " |")
-        if OURS in rows.index:
-            ours = rows.loc[OURS].accuracy_mean
-            reference = at_same if at_same is not None else at_published
-            others = [rows.loc[m].accuracy_mean for m in rows.index if m != OURS]
-            others += list(baselines_same.values())
-            if dataset == AUTO_MPG:
-                others += list(published_baselines.values())
-            if reference is not None:
-                n_sets += 1
-                wins_vs_paper += _at_least(ours, reference)
-                wins_vs_best += bool(others) and _at_least(ours, max(others))
+
+    def table(metric: str, title: str) -> list[str]:
+        header = ["dataset", *models, "paper attention (same seeds)"]
+        header += ["paper best baseline (same seeds)", "paper attention (published)"]
+        out = [title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for dataset in datasets:
+            rows = summary[summary["dataset"] == dataset].set_index("model")
+            cells = [dataset]
+            for m in models:
+                if m in rows.index:
+                    r = rows.loc[m]
+                    mean, sd = r[f"{metric}_mean"], r[f"{metric}_sd"]
+                    cells.append(_mean_sd(mean, sd, int(r.n_runs)))
+                else:
+                    cells.append("-")
+            ref = _reference(results, dataset, "acc" if metric == "accuracy" else "mse")
+            same = ref.attention if ref.same_seeds else None
+            cells.append("-" if same is None else f"{same:.3f}")
+            cells.append(_best(ref, lower_is_better=metric == "mse"))
+            published = ref.attention_published
+            cells.append("-" if published is None else f"{published:.3f}")
+            out.append("| " + " | ".join(cells) + " |")
+        return out
+
+    lines += table("accuracy", "Test accuracy, mean ± sd over seeds:")
     lines += [
         "",
         "Mean fit time per model (s): "
         + ", ".join(
             f"{m} {summary[summary['model'] == m]['fit_seconds'].mean():.2f}" for m in models
         ),
+        "",
     ]
+    lines += table(
+        "mse",
+        "Test MSE of the predicted bin index, mean ± sd over seeds (lower is better; the "
+        "best baseline is the one with the lowest MSE):",
+    )
+
+    # the paper's own numbers for every model it reports on these datasets
+    paper_rows, paper_models = [], list(dict.fromkeys(["attention", *MODEL_NAMES[1:]]))
+    for dataset in datasets:
+        ref = _reference(results, dataset, "acc")
+        values = dict(ref.baselines)
+        if ref.attention is not None:
+            values["attention"] = ref.attention
+        paper_rows.append((dataset, values))
+        paper_models += [m for m in values if m not in paper_models]
+    paper_models = [m for m in paper_models if any(m in v for _, v in paper_rows)]
+    lines += [
+        "",
+        "The paper's test accuracy for every model it reports (simulation: its per-seed "
+        "results averaged over the same seeds; auto-mpg: its one published run):",
+        "",
+        "| dataset | " + " | ".join(paper_models) + " |",
+        "|" + "---|" * (len(paper_models) + 1),
+    ]
+    for dataset, values in paper_rows:
+        cells = [f"{values[m]:.3f}" if m in values else "-" for m in paper_models]
+        lines.append(f"| {dataset} | " + " | ".join(cells) + " |")
+
     if "chosen" in results.columns:
         chosen = results[results["model"] == OURS]
         lines += ["", "Settings chosen on the least typical training rows (runs per choice):", ""]
         for dataset, group in chosen.groupby("dataset", sort=False):
             counts = group["chosen"].fillna("none").value_counts()  # most chosen first
             lines.append(f"- {dataset}: " + "; ".join(f"{k}: {v}" for k, v in counts.items()))
-    if n_sets:
-        lines += [
-            "",
-            f"attnmoe mean accuracy >= the paper's attention in {wins_vs_paper} of {n_sets} "
-            f"datasets, and >= every baseline (ours and the paper's) in {wins_vs_best} "
-            f"of {n_sets}.",
-        ]
+    lines += _win_counts(results, summary, datasets)
     return "\n".join(lines) + "\n"
+
+
+def _win_counts(results: pd.DataFrame, summary: pd.DataFrame, datasets: list[str]) -> list[str]:
+    """attnmoe's mean accuracy against the paper's attention and every baseline (ours and
+    the paper's), counted over the simulation settings; auto-mpg on its own line."""
+    wins_vs_paper = wins_vs_best = n_sets = 0
+    lines: list[str] = []
+    for dataset in datasets:
+        rows = summary[summary["dataset"] == dataset].set_index("model")
+        if OURS not in rows.index:
+            continue
+        ours = rows.loc[OURS].accuracy_mean
+        ref = _reference(results, dataset, "acc")
+        others = {m: rows.loc[m].accuracy_mean for m in rows.index if m != OURS}
+        others |= {f"{m} (paper)": v for m, v in ref.baselines.items()}
+        best = max(others, key=others.get) if others else None
+        if dataset == AUTO_MPG:
+            if ref.attention is None:
+                continue
+            sign = ">=" if _at_least(ours, ref.attention) else "<"
+            text = f"auto-mpg: attnmoe {ours:.4f} {sign} the paper's one run {ref.attention:.4f}"
+            if best is not None:
+                sign = ">=" if _at_least(ours, others[best]) else "<"
+                text += f"; {sign} the best baseline, {best} {others[best]:.4f}"
+            lines.append(text + ".")
+        elif ref.attention is not None:
+            n_sets += 1
+            wins_vs_paper += _at_least(ours, ref.attention)
+            wins_vs_best += best is not None and _at_least(ours, others[best])
+    if n_sets:
+        lines.insert(
+            0,
+            f"Simulation: attnmoe mean accuracy >= the paper's attention in {wins_vs_paper} of "
+            f"{n_sets} settings, and >= every baseline (ours and the paper's) in "
+            f"{wins_vs_best} of {n_sets}.",
+        )
+    if lines:
+        lines = ["", "Win counts (accuracy, compared at the paper's 4 decimals):", ""] + [
+            f"- {line}" for line in lines
+        ]
+    return lines
 
 
 def parse_params(
