@@ -42,8 +42,10 @@ def _target_labels(y) -> np.ndarray:
     ``"a"``, and a list of tuples into a 2-d array; such lists become object arrays
     instead. Everything else goes through scikit-learn's ``column_or_1d``.
     """
-    if isinstance(y, (list, tuple)) and len(y) and not any(
-        isinstance(v, (list, np.ndarray)) for v in y
+    if (
+        isinstance(y, (list, tuple))
+        and len(y)
+        and not any(isinstance(v, (list, np.ndarray)) for v in y)
     ):
         kinds = {type(v) for v in y}
         if len(kinds) > 1 or issubclass(kinds.pop(), tuple):
