@@ -689,7 +689,11 @@ SECTIONS: list[tuple[str, str, str]] = [
         "Tabular: auto-mpg demo with the baselines rerun",
         "auto_mpg/summary.md",
         "Our logistic regression and random forest reproduce the paper's published numbers "
-        "for those models on seed 0 (0.657, 0.721), which checks the data pipeline end to end.",
+        "for those models on seed 0 (0.657, 0.721), which checks the data pipeline end to end. "
+        "The demo runs every baseline: FT-Transformer (`rtdl_revisiting_models`, its package "
+        "defaults, early stopping on a fifth of the training rows) was added to it later, "
+        "its three fits appended to the same runs.csv (the other models' runs are "
+        "unchanged): 0.755 ± 0.046 against attnmoe's 0.764 ± 0.025 on the same three seeds.",
     ),
     (
         "Tabular: imputation of held-out cells",

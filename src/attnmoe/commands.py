@@ -36,15 +36,13 @@ def _cmd_bench_tabular(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .bench.runner import markdown_report, plan_runs, run_benchmark
+    from .bench.runner import MODEL_NAMES, markdown_report, plan_runs, run_benchmark
 
     print(
         "attnmoe demo: auto-mpg under distribution shift (train on US cars, test on European\n"
         "and Japanese cars), attnmoe against the usual tabular models, next to the paper.\n"
     )
-    models = ["attnmoe", "logistic_regression", "random_forest", "gradient_boosting", "mlp"]
-    models += ["catboost"]
-    runs = plan_runs([], 0, models, args.seeds)
+    runs = plan_runs([], 0, list(MODEL_NAMES), args.seeds)  # attnmoe and every baseline
     out = Path(args.out)
     results = run_benchmark(runs, out / "runs.csv", jobs=args.jobs)
     report = markdown_report(results, command=f"attnmoe demo --seeds {args.seeds}")

@@ -1,0 +1,61 @@
+"""benchmarks/collect_keras_seeds.py: the counting behind docs/benchmarks.md's reading of the
+accuracy targets."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from attnmoe.bench.datasets import SIMULATION_SEEDS
+from attnmoe.bench.paper import load_paper_per_seed
+
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "collect_keras_seeds.py"
+
+
+@pytest.fixture(scope="module")
+def collect():
+    spec = importlib.util.spec_from_file_location("collect_keras_seeds", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_poisson_binomial_matches_enumeration(collect) -> None:
+    p = np.array([0.1, 0.5, 0.9, 0.35, 0.0])
+    exact = np.zeros(len(p) + 1)
+    for outcome in itertools.product([0, 1], repeat=len(p)):
+        exact[sum(outcome)] += np.prod([q if o else 1 - q for q, o in zip(p, outcome, strict=True)])
+    np.testing.assert_allclose(collect.poisson_binomial(p), exact, atol=1e-12)
+    assert collect.poisson_binomial(np.full(12, 0.5))[12] == pytest.approx(0.5**12)
+
+
+def _write(folder: Path, rows: list[tuple]) -> None:
+    folder.mkdir(parents=True)
+    columns = ["dataset", "seed", "model", "test_accuracy", "fit_seconds"]
+    pd.DataFrame(rows, columns=columns).to_csv(folder / "runs.csv", index=False)
+
+
+def test_report_counts_against_the_papers_per_seed_results(collect, tmp_path: Path) -> None:
+    # Keras exactly on the paper's per-seed results, attnmoe 0.01 above them.
+    setting = "k=5 corr=0.9 x_noise=0"
+    seeds = list(SIMULATION_SEEDS[:4])
+    paper = load_paper_per_seed(setting).set_index("seed").loc[seeds, "acc_test_at"]
+    _write(
+        tmp_path / "keras_seeds_x",
+        [(setting, s, "keras", paper[s], 1.0) for s in seeds]
+        + [(setting, s, "attnmoe", 0.0, 1.0) for s in seeds],
+    )
+    for folder in ("tabular_20seeds", "tabular_20seeds_ensemble"):
+        _write(tmp_path / folder, [(setting, s, "attnmoe", paper[s] + 0.01, 1.0) for s in seeds])
+    text = collect.report(tmp_path, "cmd")
+    row = next(line for line in text.splitlines() if line.startswith(f"| {setting} |"))
+    assert row.endswith("| +0.0000 ± 0.0000 | yes | yes | yes | yes |")
+    assert "reaches the published column in 1 and the best baseline in 1" in text
+    # a Keras rerun that misses a seed is left out of the table
+    _write(tmp_path / "keras_seeds_y", [("k=1 corr=0.1 x_noise=0", 4951, "keras", 0.4, 1.0)])
+    assert "| k=1 corr=0.1 x_noise=0 |" not in collect.report(tmp_path, "cmd")
