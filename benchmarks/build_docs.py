@@ -43,24 +43,32 @@ against the issue author's timings (not run here) | Tabular: fit time of one mod
 within 2 paired SE of the paper); three averaged 10 of 12 (not: k=5 corr=0.9 x_noise 0 and \
 0.5); trained also on the test rows' features (transductive, another protocol, not counted) \
 8 of 12, k=5 corr=0.9 x_noise=0 among them; the paper's model rerun in Keras misses both \
-settings too (0.374 vs 0.392 and 0.264 vs 0.269, 20 seeds each) | no | Tabular: ... 20 \
-seeds; three models averaged; the rows to predict as unlabeled training rows; the paper's \
-model in Keras |
+settings too (0.374 vs 0.392 and 0.264 vs 0.269, 20 seeds each); why: the published \
+column is one draw of a model that varies from run to run (its Keras rerun reaches it in 4 \
+of the 8 settings checked), so a model exactly as good as the paper's meets this with \
+probability 0.00024, and meeting it with probability 0.8 needs +0.004 to +0.030 over the \
+paper's model in every setting | no | Tabular: why the accuracy targets stay out of reach; \
+... 20 seeds; three models averaged; the rows to predict as unlabeled training rows; the \
+paper's model in Keras |
 | >= the best baseline in at least 10 of 12 | one model 9 of 12; three averaged 9 of 12 (the \
 paper's own column: 8); 10 of 12 only in five test-scored sensitivity runs not chosen on \
 training rows (100 epochs; early stopping; the last half of the epochs averaged; weight decay \
 0.001; target weight 0.5), 11 of 12 trained also on the test rows' features (transductive, \
 not counted); in the three settings three averaged miss, the paper's model rerun in Keras \
 is below the best baseline too (k=1 corr=0.1 x_noise 0: 0.404 vs 0.413; 0.5: 0.355 vs 0.366; \
-k=1 corr=0.9 x_noise=1.5: 0.171 vs 0.172; 20 seeds each) \
-| no | the same; Tabular: the last half of the epochs averaged; weight decay 0.001; target \
+k=1 corr=0.9 x_noise=1.5: 0.171 vs 0.172; 20 seeds each); a model exactly as good as the \
+paper's meets this with probability 0.03 (on average 8.4 of 12): gradient boosting leads it \
+in four one-feature settings, and three averaged models overtake it in one of those \
+| no | Tabular: why the accuracy targets stay out of reach; the same; Tabular: the last half of the epochs averaged; weight decay 0.001; target \
 weight 0.5; the rows to predict as unlabeled training rows; the paper's model in Keras |
 | auto-mpg >= 0.80, mean of 10 seeds | one model 0.740 ± 0.061; three averaged 0.756 ± 0.027; \
 the highest, one model on partial rows (`context_mask_rate=0.3`, a test-scored sensitivity run, \
 not chosen on training rows) 0.781 ± 0.031 (paper: 0.793, one run), then weight decay 0.001 \
 (the same status) 0.769 ± 0.039; the paper's model rerun \
-in Keras, 20 seeds: 0.729 ± 0.057 (5 of 20 seeds reach the paper's 0.7929) | no | the same; \
-Tabular: hidden context 0.3; the paper's model in Keras (auto-mpg) |
+in Keras, 20 seeds: 0.729 ± 0.057 (5 of 20 seeds reach the paper's 0.7929), so a 10-seed \
+mean of the paper's model reaches 0.80 with probability 4e-05 | no | Tabular: why the \
+accuracy targets stay out of reach; the same; Tabular: hidden context 0.3; the paper's \
+model in Keras (auto-mpg) |
 | 2 DDP processes >= 1.7x one process (2-core VM) | three runs, ranks polling the \
 all-reduce (`poll_allreduce`, the default where the ranks fit the cores) and bound to cores \
 (`--bind-cores`): 1.79x, 1.72x and 1.79x at 512 windows per step, 1.42x, 1.61x and 1.71x at \
@@ -111,6 +119,32 @@ SECTIONS: list[tuple[str, str, str]] = [
         "batches are faster but lose validation accuracy at the paper's learning rate. "
         "Ensembles train two members at a time on the two cores (`n_threads=2`): three "
         "models in 5.5 s, five in 8.6 s.",
+    ),
+    (
+        "Tabular: why the accuracy targets stay out of reach",
+        "keras_seeds_all.md",
+        "Reading: the paper's published column is one draw of a model whose 20-seed mean "
+        "moves by chance, and the targets ask to beat that draw everywhere. Rerun in its own "
+        "framework, the paper's model reaches its published column in 4 of the 8 settings "
+        "checked (Keras - paper -0.017 to +0.002) and the best baseline in 5 of them, like "
+        "a coin flip around it. A model exactly as good as the paper's would be at or above "
+        "the published column in all 12 settings with probability 0.5^12 = 0.00024 and at "
+        "or above the best baseline in at least 10 of 12 with probability 0.03 (on "
+        "average 8.4; the paper's own column: 8). By how much: to reach the published "
+        "column in all 12 with probability 0.8 a model's true mean must exceed the paper's "
+        "model's by 2.09 standard errors in every setting, +0.004 to +0.030; averaging three "
+        "attnmoe models clears that margin (point estimates) in four settings and gains "
+        "+0.0001 to +0.010 over the paper in ten, but stays below it where five strongly "
+        "correlated features act together (k=5 corr=0.9 x_noise 0 and 0.5: -0.003 and "
+        "-0.011, needed +0.030 and +0.019). Against the best baseline, gradient boosting "
+        "leads the paper's model in four one-feature settings (by 0.0098, 0.0073, 0.0006 "
+        "and 0.0026); three averaged models gain +0.0076, +0.0058, +0.0071 and +0.0023 "
+        "there, enough in one of the four, so 9 of 12 where 10 needs two. On auto-mpg, a "
+        "10-seed mean of the paper's model (Keras, 20 seeds: 0.729 ± 0.057) reaches 0.80 "
+        "with probability 4e-05 (4.0 standard errors above its mean); three averaged attnmoe "
+        "models give 0.756 ± 0.027. The levers the issue names (ensembling, the optimizer "
+        "budget, regularization) were each measured over 20 seeds in the sections below; "
+        "none chosen on training rows closes these gaps.",
     ),
     (
         "Tabular: the paper's model in Keras, seed by seed",

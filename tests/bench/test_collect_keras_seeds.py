@@ -56,6 +56,14 @@ def test_report_counts_against_the_papers_per_seed_results(collect, tmp_path: Pa
     row = next(line for line in text.splitlines() if line.startswith(f"| {setting} |"))
     assert row.endswith("| +0.0000 ± 0.0000 | yes | yes | yes | yes |")
     assert "reaches the published column in 1 and the best baseline in 1" in text
-    # a Keras rerun that misses a seed is left out of the table
-    _write(tmp_path / "keras_seeds_y", [("k=1 corr=0.1 x_noise=0", 4951, "keras", 0.4, 1.0)])
-    assert "| k=1 corr=0.1 x_noise=0 |" not in collect.report(tmp_path, "cmd")
+    # a Keras rerun that misses one of attnmoe's seeds shows as "-"
+    other = "k=1 corr=0.1 x_noise=0"
+    _write(tmp_path / "keras_seeds_y", [(other, seeds[0], "keras", 0.4, 1.0)])
+    for folder in ("tabular_20seeds", "tabular_20seeds_ensemble"):
+        runs = pd.read_csv(tmp_path / folder / "runs.csv")
+        extra = pd.DataFrame([(other, s, "attnmoe", 0.5, 1.0) for s in seeds[:2]])
+        extra.columns = runs.columns
+        pd.concat([runs, extra]).to_csv(tmp_path / folder / "runs.csv", index=False)
+    text = collect.report(tmp_path, "cmd")
+    assert f"| {other} | 2 | - | 0.500 ± 0.000 |" in text
+    assert "in the 1 of 2 settings it covers" in text and "best baseline in 2 of 2." in text
