@@ -59,7 +59,8 @@ is below the best baseline too (k=1 corr=0.1 x_noise 0: 0.404 vs 0.413; 0.5: 0.3
 k=1 corr=0.9 x_noise=1.5: 0.171 vs 0.172; 20 seeds each); a model exactly as good as the \
 paper's meets this with probability 0.03 (on average 8.4 of 12): gradient boosting leads it \
 in four one-feature settings, and three averaged models overtake it in one of those \
-| no | Tabular: why the accuracy targets stay out of reach; the same; Tabular: the last half of the epochs averaged; weight decay 0.001; target \
+| no | Tabular: why the accuracy targets stay out of reach; the same; Tabular: the last half \
+of the epochs averaged; weight decay 0.001; target \
 weight 0.5; the rows to predict as unlabeled training rows; the paper's model in Keras |
 | auto-mpg >= 0.80, mean of 10 seeds | one model 0.740 ± 0.061; three averaged 0.756 ± 0.027; \
 the highest, one model on partial rows (`context_mask_rate=0.3`, a test-scored sensitivity run, \

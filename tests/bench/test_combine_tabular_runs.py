@@ -1,0 +1,42 @@
+"""benchmarks/combine_tabular_runs.py: pooling runs of several folders on their common seeds."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "combine_tabular_runs.py"
+COLUMNS = ["dataset", "seed", "model", "test_accuracy", "test_mse", "fit_seconds"]
+
+
+@pytest.fixture(scope="module")
+def combine():
+    spec = importlib.util.spec_from_file_location("combine_tabular_runs", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _folder(path: Path, rows: list[tuple]) -> Path:
+    path.mkdir()
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(path / "runs.csv", index=False)
+    return path
+
+
+def test_pool_keeps_the_seeds_every_model_ran(combine, tmp_path: Path) -> None:
+    a, b = "k=1 corr=0.1 x_noise=0", "k=5 corr=0.9 x_noise=0"
+    ours = _folder(
+        tmp_path / "ours",
+        [(a, s, "attnmoe", 0.4, 1.0, 1.0) for s in (4951, 5657, 2743)]
+        + [(b, 4951, "attnmoe", 0.3, 1.0, 1.0)],
+    )
+    peers = _folder(tmp_path / "peers", [(a, s, "catboost", 0.3, 1.0, 1.0) for s in (5657, 4951)])
+    pooled = combine.pool([ours, peers])
+    # setting b: catboost never ran it; setting a: seed 2743 only attnmoe ran
+    assert set(pooled["dataset"]) == {a}
+    assert sorted(pooled["seed"].unique()) == [4951, 5657] and len(pooled) == 4
+    with pytest.raises(ValueError, match="two folders"):
+        combine.pool([ours, ours])
