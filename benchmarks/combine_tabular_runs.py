@@ -7,7 +7,7 @@ Usage::
 Each ``RUN_DIR`` holds the ``runs.csv`` of ``attnmoe bench tabular`` (for example
 attnmoe's in one folder, baselines run later in another). Fits nothing: the
 runs are pooled (a model may come from one folder only), every dataset is cut
-to the seeds that every pooled model ran on it (a dataset some model never ran
+to the seeds that every pooled model ran on it (a dataset without such seeds
 is left out), and the report is the one
 ``attnmoe bench tabular`` writes (accuracy, MSE, the paper's numbers on the
 same seeds, win counts against every baseline, ours and the paper's).
@@ -31,8 +31,9 @@ def pool(run_dirs: list[Path]) -> pd.DataFrame:
     """The runs of every folder, each dataset cut to the seeds all its models ran."""
     frames = []
     for run_dir in run_dirs:
-        runs = pd.read_csv(run_dir / "runs.csv").drop_duplicates(KEY, keep="first")
-        frames.append(runs[[*KEY, "test_accuracy", "test_mse", "fit_seconds"]])
+        # every column stays: a run's protocol ("attnmoe_unlabeled_test") and choices
+        # ("chosen") shape its report
+        frames.append(pd.read_csv(run_dir / "runs.csv").drop_duplicates(KEY, keep="first"))
     runs = pd.concat(frames, ignore_index=True)
     if runs.duplicated(KEY).any():
         twice = runs[runs.duplicated(KEY)][KEY].drop_duplicates().head(3).values.tolist()
@@ -44,7 +45,8 @@ def pool(run_dirs: list[Path]) -> pd.DataFrame:
         if set(seeds_per_model.index) != models:
             continue  # a model never ran this dataset
         common = set.intersection(*seeds_per_model)
-        kept.append(group[group["seed"].isin(common)])
+        if common:
+            kept.append(group[group["seed"].isin(common)])
     if not kept:
         raise ValueError("no dataset was run by every pooled model")
     return pd.concat(kept, ignore_index=True)

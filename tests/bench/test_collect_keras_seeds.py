@@ -56,6 +56,9 @@ def test_report_counts_against_the_papers_per_seed_results(collect, tmp_path: Pa
     row = next(line for line in text.splitlines() if line.startswith(f"| {setting} |"))
     assert row.endswith("| +0.0000 ± 0.0000 | yes | yes | yes | yes |")
     assert "reaches the published column in 1 and the best baseline in 1" in text
+    # one setting: a replica meets "all settings" with 0.5^1; attnmoe's spread is zero here
+    assert "probability 0.5^1 = 0.5." in text
+    assert "at least 1 with probability 1.00" in text
     # a Keras rerun that misses one of attnmoe's seeds shows as "-"
     other = "k=1 corr=0.1 x_noise=0"
     _write(tmp_path / "keras_seeds_y", [(other, seeds[0], "keras", 0.4, 1.0)])
@@ -67,3 +70,26 @@ def test_report_counts_against_the_papers_per_seed_results(collect, tmp_path: Pa
     text = collect.report(tmp_path, "cmd")
     assert f"| {other} | 2 | - | 0.500 ± 0.000 |" in text
     assert "in the 1 of 2 settings it covers" in text and "best baseline in 2 of 2." in text
+
+
+def test_auto_mpg_chance_uses_the_predictive_spread_of_a_new_10_seed_mean(
+    collect, tmp_path: Path
+) -> None:
+    from scipy.stats import t as student_t
+
+    accuracies = [0.70, 0.76] * 10  # mean 0.73
+    _write(
+        tmp_path / "keras_seeds_auto_mpg",
+        [("auto-mpg", s, "keras", a, 1.0) for s, a in enumerate(accuracies)],
+    )
+    setting, seed = "k=5 corr=0.9 x_noise=0", SIMULATION_SEEDS[0]
+    for folder in ("tabular_20seeds", "tabular_20seeds_ensemble"):
+        _write(tmp_path / folder, [(setting, seed, "attnmoe", 0.4, 1.0)])
+    text = collect.report(tmp_path, "cmd")
+    sd = np.std(accuracies, ddof=1)
+    se = sd * np.sqrt(1 / 10 + 1 / 20)  # a new 10-fit mean around an estimated 20-fit mean
+    chance = student_t.sf((0.80 - 0.73) / se, df=19)
+    assert f"predictive standard error of {se:.4f}" in text
+    assert f"reached with probability {chance:.1g} (Student's t, 19 degrees" in text
+    assert "0 of 20 single fits reach 0.80" in text
+    assert "(the paper's one run: 0.7929); 0 of 20" in text  # attnmoe: no auto-mpg runs here

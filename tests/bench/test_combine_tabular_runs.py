@@ -40,3 +40,15 @@ def test_pool_keeps_the_seeds_every_model_ran(combine, tmp_path: Path) -> None:
     assert sorted(pooled["seed"].unique()) == [4951, 5657] and len(pooled) == 4
     with pytest.raises(ValueError, match="two folders"):
         combine.pool([ours, ours])
+    apart = _folder(tmp_path / "apart", [(a, 6049, "mlp", 0.3, 1.0, 1.0)])  # no common seed
+    with pytest.raises(ValueError, match="no dataset"):
+        combine.pool([ours, apart])
+
+
+def test_pool_keeps_a_runs_protocol_columns(combine, tmp_path: Path) -> None:
+    a = "k=1 corr=0.1 x_noise=0"
+    ours = _folder(tmp_path / "ours", [(a, 4951, "attnmoe", 0.4, 1.0, 1.0)])
+    runs = pd.read_csv(ours / "runs.csv").assign(attnmoe_unlabeled_test=True)
+    runs.to_csv(ours / "runs.csv", index=False)
+    peers = _folder(tmp_path / "peers", [(a, 4951, "catboost", 0.3, 1.0, 1.0)])
+    assert "Transductive" in combine.markdown_report(combine.pool([ours, peers]))

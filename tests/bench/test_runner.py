@@ -119,6 +119,11 @@ def test_report_counts_every_dataset_against_the_paper():
     # the paper's accuracy for every model it reports, its deep models on auto-mpg
     assert f"| {setting} | {paper['acc_test_at'].mean():.3f} | " in report
     assert "| auto-mpg | 0.793 | 0.657 | 0.721 | 0.657 | 0.700 | 0.707 | 0.764 |" in report
+    # a seed the paper never ran: shown, not counted, and said so
+    results.loc[len(results)] = ["k=5 corr=0.9 x_noise=0", 1, OURS, 0.5, 0.3, 1.0]
+    report = markdown_report(results)
+    assert "the paper's attention in 1 of 1 settings" in report
+    assert "Not counted (run on seeds the paper has no per-seed results for): k=5" in report
 
 
 def test_report_ties_the_papers_rounded_numbers():

@@ -62,7 +62,7 @@ def test_classifier_learns_rule_from_dataframe():
     [
         ["no", 1],  # numpy would make 1 the string "1"
         [("eu", 1), ("us", 2)],  # numpy would make a 2-d array
-        [(1, "a"), (2, 3)],  # tuples whose items cannot be compared
+        [(1, "a"), (1, 3)],  # tuples that cannot be sorted: "a" vs 3
     ],
 )
 def test_any_hashable_labels_come_back_as_given(labels):
@@ -74,8 +74,23 @@ def test_any_hashable_labels_come_back_as_given(labels):
     assert {type(v) for v in predicted} <= {type(v) for v in labels}
     assert clf.score(X, y) == np.mean([p == t for p, t in zip(predicted, y, strict=True)])
     assert clf.score(X, y) > 0.9
+    weights = np.arange(len(y)) % 3
+    hits = [p == t for p, t in zip(predicted, y, strict=True)]
+    assert clf.score(X, y, sample_weight=weights) == pytest.approx(
+        np.average(hits, weights=weights)
+    )
     with pytest.raises(ValueError, match="hashable"):
         AttentionMoEClassifier(**FAST).fit(X, [{"a": 1}, "b"] * (len(X) // 2))
+
+
+def test_labels_that_are_equal_across_types_are_refused_and_numbers_stay_numeric():
+    X, rule = _rule_table()
+    with pytest.raises(ValueError, match="True and 1 are equal"):
+        AttentionMoEClassifier(**FAST).fit(X, [[True, "x", 1][k % 3] for k in range(len(X))])
+    # numbers of several types are numbers to scikit-learn: a numeric array, as before
+    y = [np.int64(1) if label == "yes" else 0 for label in rule]
+    clf = AttentionMoEClassifier(**FAST).fit(X, y)
+    assert clf.classes_.dtype.kind == "i" and list(clf.classes_) == [0, 1]
 
 
 def test_missing_and_unseen_values_are_masked_with_a_warning():

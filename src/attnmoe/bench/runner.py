@@ -392,6 +392,7 @@ def _win_counts(results: pd.DataFrame, summary: pd.DataFrame, datasets: list[str
     the paper's), counted over the simulation settings; auto-mpg on its own line."""
     wins_vs_paper = wins_vs_best = n_sets = 0
     lines: list[str] = []
+    uncounted = []  # simulation settings run on seeds the paper has no results for
     for dataset in datasets:
         rows = summary[summary["dataset"] == dataset].set_index("model")
         if OURS not in rows.index:
@@ -414,12 +415,20 @@ def _win_counts(results: pd.DataFrame, summary: pd.DataFrame, datasets: list[str
             n_sets += 1
             wins_vs_paper += _at_least(ours, ref.attention)
             wins_vs_best += best is not None and _at_least(ours, others[best])
+        else:
+            uncounted.append(dataset)
     if n_sets:
         lines.insert(
             0,
             f"Simulation: attnmoe mean accuracy >= the paper's attention in {wins_vs_paper} of "
             f"{n_sets} settings, and >= every baseline (ours and the paper's) in "
             f"{wins_vs_best} of {n_sets}.",
+        )
+    if uncounted:
+        lines.append(
+            "Not counted (run on seeds the paper has no per-seed results for): "
+            + ", ".join(uncounted)
+            + "."
         )
     if lines:
         lines = ["", "Win counts (accuracy, compared at the paper's 4 decimals):", ""] + [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,15 +41,17 @@ def _target_labels(y) -> np.ndarray:
 
     numpy would turn a list mixing ``1`` and ``"a"`` into the strings ``"1"`` and
     ``"a"``, and a list of tuples into a 2-d array; such lists become object arrays
-    instead. Everything else goes through scikit-learn's ``column_or_1d``.
+    instead. Everything else (numbers alone, strings alone, arrays, Series) goes
+    through scikit-learn's ``column_or_1d``, as scikit-learn's own classifiers do.
     """
     if (
         isinstance(y, (list, tuple))
         and len(y)
         and not any(isinstance(v, (list, np.ndarray)) for v in y)
     ):
+        numbers_only = all(isinstance(v, numbers.Number) for v in y)
         kinds = {type(v) for v in y}
-        if len(kinds) > 1 or issubclass(kinds.pop(), tuple):
+        if not numbers_only and (len(kinds) > 1 or issubclass(kinds.pop(), tuple)):
             labels = np.empty(len(y), dtype=object)
             labels[:] = list(y)
             return labels
@@ -60,6 +63,7 @@ def _check_target_labels(y: np.ndarray) -> None:
     if y.dtype != object or all(isinstance(v, str) for v in y):
         check_classification_targets(y)  # e.g. refuses continuous floats
         return
+    typed: dict = {}  # label -> its type, to catch labels of two types that are equal
     for value in y:
         try:
             hash(value)
@@ -67,6 +71,13 @@ def _check_target_labels(y: np.ndarray) -> None:
             raise ValueError(f"class labels must be hashable, got {value!r}") from None
         if isinstance(value, (float, np.floating)) and not float(value).is_integer():
             raise ValueError(f"Unknown label type: continuous value {value!r} among the labels")
+        kind = type(value.item() if isinstance(value, np.generic) else value)
+        if typed.setdefault(value, kind) is not kind:
+            other = next(v for v in typed if v == value)
+            raise ValueError(
+                f"labels {other!r} and {value!r} are equal in Python but of different types "
+                f"and would merge into one class; write them as one type"
+            )
 
 
 def _unique_labels(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
