@@ -401,8 +401,8 @@ SECTIONS: list[tuple[str, str, str]] = [
         "baselines, as the paper's own 8 of 12 is; these two would lower it if the next 10 "
         "seeds go as these did. CatBoost is the slow one: 66 s per fit (two fits at a time "
         "on the 2 cores), FT-Transformer 19 s, three averaged attnmoe models 10 s. The "
-        "other 10 seeds: the same command with `--seeds 20` resumes (about 45 minutes on "
-        "2 cores).",
+        "other 10 seeds: the same command with `--seeds 20` resumes (240 more fits, about "
+        "an hour and a half on 2 cores at these rates).",
     ),
     (
         "Tabular: optimizer budget, 100 epochs instead of 200 (sensitivity, 20 seeds)",
