@@ -42,18 +42,13 @@ from scipy.stats import t as student_t
 from attnmoe.bench.datasets import SIMULATION_SETTINGS
 from attnmoe.bench.machine import machine_description
 from attnmoe.bench.paper import load_paper_per_seed, load_paper_results
-from attnmoe.bench.runner import AUTO_MPG, OURS
+from attnmoe.bench.runner import AUTO_MPG, OURS, at_least
 
 BASELINES = {"lr": "logistic regression", "rf": "random forest", "gb": "gradient boosting"}
 BASELINES |= {"mlp": "MLP"}
 AUTO_MPG_TARGET = 0.80  # issue 3: auto-mpg >= 0.80, mean over 10 seeds
 AUTO_MPG_SEEDS = 10
 BEST_BASELINE_TARGET = 10  # issue 3: >= the best baseline in at least 10 of 12
-
-
-def _at_least(ours: float, other: float) -> bool:
-    """``ours >= other`` at the paper's 4 decimals (as ``attnmoe bench tabular`` counts)."""
-    return round(ours, 4) >= round(other, 4)
 
 
 def load_keras(results: Path) -> pd.DataFrame:
@@ -166,14 +161,14 @@ def report(results: Path, command: str) -> str:
     keras_paper, keras_one = [], []
     for r in rows.itertuples():
         tm = r.three.mean()
-        three_flags = [_at_least(tm, r.paper), _at_least(tm, r.best)]
+        three_flags = [at_least(tm, r.paper), at_least(tm, r.best)]
         counts["three_paper"] += three_flags[0]
         counts["three_best"] += three_flags[1]
         if r.keras is None:
             keras_cells = ["-", "-", "-", "-"]
         else:
             km = r.keras.mean()
-            keras_flags = [_at_least(km, r.paper), _at_least(km, r.best)]
+            keras_flags = [at_least(km, r.paper), at_least(km, r.best)]
             counts["keras_paper"] += keras_flags[0]
             counts["keras_best"] += keras_flags[1]
             keras_paper.append((r.keras - r.paper_seed).mean())

@@ -3,7 +3,6 @@ accuracy targets."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 from pathlib import Path
 
@@ -14,15 +13,10 @@ import pytest
 from attnmoe.bench.datasets import SIMULATION_SEEDS
 from attnmoe.bench.paper import load_paper_per_seed
 
-SCRIPT = Path(__file__).parents[2] / "benchmarks" / "collect_keras_seeds.py"
-
 
 @pytest.fixture(scope="module")
-def collect():
-    spec = importlib.util.spec_from_file_location("collect_keras_seeds", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def collect(benchmark_script):
+    return benchmark_script("collect_keras_seeds")
 
 
 def test_poisson_binomial_matches_enumeration(collect) -> None:

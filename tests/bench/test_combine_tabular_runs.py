@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-SCRIPT = Path(__file__).parents[2] / "benchmarks" / "combine_tabular_runs.py"
 COLUMNS = ["dataset", "seed", "model", "test_accuracy", "test_mse", "fit_seconds"]
 
 
 @pytest.fixture(scope="module")
-def combine():
-    spec = importlib.util.spec_from_file_location("combine_tabular_runs", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def combine(benchmark_script):
+    return benchmark_script("combine_tabular_runs")
 
 
 def _folder(path: Path, rows: list[tuple]) -> Path:

@@ -243,9 +243,9 @@ def _paper_on_seeds(dataset: str, seeds: Sequence[int], metric: str = "acc") -> 
     return {name: float(rows[f"{metric}_test_{code}"].mean()) for code, name in codes}
 
 
-def _at_least(ours: float, other: float) -> bool:
+def at_least(ours: float, other: float) -> bool:
     """``ours >= other`` at the paper's precision, 4 decimals (107/140 = 0.764286 ties
-    the published 0.7643)."""
+    the published 0.7643): how every win count here compares accuracies."""
     return round(ours, 4) >= round(other, 4)
 
 
@@ -405,16 +405,16 @@ def _win_counts(results: pd.DataFrame, summary: pd.DataFrame, datasets: list[str
         if dataset == AUTO_MPG:
             if ref.attention is None:
                 continue
-            sign = ">=" if _at_least(ours, ref.attention) else "<"
+            sign = ">=" if at_least(ours, ref.attention) else "<"
             text = f"auto-mpg: attnmoe {ours:.4f} {sign} the paper's one run {ref.attention:.4f}"
             if best is not None:
-                sign = ">=" if _at_least(ours, others[best]) else "<"
+                sign = ">=" if at_least(ours, others[best]) else "<"
                 text += f"; {sign} the best baseline, {best} {others[best]:.4f}"
             lines.append(text + ".")
         elif ref.attention is not None:
             n_sets += 1
-            wins_vs_paper += _at_least(ours, ref.attention)
-            wins_vs_best += best is not None and _at_least(ours, others[best])
+            wins_vs_paper += at_least(ours, ref.attention)
+            wins_vs_best += best is not None and at_least(ours, others[best])
         else:
             uncounted.append(dataset)
     if n_sets:
