@@ -309,6 +309,7 @@ def markdown_report(results: pd.DataFrame, command: str = "") -> str:
     present = set(summary["model"])
     models = [m for m in MODEL_NAMES if m in present]  # ours first, then the baselines
     datasets = list(dict.fromkeys(summary["dataset"]))
+    refs = {(d, m): _reference(results, d, m) for d in datasets for m in ("acc", "mse")}
     lines = [f"Command: `{command}`", ""] if command else []
     if "attnmoe_unlabeled_test" in results.columns:
         lines += [
@@ -331,7 +332,7 @@ def markdown_report(results: pd.DataFrame, command: str = "") -> str:
                     cells.append(_mean_sd(mean, sd, int(r.n_runs)))
                 else:
                     cells.append("-")
-            ref = _reference(results, dataset, "acc" if metric == "accuracy" else "mse")
+            ref = refs[dataset, "acc" if metric == "accuracy" else "mse"]
             same = ref.attention if ref.same_seeds else None
             cells.append("-" if same is None else f"{same:.3f}")
             cells.append(_best(ref, lower_is_better=metric == "mse"))
@@ -358,7 +359,7 @@ def markdown_report(results: pd.DataFrame, command: str = "") -> str:
     # the paper's own numbers for every model it reports on these datasets
     paper_rows, paper_models = [], list(dict.fromkeys(["attention", *MODEL_NAMES[1:]]))
     for dataset in datasets:
-        ref = _reference(results, dataset, "acc")
+        ref = refs[dataset, "acc"]
         values = dict(ref.baselines)
         if ref.attention is not None:
             values["attention"] = ref.attention
@@ -383,22 +384,22 @@ def markdown_report(results: pd.DataFrame, command: str = "") -> str:
         for dataset, group in chosen.groupby("dataset", sort=False):
             counts = group["chosen"].fillna("none").value_counts()  # most chosen first
             lines.append(f"- {dataset}: " + "; ".join(f"{k}: {v}" for k, v in counts.items()))
-    lines += _win_counts(results, summary, datasets)
+    lines += _win_counts(summary, {d: refs[d, "acc"] for d in datasets})
     return "\n".join(lines) + "\n"
 
 
-def _win_counts(results: pd.DataFrame, summary: pd.DataFrame, datasets: list[str]) -> list[str]:
+def _win_counts(summary: pd.DataFrame, refs: dict[str, _Reference]) -> list[str]:
     """attnmoe's mean accuracy against the paper's attention and every baseline (ours and
-    the paper's), counted over the simulation settings; auto-mpg on its own line."""
+    the paper's), counted over the simulation settings; auto-mpg on its own line.
+    ``refs``: each dataset's accuracy reference, in report order."""
     wins_vs_paper = wins_vs_best = n_sets = 0
     lines: list[str] = []
     uncounted = []  # simulation settings run on seeds the paper has no results for
-    for dataset in datasets:
+    for dataset, ref in refs.items():
         rows = summary[summary["dataset"] == dataset].set_index("model")
         if OURS not in rows.index:
             continue
         ours = rows.loc[OURS].accuracy_mean
-        ref = _reference(results, dataset, "acc")
         others = {m: rows.loc[m].accuracy_mean for m in rows.index if m != OURS}
         others |= {f"{m} (paper)": v for m, v in ref.baselines.items()}
         best = max(others, key=others.get) if others else None
