@@ -8,7 +8,7 @@ Run::
 
     .venv/bin/python benchmarks/bench_analogy.py [--restrict-vocab 400000] [--repeats 1]
 
-Writes ``benchmarks/results/analogy_speed.md`` and prints it.
+Writes ``benchmarks/results/text/analogy_speed.md`` and prints it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from attnmoe.bench.machine import machine_description
 from attnmoe.text.analogy import evaluate_word_analogies_gensim
 from attnmoe.text.embeddings import glove_6b_50d
 
-RESULTS = Path(__file__).resolve().parent / "results" / "analogy_speed.md"
+RESULTS = Path(__file__).resolve().parent / "results" / "text" / "analogy_speed.md"
 
 
 def main() -> int:

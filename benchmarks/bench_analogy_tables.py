@@ -11,8 +11,8 @@ Run::
 
     .venv/bin/python benchmarks/bench_analogy_tables.py
 
-Writes ``benchmarks/results/analogy_tables.md`` (and the two tables as CSV under
-``benchmarks/results/analogy_tables/``) and prints it.
+Writes ``benchmarks/results/text/analogy_tables.md`` (and the two tables as CSV under
+``benchmarks/results/text/analogy_tables/``) and prints it.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "analogy_tables.md")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "text" / "analogy_tables.md")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
     t0 = time.perf_counter()

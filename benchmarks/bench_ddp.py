@@ -26,7 +26,7 @@ Run::
     .venv/bin/python benchmarks/bench_ddp.py [--repeats 3] [--steps 60] [--bind-cores] \
         [--poll-allreduce]
 
-Writes ``benchmarks/results/ddp.md`` and prints it.
+Writes ``benchmarks/results/ddp/run1.md`` and prints it.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ from attnmoe.model.distributed import (
     train_mlm_distributed,
 )
 
-RESULTS = Path(__file__).resolve().parent / "results" / "ddp.md"
+RESULTS = Path(__file__).resolve().parent / "results" / "ddp" / "run1.md"
 
 
 def _model(args: argparse.Namespace) -> BidirectionalAttention:

@@ -59,7 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--fraction", type=float, default=0.1)
-    parser.add_argument("--out", default="benchmarks/results/imputer.md")
+    parser.add_argument("--out", default="benchmarks/results/tabular/imputer.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
 

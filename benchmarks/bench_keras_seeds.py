@@ -3,7 +3,8 @@
 Usage::
 
     .venv/bin/python benchmarks/bench_keras_seeds.py [--settings "k=5 corr=0.9 x_noise=0"]
-        [--seeds 3] [--steps-per-call 1] [--out benchmarks/results/keras_seeds]
+        [--seeds 3] [--steps-per-call 1]
+        [--out benchmarks/results/tabular/keras_reruns/k5_corr0.9_noise0]
 
 A fidelity check, not a selection: per setting and seed (the first ``--seeds``
 of the paper's 20), fit the same model written in Keras, the paper's framework
@@ -155,7 +156,9 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=[DEFAULT_SETTING])
     parser.add_argument("--seeds", type=int, default=3, help="the first N of the paper's seeds")
     parser.add_argument("--steps-per-call", type=int, default=1)
-    parser.add_argument("--out", default="benchmarks/results/keras_seeds")
+    parser.add_argument(
+        "--out", default="benchmarks/results/tabular/keras_reruns/k5_corr0.9_noise0"
+    )
     args = parser.parse_args()
     settings = [s.name for s in SIMULATION_SETTINGS] + [AUTO_MPG]
     args.settings = list(dict.fromkeys(args.settings))

@@ -22,7 +22,7 @@ Run::
 
     .venv/bin/python benchmarks/bench_masking.py [--lengths 8 16 64] [--mode both]
 
-Writes ``benchmarks/results/masking.md`` and prints it. Needs ``transformers``
+Writes ``benchmarks/results/speed/masking.md`` and prints it. Needs ``transformers``
 (the ``bench`` extra).
 """
 
@@ -48,7 +48,7 @@ from attnmoe.bench.machine import machine_description
 from attnmoe.model.functional import mask_locations
 from attnmoe.model.training import mlm_loss
 
-RESULTS = Path(__file__).resolve().parent / "results" / "masking.md"
+RESULTS = Path(__file__).resolve().parent / "results" / "speed" / "masking.md"
 METHODS = ("one_pass", "copies", "hf", "hf_gather")
 LABELS = {
     "one_pass": "(a) attnmoe one-pass",

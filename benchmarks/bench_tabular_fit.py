@@ -100,7 +100,7 @@ def main() -> None:
                         help="time the slow torch engine once, not every repeat")  # fmt: skip
     parser.add_argument("--keras", action="store_true",
                         help="also time the model in Keras (needs attnmoe[keras])")  # fmt: skip
-    parser.add_argument("--out", default="benchmarks/results/tabular_fit.md")
+    parser.add_argument("--out", default="benchmarks/results/speed/tabular_fit.md")
     args = parser.parse_args()
     configs = CONFIGS + (KERAS_CONFIGS if args.keras else [])
 

@@ -31,7 +31,7 @@ lacks gensim::
 
 ``train`` writes one ``.npz`` per corpus and seed (vectors stored as float16 to
 keep them small; they are compared by cosine in float32) under ``--trained``;
-``report`` writes ``benchmarks/results/text_analogy.md``.
+``report`` writes ``benchmarks/results/text/trained_on_text.md``.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DATA = ROOT / "runs" / "textdata"
 TRAINED = ROOT / "runs" / "text_analogy"
-RESULT = HERE / "results" / "text_analogy.md"
+RESULT = HERE / "results" / "text" / "trained_on_text.md"
 CORPORA = {"head500": "head500.noblanks.cor", "enwiki": "enwiki-head.txt"}
 PARTS = {"attention": ["E", "experts", "rho"], "cbow": ["E", "rho"]}
 MODEL = {"length": 16, "layers": 1, "heads": 2, "d_model": 64, "min_count": 5}

@@ -22,7 +22,7 @@ phases to see what the gap is made of, with 2 processes of one thread each:
 Per step it times forward, backward (DDP's all-reduce runs inside it),
 optimizer step, and the process's CPU time; medians over steps, per rank, the
 modes interleaved ``--repeats`` times (``--modes`` picks a subset). Writes
-``benchmarks/results/ddp_overhead.md``.
+``benchmarks/results/ddp/overhead.md``.
 
 Run::
 
@@ -47,7 +47,7 @@ from attnmoe import AttentionConfig, BidirectionalAttention
 from attnmoe.bench.machine import machine_description
 from attnmoe.model.distributed import _Objective, _polled_allreduce_hook, _wait_polling
 
-RESULTS = Path(__file__).resolve().parent / "results" / "ddp_overhead.md"
+RESULTS = Path(__file__).resolve().parent / "results" / "ddp" / "overhead.md"
 PHASES = ("forward", "backward", "optimizer", "step", "cpu")
 MODES = (
     "ddp", "ddp_pinned", "ddp_one_bucket", "ddp_small_buckets", "solo", "barrier",

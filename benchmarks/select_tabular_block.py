@@ -20,5 +20,5 @@ from select_tabular_option import main
 if __name__ == "__main__":
     main(
         ["--option", "block", "--candidates", '"bert"', '"pure"',
-         "--out", "benchmarks/results/tabular_block_selection.md", *sys.argv[1:]]
+         "--out", "benchmarks/results/tabular/levers/block_pure/selection.md", *sys.argv[1:]]
     )  # fmt: skip

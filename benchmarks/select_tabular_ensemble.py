@@ -94,7 +94,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="simulation seeds per setting")
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--out", default="benchmarks/results/tabular_ensemble_selection.md")
+    parser.add_argument(
+        "--out", default="benchmarks/results/tabular/three_averaged_20seeds/selection.md"
+    )
     args = parser.parse_args()
 
     runs = [(s.name, seed) for s in SIMULATION_SETTINGS for seed in SIMULATION_SEEDS[: args.seeds]]

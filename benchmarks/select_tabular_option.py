@@ -5,7 +5,7 @@ Usage::
     .venv/bin/python benchmarks/select_tabular_option.py --option block \
         --candidates '"bert"' '"pure"' [--seeds 5] [--jobs 2] [--out FILE.md]
     .venv/bin/python benchmarks/select_tabular_option.py --option context_mask_rate \
-        --candidates 0 0.15 0.3 --out benchmarks/results/tabular_context_mask_selection.md
+        --candidates 0 0.15 0.3 --out benchmarks/results/tabular/levers/context_mask0.3/selection.md
 
 ``--option X_unlabeled --candidates false true`` compares fitting without and with
 the held-out rows' features passed to ``fit`` as ``X_unlabeled`` (their labels
