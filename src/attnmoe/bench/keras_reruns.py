@@ -48,8 +48,8 @@ ONE_MODEL = "paper_20seeds"
 THREE_AVERAGED = "three_averaged_20seeds"
 
 
-def load_keras(results: Path) -> pd.DataFrame:
-    """Every Keras fit ``bench_keras_seeds.py`` wrote: ``dataset``, ``seed``, accuracy."""
+def load_keras(results: Path) -> pd.Series:
+    """Every Keras fit ``bench_keras_seeds.py`` wrote: test accuracy per ``(dataset, seed)``."""
     frames = [pd.read_csv(p) for p in sorted(results.glob(KERAS_RUNS))]
     if not frames:
         raise FileNotFoundError(f"no {KERAS_RUNS} under {results}")
