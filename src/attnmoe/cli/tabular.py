@@ -11,7 +11,6 @@ command never leaves half a file.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -22,43 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-
-def parse_estimator_params(
-    text: str | None, option: str, estimator: type, grid: bool = False
-) -> dict[str, Any]:
-    """A command-line JSON object of ``estimator``'s parameters, checked against its own:
-    names, and value types against the defaults' (a number for a number, text for
-    text; None passes). ``grid``: each value is a list of candidates."""
-    if not text:
-        return {}
-    try:
-        params = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{option} is not valid JSON: {err}") from err
-    if not isinstance(params, dict):
-        raise ValueError(f"{option} must be a JSON object, e.g. '{{\"epochs\": 100}}'")
-    unknown = sorted(set(params) - set(estimator().get_params()))
-    if unknown:
-        raise ValueError(
-            f"{option}: {unknown} are not parameters of {estimator.__name__} "
-            f"(see help(attnmoe.tabular.{estimator.__name__}))"
-        )
-    defaults = estimator().get_params()
-    for name, value in params.items():
-        default = defaults[name]
-        candidates = value if grid and isinstance(value, list) else [value]
-        for v in candidates:
-            number = isinstance(default, (int, float)) and not isinstance(default, bool)
-            flag = name == "verbose" and isinstance(v, bool)  # verbose=True, as sklearn's
-            wrong = (
-                number
-                and not flag
-                and (isinstance(v, bool) or not isinstance(v, (int, float, type(None))))
-            ) or (isinstance(default, str) and not isinstance(v, str))
-            if wrong:
-                kind = "a number" if number else "text"
-                raise ValueError(f"{option}: {name} must be {kind}, got {v!r}")
-    return params
+from ..tabular.params import parse_estimator_params
+from .options import add_out, add_seed
 
 
 def _read(path: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -156,7 +120,7 @@ def _fit(estimator, *data):
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     from ..model.io import check_replaceable
-    from . import AttentionMoEClassifier
+    from ..tabular import AttentionMoEClassifier
 
     check_replaceable(args.out, "classifier.json")  # before training, not after
     data, text = _read(args.data)
@@ -223,7 +187,7 @@ def _top_columns(clf, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from . import AttentionMoEClassifier
+    from ..tabular import AttentionMoEClassifier
 
     clf = AttentionMoEClassifier.from_pretrained(args.model)
     features = getattr(clf, "feature_names_in_", None)
@@ -292,7 +256,7 @@ def _spelt(observed: pd.Series, written: pd.Series, values: np.ndarray) -> list[
 
 
 def _cmd_impute(args: argparse.Namespace) -> int:
-    from . import AttentionMoEImputer
+    from ..tabular import AttentionMoEImputer
 
     data, text = _read(args.data)
     _columns(data, args.keep, "--keep")
@@ -322,7 +286,7 @@ def _cmd_impute(args: argparse.Namespace) -> int:
 
 
 def _model_options(p: argparse.ArgumentParser, estimator: str) -> None:
-    p.add_argument("--seed", type=int, default=0, help="random_state of the model (default 0)")
+    add_seed(p, "random_state of the model (default 0)")
     p.add_argument(
         "--params",
         default=None,
@@ -342,10 +306,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("data", help="CSV: feature columns and the target column")
     p.add_argument("--target", required=True, help="column to predict")
-    p.add_argument(
-        "--out",
+    add_out(
+        p,
+        "model folder to write; an existing one is replaced only if it holds a saved model",
         required=True,
-        help="model folder to write; an existing one is replaced only if it holds a saved model",
     )
     p.add_argument(
         "--drop", nargs="+", default=[], help="columns that are not features (ids); after DATA"
@@ -367,9 +331,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", help="directory written by `attnmoe fit` or save_pretrained")
     p.add_argument("data", help="CSV with the model's columns (others are kept as written)")
-    p.add_argument(
-        "--out", required=True, help="CSV to write: DATA as written plus the new columns"
-    )
+    add_out(p, "CSV to write: DATA as written plus the new columns", required=True)
     p.add_argument("--column", default="prediction", help="name of the prediction column")
     p.add_argument("--proba", action="store_true", help="also one p_<class> column per class")
     p.add_argument(
@@ -387,7 +349,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "DATA with every missing cell filled by its most probable value.",
     )
     p.add_argument("data", help="CSV with missing cells")
-    p.add_argument("--out", required=True, help="CSV to write: DATA as written, gaps filled")
+    add_out(p, "CSV to write: DATA as written, gaps filled", required=True)
     p.add_argument(
         "--keep", nargs="+", default=[], help="columns left as written (ids); after DATA"
     )
@@ -395,4 +357,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_impute)
 
 
-__all__ = ["parse_estimator_params", "register"]
+__all__ = ["register"]
