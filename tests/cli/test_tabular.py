@@ -280,7 +280,7 @@ def test_predictions_are_spelt_as_the_labels_were(tmp_path):
 
 
 def test_labels_spelt_several_ways_stay_one_class():
-    from attnmoe.cli.tabular import _labels
+    from attnmoe.cli.csv_files import labels_as_written as _labels
 
     as_read = pd.Series([True, True, True, False, False])
     assert _labels(as_read, pd.Series(["True", "true", "TRUE", "False", "false"])).nunique() == 2

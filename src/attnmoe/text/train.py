@@ -137,7 +137,7 @@ def train_text(
     seed : int
         Seeds the split, initialization, shuffling and masking.
     num_threads : int, optional
-        Torch threads while training (1 is fastest for small models).
+        Torch intra-op threads while training; None leaves torch's setting as it is.
     device : str, optional
         Torch device to train on (e.g. ``"cuda"``); default CPU. The saved
         models are moved back to the CPU.
