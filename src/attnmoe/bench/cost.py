@@ -502,7 +502,6 @@ def cost_benchmark(
     return summary, report
 
 
-#: the tiny grid of ``attnmoe bench cost --quick`` (a smoke test)
 QUICK = {
     "top_k": (None, 1),
     "n_heads": (1,),

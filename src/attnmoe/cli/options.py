@@ -9,7 +9,6 @@ help text is an argument, so ``attnmoe COMMAND --help`` reads as before.
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 #: a parser or one of its argument groups: both have ``add_argument``
 Parser = argparse.ArgumentParser | argparse._ArgumentGroup
@@ -33,7 +32,7 @@ def add_quiet(parser: Parser, help: str | None = None) -> None:
 
 
 def add_jobs(parser: Parser, help: str) -> None:
-    """``--jobs``: how many fits run at a time, default 2."""
+    """``--jobs``: how many fits (or runs) at a time, default 2."""
     parser.add_argument("--jobs", type=int, default=2, help=help)
 
 
@@ -42,9 +41,15 @@ def add_threads(parser: Parser, *, default: int | None, help: str) -> None:
     parser.add_argument("--threads", type=int, default=default, help=help)
 
 
-def add_device(parser: Parser, **kwargs: Any) -> None:
-    """``--device``: the torch device to train on (``choices``, ``default``, ``help``)."""
-    parser.add_argument("--device", **kwargs)
+def add_device(
+    parser: Parser,
+    *,
+    choices: list[str] | None = None,
+    default: str | None = None,
+    help: str | None = None,
+) -> None:
+    """``--device``: the torch device to train on."""
+    parser.add_argument("--device", choices=choices, default=default, help=help)
 
 
 def add_block(parser: Parser) -> None:
