@@ -165,15 +165,6 @@ def test_format_markdown():
     assert len({len(line) for line in lines}) == 1  # aligned
 
 
-def test_cli(tmp_path, capsys):
-    src = glove_6b_50d(limit=3000).to_keyed_vectors()
-    src.save_word2vec_format(str(tmp_path / "g.txt"), write_header=False)
-    A.main([f"small=glove:{tmp_path / 'g.txt'}", "--out", str(tmp_path / "o"), "--no-progress"])
-    out = capsys.readouterr().out
-    assert "Table 1" in out and "| all (" in out and "small" in out
-    assert (tmp_path / "o" / "table2_cosine.csv").exists()
-
-
 # --------------------------------------------------------------------------- gensim parity
 
 
@@ -270,17 +261,3 @@ def test_paper_protocol_vs_gensim_protocol(glove10k, questions_subset):
     assert len(whole.questions) > len(res.questions)
     # Difference 2: the paper evaluates the questions common to all sources,
     # gensim each model on its own coverage (see test_common_vocabulary_restriction).
-
-
-def test_register_subcommand(tmp_path, capsys):
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="attnmoe")
-    A.register(parser.add_subparsers(dest="command"))
-    src = glove_6b_50d(limit=2000).to_keyed_vectors()
-    src.save_word2vec_format(str(tmp_path / "g.txt"))
-    args = parser.parse_args(
-        ["analogy", f"w2v:{tmp_path / 'g.txt'}", "--out", str(tmp_path / "o"), "--no-progress"]
-    )
-    assert args.func(args) == 0
-    assert "Table 2" in capsys.readouterr().out

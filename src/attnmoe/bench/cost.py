@@ -30,7 +30,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import platform
-import shlex
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -511,75 +510,6 @@ QUICK = {
     "auto_mpg_seeds": 1,
     "epochs": 1,
 }
-
-
-def _parse_top_k(text: str) -> int | None:
-    return None if text.lower() in ("none", "dense", "0") else int(text)
-
-
-def register(bench_sub: Any) -> None:
-    """Add ``attnmoe bench cost`` to the ``bench`` sub-parser."""
-    p = bench_sub.add_parser(
-        "cost", help="cost knobs (top_k, heads, layers): time, memory, accuracy, Pareto front"
-    )
-    p.add_argument(
-        "--top-k",
-        nargs="+",
-        type=_parse_top_k,
-        default=list(DEFAULT_TOP_K),
-        metavar="K",
-        help="sparse gating values; 'none' = dense (default none 3 2 1)",
-    )
-    p.add_argument("--heads", nargs="+", type=int, default=list(DEFAULT_HEADS))
-    p.add_argument("--layers", nargs="+", type=int, default=list(DEFAULT_LAYERS))
-    p.add_argument(
-        "--settings",
-        nargs="*",
-        default=[DEFAULT_SETTING],
-        metavar="SETTING",
-        help=f"simulation settings (default '{DEFAULT_SETTING}'; none: only auto-mpg)",
-    )
-    p.add_argument("--seeds", type=int, default=2, help="simulation seeds per setting")
-    p.add_argument("--auto-mpg-seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
-    p.add_argument("--jobs", type=int, default=2, help="runs at a time (one process each)")
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help="tiny grid (2 configs, 1 epoch, 1 seed per dataset) for a smoke test",
-    )
-    p.add_argument("--out", default="benchmarks/results/cost", help="output folder (resumable)")
-    p.set_defaults(func=_cmd_bench_cost)
-
-
-def _cmd_bench_cost(args: Any) -> int:
-    grid = {
-        "top_k": args.top_k,
-        "n_heads": args.heads,
-        "n_layers": args.layers,
-        "seeds": args.seeds,
-        "auto_mpg_seeds": args.auto_mpg_seeds,
-        "epochs": args.epochs,
-    }
-    if args.quick:
-        grid.update(QUICK)
-    runs = plan_cost_runs(settings=args.settings, **grid)
-    # the equivalent full command (also right when main() is called with an argv list)
-    top_k = " ".join("none" if k is None else str(k) for k in grid["top_k"])
-    settings = " ".join(shlex.quote(s) for s in args.settings)
-    command = (
-        f"attnmoe bench cost --top-k {top_k} --heads {' '.join(map(str, grid['n_heads']))} "
-        f"--layers {' '.join(map(str, grid['n_layers']))} --settings {settings} "
-        f"--seeds {grid['seeds']} --auto-mpg-seeds {grid['auto_mpg_seeds']} "
-        f"--epochs {grid['epochs']} --jobs {args.jobs} --out {shlex.quote(str(args.out))}"
-    )
-    _, report = cost_benchmark(runs, args.out, jobs=args.jobs, command=command)
-    print(report)
-    out = Path(args.out)
-    print(
-        f"every run: {out / 'runs.csv'}; summary: {out / 'summary.md'}; plot: {out / 'pareto.png'}"
-    )
-    return 0
 
 
 __all__ = [

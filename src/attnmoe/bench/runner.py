@@ -20,7 +20,7 @@ from sklearn.model_selection import GridSearchCV
 from tqdm.auto import tqdm
 
 from ..tabular import AttentionMoEClassifier, AtypicalHoldout
-from ..tabular.cli import parse_estimator_params
+from ..tabular.params import parse_estimator_params
 from .baselines import BASELINES, make_baseline
 from .datasets import SIMULATION_SEEDS, SIMULATION_SETTINGS, TabularSplit, load_auto_mpg
 from .paper import load_paper_per_seed, load_paper_results

@@ -484,33 +484,3 @@ def format_top_experts(view: HFExpertView, k: int = 3) -> str:
         cells = [f"{r.expert_token}@{r.expert_location}: {r.share:.2f}" for r in rows.itertuples()]
         lines.append(f"{i:>8}  {token:<{width}}  " + ", ".join(cells))
     return "\n".join(lines)
-
-
-def register(sub: Any) -> None:
-    """Add ``attnmoe experts-hf MODEL_DIR SENTENCE --layer L``."""
-    p = sub.add_parser(
-        "experts-hf",
-        help="a Hugging Face BERT-family layer as gates and experts over a sentence's words",
-    )
-    p.add_argument("model_dir", help="local model directory (config.json, weights, tokenizer)")
-    p.add_argument("sentence", help="the sentence to explain")
-    p.add_argument("--layer", type=int, default=0, help="attention layer, 0-based (default 0)")
-    p.add_argument("--top", type=int, default=3, help="experts shown per token")
-    p.add_argument(
-        "--mask",
-        type=int,
-        default=None,
-        metavar="LOCATION",
-        help="replace this location by the mask token first",
-    )
-    p.add_argument("--per-head", action="store_true", help="also print the per-head table")
-    p.set_defaults(func=_cmd_experts_hf)
-
-
-def _cmd_experts_hf(args: Any) -> int:
-    view = HFLayerExperts(args.model_dir, layer=args.layer).view(args.sentence, args.mask)
-    print(format_top_experts(view, args.top))
-    if args.per_head:
-        with pd.option_context("display.max_rows", None, "display.width", 200):
-            print(view.top_experts(args.top, by="head").round(4).to_string(index=False))
-    return 0 if view.output_error <= 1e-5 and view.gate_error <= 1e-5 else 1

@@ -23,7 +23,6 @@ questions instead of once per question.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os
@@ -37,7 +36,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from attnmoe.text.embeddings import Embeddings, load_source
+from attnmoe.text.embeddings import Embeddings
 
 __all__ = [
     "AnalogyResult",
@@ -45,8 +44,6 @@ __all__ = [
     "evaluate_word_analogies_gensim",
     "format_markdown",
     "load_questions",
-    "main",
-    "register",
 ]
 
 logger = logging.getLogger(__name__)
@@ -638,92 +635,3 @@ def evaluate_word_analogies_gensim(
     if stats is not None:
         stats.update(n_evaluated=len(ev), n_rescored=n_rescored, n_oov=int((~in_vocab).sum()))
     return score, out_sections
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the ``attnmoe analogy`` arguments to ``parser`` (for the main CLI)."""
-    parser.add_argument(
-        "sources",
-        nargs="+",
-        metavar="SOURCE",
-        help="embedding sources: glove-6b-50d, minilm-l6, hf:DIR, w2v:PATH, w2v-bin:PATH, "
-        "glove:PATH, kv:PATH, word2vec-train[:CORPUS], NAME=SPEC (see attnmoe.text.embeddings)",
-    )
-    parser.add_argument(
-        "--questions", help="questions file (default: gensim's questions-words.txt)"
-    )
-    parser.add_argument(
-        "--out", default="runs/analogy", help="output directory (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--each",
-        action="store_true",
-        help="evaluate each source on its own coverage, not common questions",
-    )
-    parser.add_argument(
-        "--raw", action="store_true", help="f = c - a + b from raw, not unit, vectors"
-    )
-    parser.add_argument("--max-vocab", type=int, help="use only each source's first N words")
-    parser.add_argument("--batch-size", type=int, help="questions per matrix product")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return parser
-
-
-def run(args: argparse.Namespace) -> AnalogyResult:
-    """Run the command parsed by :func:`add_arguments`: evaluate, print and save the tables."""
-    sources = [load_source(s) for s in args.sources]
-    result = evaluate_analogies(
-        sources,
-        args.questions,
-        restrict_to_common=not args.each,
-        normalize=not args.raw,
-        max_vocab=args.max_vocab,
-        batch_size=args.batch_size,
-        progress=not args.no_progress,
-    )
-    print(result.to_markdown(), end="")
-    paths = result.save(args.out)
-    print(f"\nsaved: {', '.join(str(p) for p in paths)}")
-    return result
-
-
-def register(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``analogy`` sub-command to the ``attnmoe`` CLI's sub-parsers.
-
-    Parameters
-    ----------
-    subparsers : argparse._SubParsersAction
-        From ``parser.add_subparsers()``; the command's ``func`` returns 0.
-
-    Returns
-    -------
-    argparse.ArgumentParser
-    """
-    p = subparsers.add_parser(
-        "analogy",
-        help="linear word analogies (paper Tables 1-2) for embedding sources",
-        description="Top-1 accuracy and mean cos(d, f) on Google's analogy questions, "
-        "over the questions common to all sources.",
-    )
-    add_arguments(p)
-    p.set_defaults(func=lambda args: (run(args), 0)[1])
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: ``python -m attnmoe.text.analogy SOURCE...``."""
-    parser = add_arguments(
-        argparse.ArgumentParser(
-            prog="attnmoe analogy",
-            description="Linear word analogies (paper Tables 1-2) for embedding sources.",
-        )
-    )
-    run(parser.parse_args(argv))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

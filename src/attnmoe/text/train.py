@@ -18,7 +18,6 @@ masking). The output directory is written atomically::
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tempfile
@@ -138,7 +137,7 @@ def train_text(
     seed : int
         Seeds the split, initialization, shuffling and masking.
     num_threads : int, optional
-        Torch threads while training (1 is fastest for small models).
+        Torch intra-op threads while training; None leaves torch's setting as it is.
     device : str, optional
         Torch device to train on (e.g. ``"cuda"``); default CPU. The saved
         models are moved back to the CPU.
@@ -354,114 +353,3 @@ def train_text(
         saved = Path(out)
         say(f"saved: {saved}/ ({', '.join(sorted(p.name for p in saved.iterdir()))})")
     return TextTrainingResult(saved, vocab, attention, cbow, histories, stats)
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the ``attnmoe train-text`` arguments to ``parser``."""
-    parser.add_argument(
-        "corpus",
-        metavar="CORPUS",
-        help="text file (streamed; .gz/.bz2/.xz ok), or 'demo' for gensim's head500.noblanks.cor",
-    )
-    parser.add_argument("--out", required=True, help="output directory (written atomically)")
-    parser.add_argument("--length", type=int, default=16, help="window length L (default 16)")
-    parser.add_argument("--layers", type=int, default=1, help="attention layers (default 1)")
-    parser.add_argument("--heads", type=int, default=2, help="heads per layer (default 2)")
-    parser.add_argument("--d-model", type=int, default=64, help="model width (default 64)")
-    parser.add_argument("--block", choices=["pure", "bert"], default="pure")
-    parser.add_argument("--window", type=int, default=None, help="experts within this distance")
-    parser.add_argument("--epochs", type=int, default=10, help="maximum epochs (default 10)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--min-count", type=int, default=5, help="vocabulary min count (5)")
-    parser.add_argument("--max-vocab", type=int, default=None, help="vocabulary size cap")
-    parser.add_argument(
-        "--tokenizer",
-        default="regex",
-        help="regex (lower-cased words, default), regex-cased, whitespace, hf:DIR",
-    )
-    parser.add_argument("--mode", choices=["windows", "sentences"], default="windows")
-    parser.add_argument("--stride", type=int, default=None, help="window stride (default L)")
-    parser.add_argument("--max-windows", type=int, default=None, help="read at most N examples")
-    parser.add_argument("--validation", type=float, default=0.1, help="held-out share (0.1)")
-    parser.add_argument("--patience", type=int, default=2, help="early-stopping patience (2)")
-    parser.add_argument("--also-cbow", action="store_true", help="also train a CBOW baseline")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--device", default=None, help="torch device, e.g. cuda (default cpu)")
-    parser.add_argument(
-        "--nproc", type=int, default=1, help="data-parallel processes (DistributedDataParallel)"
-    )
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    parser.add_argument("--checkpoint-dir", default=None, help="periodic atomic checkpoints here")
-    parser.add_argument("--checkpoint-every", type=int, default=0, help="steps between checkpoints")
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    parser.add_argument(
-        "--bind-cores",
-        action="store_true",
-        help="pin each process to its own CPUs (Linux; with --nproc, one core per process)",
-    )
-    parser.add_argument(
-        "--poll-allreduce",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="with --nproc on CPU: wait for the gradient all-reduce by polling, not sleeping "
-        "(default: on when the processes x threads fit in the CPUs)",
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
-    return parser
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run the command parsed by :func:`add_arguments`."""
-    train_text(
-        args.corpus,
-        args.out,
-        length=args.length,
-        layers=args.layers,
-        heads=args.heads,
-        d_model=args.d_model,
-        block=args.block,
-        window=args.window,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        min_count=args.min_count,
-        max_vocab=args.max_vocab,
-        tokenizer=args.tokenizer,
-        mode=args.mode,
-        stride=args.stride,
-        max_windows=args.max_windows,
-        validation=args.validation,
-        patience=args.patience if args.patience > 0 else None,
-        also_cbow=args.also_cbow,
-        seed=args.seed,
-        num_threads=args.threads,
-        device=args.device,
-        nproc=args.nproc,
-        precision=args.precision,
-        checkpoint_dir=args.checkpoint_dir,
-        checkpoint_every=args.checkpoint_every,
-        resume=args.resume,
-        bind_cores=args.bind_cores,
-        poll_allreduce=args.poll_allreduce,
-        verbose=0 if args.quiet else 1,
-    )
-    return 0
-
-
-def register(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``train-text`` sub-command to the ``attnmoe`` CLI's sub-parsers."""
-    p = subparsers.add_parser(
-        "train-text",
-        help="train bidirectional attention (and CBOW) on a text file",
-        description="Stream a text corpus, build a vocabulary, train BidirectionalAttention "
-        "(and with --also-cbow a CBOW) by masked-word prediction with early stopping on a "
-        "held-out share, and save the models + vocab.json in --out.",
-    )
-    add_arguments(p)
-    p.set_defaults(func=run)
-    return p

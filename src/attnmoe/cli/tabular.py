@@ -3,133 +3,24 @@
 The commands are thin: they read a CSV with pandas, call
 :class:`~attnmoe.tabular.AttentionMoEClassifier` /
 :class:`~attnmoe.tabular.AttentionMoEImputer`, and write a model folder
-(``save_pretrained``: JSON + safetensors) or a CSV. Every output is written to a
-temporary file beside its destination and renamed into place, so an interrupted
-command never leaves half a file.
+(``save_pretrained``: JSON + safetensors) or a CSV. The CSV files are read and
+written by :mod:`attnmoe.cli.csv_files`: cells as written, outputs renamed into
+place.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-
-def parse_estimator_params(
-    text: str | None, option: str, estimator: type, grid: bool = False
-) -> dict[str, Any]:
-    """A command-line JSON object of ``estimator``'s parameters, checked against its own:
-    names, and value types against the defaults' (a number for a number, text for
-    text; None passes). ``grid``: each value is a list of candidates."""
-    if not text:
-        return {}
-    try:
-        params = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{option} is not valid JSON: {err}") from err
-    if not isinstance(params, dict):
-        raise ValueError(f"{option} must be a JSON object, e.g. '{{\"epochs\": 100}}'")
-    unknown = sorted(set(params) - set(estimator().get_params()))
-    if unknown:
-        raise ValueError(
-            f"{option}: {unknown} are not parameters of {estimator.__name__} "
-            f"(see help(attnmoe.tabular.{estimator.__name__}))"
-        )
-    defaults = estimator().get_params()
-    for name, value in params.items():
-        default = defaults[name]
-        candidates = value if grid and isinstance(value, list) else [value]
-        for v in candidates:
-            number = isinstance(default, (int, float)) and not isinstance(default, bool)
-            flag = name == "verbose" and isinstance(v, bool)  # verbose=True, as sklearn's
-            wrong = (
-                number
-                and not flag
-                and (isinstance(v, bool) or not isinstance(v, (int, float, type(None))))
-            ) or (isinstance(default, str) and not isinstance(v, str))
-            if wrong:
-                kind = "a number" if number else "text"
-                raise ValueError(f"{option}: {name} must be {kind}, got {v!r}")
-    return params
-
-
-def _read(path: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """DATA twice: as pandas types it (for the model) and as written (for the output).
-
-    Columns that only pass through (ids, zip codes, "NA" country codes, long
-    integers with gaps) are written back exactly as they were read.
-    """
-    try:
-        typed = pd.read_csv(path)
-        text = pd.read_csv(path, dtype=str, keep_default_na=False)
-        # the header as written (pandas renames repeated names), read the same way
-        header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError as err:
-        raise ValueError(f"{path}: {err}") from None
-    except pd.errors.ParserError as err:
-        raise ValueError(f"{path} is not a readable CSV: {err}") from None
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path} is not UTF-8 text ({err.reason}); save it as UTF-8") from None
-    if typed.empty:
-        raise ValueError(f"{path} has no rows")
-    if not (isinstance(typed.index, pd.RangeIndex) and isinstance(text.index, pd.RangeIndex)):
-        # pandas made the first cells an index: writing back would lose them
-        raise ValueError(f"{path}: the header names fewer columns than the rows hold")
-    names = list(header.iloc[0])
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:  # pandas would rename them (a, a.1): the output could not keep them
-        raise ValueError(f"{path}: repeated column names {repeated}; make them unique")
-    return typed, text
-
-
-def _labels(typed: pd.Series, text: pd.Series) -> pd.Series:
-    """A target column as labels, so that predictions are written as the labels were:
-    whole numbers exactly (not through float), and as text where pandas would
-    re-spell them (``007`` -> 7, ``true`` -> True, beyond 64 bits)."""
-    # the text as written, when every label has one spelling (else "7" and "007", or
-    # "true" and "TRUE", would become two classes: then pandas' typed labels)
-    one_spelling = bool((text.groupby(typed.to_numpy()).nunique() == 1).all())
-    if pd.api.types.is_bool_dtype(typed):
-        return text if one_spelling and not text.isin(["True", "False"]).all() else typed
-    if not pd.api.types.is_numeric_dtype(typed):
-        return typed
-    try:
-        whole = text.map(int)  # "12" -> 12, exact however many digits
-    except ValueError:  # "1.5", or "2.0": pandas' numbers, whole ones as integers
-        exact = (typed % 1 == 0).all() and (typed.abs() < 2**53).all()
-        return typed.astype("int64") if exact else typed
-    if not whole.map(lambda v: -(2**63) <= v < 2**63).all():
-        return text  # beyond 64 bits: the labels as written
-    if one_spelling and not (whole.astype(str) == text).all():
-        return text  # leading zeros, signs or spaces, one way each: keep them
-    return whole.astype("int64")
-
-
-def _write_csv(frame: pd.DataFrame, path: str) -> None:
-    """Write ``frame`` to ``path`` through a temporary file renamed into place."""
-    target = Path(path)
-    if target.is_dir():
-        raise IsADirectoryError(f"--out {target} is a folder; give a file name")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, staging = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            frame.to_csv(fh, index=False)
-        umask = os.umask(0)  # mkstemp makes the file private; give it the usual permissions
-        os.umask(umask)
-        os.chmod(staging, 0o666 & ~umask)
-        os.replace(staging, target)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
+from ..tabular.params import parse_estimator_params
+from .csv_files import labels_as_written, read_table, spell_filled, write_csv
+from .options import add_out, add_seed
 
 
 def _columns(frame: pd.DataFrame, names: list[str], what: str) -> None:
@@ -156,10 +47,10 @@ def _fit(estimator, *data):
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     from ..model.io import check_replaceable
-    from . import AttentionMoEClassifier
+    from ..tabular import AttentionMoEClassifier
 
     check_replaceable(args.out, "classifier.json")  # before training, not after
-    data, text = _read(args.data)
+    data, text = read_table(args.data)
     _columns(data, [args.target, *args.drop], "--target/--drop")
     params = _settings(args.params, AttentionMoEClassifier, args.seed)
     labelled = data[args.target].notna().to_numpy()
@@ -175,7 +66,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         else:
             print(f"{n_out} rows without a {args.target!r} label are left out")
     X = features.loc[labelled]
-    y = _labels(data.loc[labelled, args.target], text.loc[labelled, args.target])
+    y = labels_as_written(data.loc[labelled, args.target], text.loc[labelled, args.target])
     if X.shape[1] == 0:
         raise ValueError("no feature columns left after --target and --drop")
     if y.nunique() < 2:
@@ -223,13 +114,13 @@ def _top_columns(clf, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from . import AttentionMoEClassifier
+    from ..tabular import AttentionMoEClassifier
 
     clf = AttentionMoEClassifier.from_pretrained(args.model)
     features = getattr(clf, "feature_names_in_", None)
     if features is None:
         raise ValueError("the model was fitted without column names; predict needs them")
-    data, text = _read(args.data)
+    data, text = read_table(args.data)
     _columns(data, [str(c) for c in features], "the model's columns")
     names = [args.column, f"{args.column}_probability"]
     names += [f"p_{label}" for label in clf.classes_] if args.proba else []
@@ -249,52 +140,17 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     added += list(_top_columns(clf, X)) if args.explain else []
     new = pd.DataFrame(dict(zip(names, added, strict=True)), index=text.index)
     out = pd.concat([text, new], axis=1)
-    _write_csv(out, args.out)
+    write_csv(out, args.out)
     counts = new[args.column].value_counts()
     shown = ", ".join(f"{label}: {n:,}" for label, n in counts.items())
     print(f"predicted {len(out):,} rows ({shown}); written to {args.out}")
     return 0
 
 
-def _as_written(value, whole: bool) -> str:
-    """A filled value as CSV text: whole-number columns without a trailing ``.0``."""
-    if whole and isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def _nearest(seen: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Each of ``values`` replaced by the nearest of the sorted ``seen`` values."""
-    right = np.clip(np.searchsorted(seen, values), 0, len(seen) - 1)
-    left = np.clip(right - 1, 0, len(seen) - 1)
-    closer_left = np.abs(seen[left] - values) <= np.abs(seen[right] - values)
-    return np.where(closer_left, seen[left], seen[right])
-
-
-def _spelt(observed: pd.Series, written: pd.Series, values: np.ndarray) -> list[str]:
-    """Filled ``values`` of a column as the file writes them (``02139``, ``true``).
-
-    ``observed`` / ``written``: the column's present cells, as pandas typed them and
-    as the file has them. In a whole-number column a value the imputer made up (a
-    bin's median between two values) becomes the nearest value the column holds.
-    """
-    spelling: dict = {}
-    for value, text in zip(observed, written, strict=True):
-        spelling.setdefault(value, text)
-    whole = (
-        pd.api.types.is_numeric_dtype(observed)
-        and not pd.api.types.is_bool_dtype(observed)
-        and bool((observed % 1 == 0).all())
-    )
-    if whole:
-        values = _nearest(np.array(sorted(spelling)), values.astype(float))
-    return [spelling.get(v, _as_written(v, whole)) for v in values]
-
-
 def _cmd_impute(args: argparse.Namespace) -> int:
-    from . import AttentionMoEImputer
+    from ..tabular import AttentionMoEImputer
 
-    data, text = _read(args.data)
+    data, text = read_table(args.data)
     _columns(data, args.keep, "--keep")
     columns = [c for c in data.columns if c not in args.keep]
     if not columns:
@@ -313,8 +169,10 @@ def _cmd_impute(args: argparse.Namespace) -> int:
             rows = holes[column].to_numpy()
             if rows.any():
                 cells = filled[column].to_numpy()[rows]
-                out.loc[rows, column] = _spelt(data[column][~rows], text[column][~rows], cells)
-    _write_csv(out, args.out)
+                out.loc[rows, column] = spell_filled(
+                    data[column][~rows], text[column][~rows], cells
+                )
+    write_csv(out, args.out)
     counts = holes.sum()
     shown = ", ".join(f"{c}: {n:,}" for c, n in counts.items() if n) or "none"
     print(f"filled {int(counts.sum()):,} cells ({shown}); written to {args.out}")
@@ -322,7 +180,7 @@ def _cmd_impute(args: argparse.Namespace) -> int:
 
 
 def _model_options(p: argparse.ArgumentParser, estimator: str) -> None:
-    p.add_argument("--seed", type=int, default=0, help="random_state of the model (default 0)")
+    add_seed(p, "random_state of the model (default 0)")
     p.add_argument(
         "--params",
         default=None,
@@ -342,10 +200,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("data", help="CSV: feature columns and the target column")
     p.add_argument("--target", required=True, help="column to predict")
-    p.add_argument(
-        "--out",
+    add_out(
+        p,
+        "model folder to write; an existing one is replaced only if it holds a saved model",
         required=True,
-        help="model folder to write; an existing one is replaced only if it holds a saved model",
     )
     p.add_argument(
         "--drop", nargs="+", default=[], help="columns that are not features (ids); after DATA"
@@ -367,9 +225,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", help="directory written by `attnmoe fit` or save_pretrained")
     p.add_argument("data", help="CSV with the model's columns (others are kept as written)")
-    p.add_argument(
-        "--out", required=True, help="CSV to write: DATA as written plus the new columns"
-    )
+    add_out(p, "CSV to write: DATA as written plus the new columns", required=True)
     p.add_argument("--column", default="prediction", help="name of the prediction column")
     p.add_argument("--proba", action="store_true", help="also one p_<class> column per class")
     p.add_argument(
@@ -387,7 +243,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "DATA with every missing cell filled by its most probable value.",
     )
     p.add_argument("data", help="CSV with missing cells")
-    p.add_argument("--out", required=True, help="CSV to write: DATA as written, gaps filled")
+    add_out(p, "CSV to write: DATA as written, gaps filled", required=True)
     p.add_argument(
         "--keep", nargs="+", default=[], help="columns left as written (ids); after DATA"
     )
@@ -395,4 +251,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_impute)
 
 
-__all__ = ["parse_estimator_params", "register"]
+__all__ = ["register"]

@@ -49,7 +49,7 @@ def test_fit_then_predict_matches_the_python_api(tmp_path, table, capsys, monkey
     assert list(pred.columns[:5]) == list(frame.columns)  # the input comes back unchanged
     assert (pred["prediction"] == frame["label"]).mean() > 0.9  # it learnt the rule
     # explained in chunks, the same answer as in one piece
-    import attnmoe.tabular.cli as tabular_cli
+    import attnmoe.cli.tabular as tabular_cli
 
     monkeypatch.setattr(tabular_cli, "_EXPLAIN_CHUNK", 7)
     chunked = tmp_path / "chunked.csv"
@@ -280,7 +280,7 @@ def test_predictions_are_spelt_as_the_labels_were(tmp_path):
 
 
 def test_labels_spelt_several_ways_stay_one_class():
-    from attnmoe.tabular.cli import _labels
+    from attnmoe.cli.csv_files import labels_as_written as _labels
 
     as_read = pd.Series([True, True, True, False, False])
     assert _labels(as_read, pd.Series(["True", "true", "TRUE", "False", "false"])).nunique() == 2

@@ -1,17 +1,17 @@
-"""The ``attnmoe`` command line."""
+"""``attnmoe version``, ``convert`` and ``check-equivalence``: the model's two forms."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import warnings
-from collections.abc import Sequence
 
-from . import __version__
+from .options import add_seed
 
 
 def _cmd_version(args: argparse.Namespace) -> int:
     import torch
+
+    from .. import __version__
 
     print(f"attnmoe {__version__} (torch {torch.__version__})")
     return 0
@@ -22,7 +22,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
     import torch
 
-    from .model import BidirectionalAttention, ContinuousWordExperts, load_model
+    from ..model import BidirectionalAttention, ContinuousWordExperts, load_model
 
     if (Path(args.source) / "classifier.json").exists():
         raise ValueError(
@@ -52,7 +52,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 def _cmd_check_equivalence(args: argparse.Namespace) -> int:
     import torch
 
-    from .model.equivalence import check_equivalence
+    from ..model.equivalence import check_equivalence
 
     dtype = {"float64": torch.float64, "float32": torch.float32}[args.dtype]
     tol = args.tol if args.tol is not None else (1e-10 if args.dtype == "float64" else 1e-5)
@@ -79,13 +79,8 @@ def _cmd_check_equivalence(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="attnmoe",
-        description="Bidirectional attention as a mixture of continuous word experts.",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``version``, ``convert`` and ``check-equivalence``."""
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=_cmd_version)
 
@@ -105,51 +100,5 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     p.add_argument("--std", type=float, default=0.3, help="scale of the random weights")
     p.add_argument("--tol", type=float, default=None, help="default 1e-10 (float64), 1e-5")
-    p.add_argument("--seed", type=int, default=0)
+    add_seed(p)
     p.set_defaults(func=_cmd_check_equivalence)
-
-    for register in _extensions():
-        register(sub)
-    return parser
-
-
-def _extensions():
-    """Sub-commands contributed by the other packages (tabular, text, explain, bench)."""
-    registrars = []
-    try:
-        from .commands import register_all
-    except ImportError:
-        return registrars
-    registrars.append(register_all)
-    return registrars
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Warnings as one line for the user, without the library's source line."""
-    print(f"warning: {message}", file=sys.stderr if file is None else file)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    args.command_line = list(sys.argv[1:] if argv is None else argv)  # for reports
-    if getattr(args, "func", None) is None:
-        parser.print_help()
-        return 0
-    with warnings.catch_warnings():  # restores the caller's warning display on return
-        warnings.showwarning = _show_warning
-        try:
-            return int(args.func(args) or 0)
-        except (ValueError, OSError) as err:  # bad input or files: one line, no traceback
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        except FloatingPointError as err:  # training diverged (e.g. too large a --lr)
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:  # what finished is on disk (benchmarks: rerun to resume)
-            print("interrupted", file=sys.stderr)
-            return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,179 @@
+"""``attnmoe demo``, ``bench tabular`` and ``bench cost``: runs of :mod:`attnmoe.bench`."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from .options import add_auto_mpg_seeds, add_jobs, add_out, add_settings
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ..bench.runner import MODEL_NAMES, markdown_report, plan_runs, run_benchmark
+
+    print(
+        "attnmoe demo: auto-mpg under distribution shift (train on US cars, test on European\n"
+        "and Japanese cars), attnmoe against the usual tabular models, next to the paper.\n"
+    )
+    runs = plan_runs([], 0, list(MODEL_NAMES), args.seeds)  # attnmoe and every baseline
+    out = Path(args.out)
+    results = run_benchmark(runs, out / "runs.csv", jobs=args.jobs)
+    report = markdown_report(results, command=f"attnmoe demo --seeds {args.seeds}")
+    (out / "summary.md").write_text(report)
+    print(report)
+    print(f"results: {out / 'runs.csv'}, {out / 'summary.md'}")
+    return 0
+
+
+def _cmd_bench_tabular(args: argparse.Namespace) -> int:
+    from ..bench.runner import (
+        markdown_report,
+        parse_params,
+        parse_search,
+        plan_runs,
+        run_benchmark,
+    )
+
+    runs = plan_runs(args.settings, args.seeds, args.models, args.auto_mpg_seeds)
+    out = Path(args.out)
+    results = run_benchmark(
+        runs,
+        out / "runs.csv",
+        jobs=args.jobs,
+        attnmoe_params=parse_params(args.attnmoe_params),
+        attnmoe_search=parse_search(args.attnmoe_search),
+        unlabeled_test=args.attnmoe_unlabeled_test,
+    )
+    command = "attnmoe " + shlex.join(getattr(args, "command_line", sys.argv[1:]))
+    report = markdown_report(results, command=command.strip())  # the planned runs only
+    (out / "summary.md").write_text(report)
+    print(report)
+    print(f"every run: {out / 'runs.csv'}; summary: {out / 'summary.md'}")
+    return 0
+
+
+def _cmd_bench_cost(args: argparse.Namespace) -> int:
+    from ..bench.cost import QUICK, cost_benchmark, plan_cost_runs
+
+    grid = {
+        "top_k": args.top_k,
+        "n_heads": args.heads,
+        "n_layers": args.layers,
+        "seeds": args.seeds,
+        "auto_mpg_seeds": args.auto_mpg_seeds,
+        "epochs": args.epochs,
+    }
+    if args.quick:
+        grid.update(QUICK)
+    runs = plan_cost_runs(settings=args.settings, **grid)
+    # the equivalent full command (also right when main() is called with an argv list)
+    top_k = " ".join("none" if k is None else str(k) for k in grid["top_k"])
+    settings = " ".join(shlex.quote(s) for s in args.settings)
+    command = (
+        f"attnmoe bench cost --top-k {top_k} --heads {' '.join(map(str, grid['n_heads']))} "
+        f"--layers {' '.join(map(str, grid['n_layers']))} --settings {settings} "
+        f"--seeds {grid['seeds']} --auto-mpg-seeds {grid['auto_mpg_seeds']} "
+        f"--epochs {grid['epochs']} --jobs {args.jobs} --out {shlex.quote(str(args.out))}"
+    )
+    _, report = cost_benchmark(runs, args.out, jobs=args.jobs, command=command)
+    print(report)
+    out = Path(args.out)
+    print(
+        f"every run: {out / 'runs.csv'}; summary: {out / 'summary.md'}; plot: {out / 'pareto.png'}"
+    )
+    return 0
+
+
+def _parse_top_k(text: str) -> int | None:
+    return None if text.lower() in ("none", "dense", "0") else int(text)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``demo`` and ``bench`` (with ``bench tabular`` and ``bench cost``)."""
+    p = sub.add_parser("demo", help="the main demo: auto-mpg shift comparison (a few minutes)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per model (default 3)")
+    add_jobs(p, "parallel fits")
+    add_out(p, "output folder", default="runs/demo")
+    p.set_defaults(func=_cmd_demo)
+
+    bench = sub.add_parser("bench", help="benchmarks")
+    bench_sub = bench.add_subparsers(dest="bench_command", metavar="BENCH")
+    _register_bench_tabular(bench_sub)
+    _register_bench_cost(bench_sub)
+    bench.set_defaults(func=lambda args: bench.print_help() or 0)
+
+
+def _register_bench_tabular(bench_sub: argparse._SubParsersAction) -> None:
+    from ..bench.datasets import SIMULATION_SETTINGS
+    from ..bench.runner import MODEL_NAMES
+
+    p = bench_sub.add_parser(
+        "tabular", help="paper Tables 3-5: simulation settings x seeds and auto-mpg"
+    )
+    add_settings(
+        p,
+        default=None,
+        help="simulation settings, e.g. 'k=5 corr=0.9 x_noise=0' (default all 12; none: only "
+        f"auto-mpg). Known: {'; '.join(s.name for s in SIMULATION_SETTINGS)}",
+    )
+    p.add_argument("--seeds", type=int, default=20, help="simulation seeds per setting (<= 20)")
+    add_auto_mpg_seeds(p, 10)
+    p.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=list(MODEL_NAMES))
+    add_jobs(p, "parallel fits (one thread each)")
+    p.add_argument("--attnmoe-params", default=None, help="JSON, e.g. '{\"n_ensembles\": 5}'")
+    p.add_argument(
+        "--attnmoe-search",
+        default=None,
+        help="JSON grid, e.g. '{\"epochs\": [200, 100, 400]}': attnmoe chooses among it on "
+        "the least typical quarter of the training rows (AtypicalHoldout), then refits",
+    )
+    p.add_argument(
+        "--attnmoe-unlabeled-test",
+        action="store_true",
+        help="transductive: attnmoe also trains on the test rows' features (never their "
+        "labels) as X_unlabeled; the baselines do not, so read it as another protocol",
+    )
+    add_out(p, "output folder (resumable)", default="runs/bench-tabular")
+    p.set_defaults(func=_cmd_bench_tabular)
+
+
+def _register_bench_cost(bench_sub: argparse._SubParsersAction) -> None:
+    from ..bench.cost import (
+        DEFAULT_EPOCHS,
+        DEFAULT_HEADS,
+        DEFAULT_LAYERS,
+        DEFAULT_SETTING,
+        DEFAULT_TOP_K,
+    )
+
+    p = bench_sub.add_parser(
+        "cost", help="cost knobs (top_k, heads, layers): time, memory, accuracy, Pareto front"
+    )
+    p.add_argument(
+        "--top-k",
+        nargs="+",
+        type=_parse_top_k,
+        default=list(DEFAULT_TOP_K),
+        metavar="K",
+        help="sparse gating values; 'none' = dense (default none 3 2 1)",
+    )
+    p.add_argument("--heads", nargs="+", type=int, default=list(DEFAULT_HEADS))
+    p.add_argument("--layers", nargs="+", type=int, default=list(DEFAULT_LAYERS))
+    add_settings(
+        p,
+        default=[DEFAULT_SETTING],
+        help=f"simulation settings (default '{DEFAULT_SETTING}'; none: only auto-mpg)",
+    )
+    p.add_argument("--seeds", type=int, default=2, help="simulation seeds per setting")
+    add_auto_mpg_seeds(p, 3)
+    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    add_jobs(p, "runs at a time (one process each)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny grid (2 configs, 1 epoch, 1 seed per dataset) for a smoke test",
+    )
+    add_out(p, "output folder (resumable)", default="benchmarks/results/cost")
+    p.set_defaults(func=_cmd_bench_cost)

@@ -1,0 +1,156 @@
+"""``attnmoe train-ddp``: data-parallel masked-word training (``torch.distributed``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from .options import (
+    add_block,
+    add_checkpoint_options,
+    add_d_model,
+    add_ddp_options,
+    add_device,
+    add_nproc,
+    add_out,
+    add_precision,
+    add_quiet,
+    add_seed,
+    add_threads,
+)
+
+
+def _parse_count(text: str) -> int:
+    """``"100M"`` -> 100_000_000 (suffixes k, M, G)."""
+    scale = {"k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9}
+    if text and text[-1] in scale:
+        return int(float(text[:-1]) * scale[text[-1]])
+    return int(text)
+
+
+def _cmd_train_ddp(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..model import AttentionConfig, BidirectionalAttention, load_model
+    from ..model.distributed import ArraySource, SyntheticSource, train_mlm_distributed
+    from ..model.io import CONFIG_NAME, check_replaceable
+
+    if (args.tokens is None) == (args.synthetic_tokens is None):
+        raise ValueError("give exactly one of --tokens FILE.npy and --synthetic-tokens N")
+    if args.out is not None:  # refuse a folder that is not a saved model before training
+        check_replaceable(args.out, CONFIG_NAME)
+    if args.tokens is not None:
+        source = ArraySource.from_npy(args.tokens, args.window)
+    else:
+        if args.vocab_size is None:
+            raise ValueError("--synthetic-tokens needs --vocab-size")
+        source = SyntheticSource(
+            _parse_count(args.synthetic_tokens), args.window or 16, args.vocab_size, seed=args.seed
+        )
+    torch.manual_seed(args.seed)  # the same initial weights on every rank
+    if args.init is not None:
+        model = load_model(args.init)
+    else:
+        if args.vocab_size is None:
+            raise ValueError("--vocab-size is needed to build a new model (or pass --init)")
+        model = BidirectionalAttention(
+            AttentionConfig(
+                vocab_size=args.vocab_size,
+                max_len=source.window,
+                d_model=args.d_model,
+                n_heads=args.n_heads,
+                n_layers=args.n_layers,
+                block=args.block,
+            )
+        )
+    history = train_mlm_distributed(
+        model,
+        source,
+        global_batch=args.global_batch,
+        steps=args.steps,
+        epochs=args.epochs if args.steps is None else None,
+        lr=args.lr,
+        seed=args.seed,
+        nproc=args.nproc,
+        device=args.device,
+        precision=args.precision,
+        threads=args.threads,
+        checkpoint_dir=args.checkpoint_dir,
+        checkpoint_every=args.checkpoint_every,
+        keep_checkpoints=args.keep_checkpoints,
+        resume=args.resume,
+        log_every=args.log_every,
+        verbose=0 if args.quiet else 1,
+        bind_cores=args.bind_cores,
+        poll_allreduce=args.poll_allreduce,
+    )
+    if int(os.environ.get("RANK", "0")) == 0:
+        if args.out is not None:
+            model.to("cpu").save_pretrained(args.out)
+        last = history.train_loss[-1] if history.train_loss else float("nan")
+        print(
+            f"{history.steps} steps on {history.world_size} process(es) "
+            f"(from step {history.start_step}"
+            + ("; ranks polled the all-reduce" if history.polled else "")
+            + f"): final loss {last:.4f}, "
+            f"{history.predictions_per_second:,.0f} masked predictions/s, "
+            f"peak RSS per process {', '.join(f'{r:.0f}' for r in history.peak_rss_mib)} MiB"
+            + (f"; model: {args.out}" if args.out else "")
+        )
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``train-ddp``."""
+    p = sub.add_parser(
+        "train-ddp",
+        help="data-parallel MLM training (torch.distributed; runs under torchrun too)",
+        description="Masked-word training with DistributedDataParallel: --nproc local "
+        "processes, or one rank per process under torchrun (see docs/scale.md).",
+    )
+    data = p.add_mutually_exclusive_group()
+    data.add_argument("--tokens", help=".npy of integer token ids: (N, L) windows or a 1-D stream")
+    data.add_argument(
+        "--synthetic-tokens", help="a generated corpus of this many tokens, e.g. 100M"
+    )
+    p.add_argument(
+        "--window",
+        type=int,
+        default=None,
+        help="tokens per window: required for a 1-D --tokens stream (2-D rows are windows "
+        "already); default 16 with --synthetic-tokens",
+    )
+    p.add_argument("--vocab-size", type=int, default=None)
+    p.add_argument("--init", default=None, help="start from this saved model directory")
+    add_d_model(p)
+    p.add_argument("--n-heads", type=int, default=2)
+    p.add_argument("--n-layers", type=int, default=1)
+    add_block(p)
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, default=None)
+    budget.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--global-batch", type=int, default=64, help="windows per step, all ranks")
+    p.add_argument("--lr", type=float, default=1e-3)
+    add_seed(p)
+    add_nproc(p, "local processes (ignored under torchrun)")
+    add_threads(p, default=None, help="torch threads per process")
+    add_ddp_options(
+        p,
+        bind_cores_help="pin each local process to its own CPUs (Linux; see docs/scale.md)",
+        poll_allreduce_help="wait for the gradient all-reduce by polling instead of sleeping "
+        "(gloo, CPU; default: on when the processes x threads fit in the CPUs; see "
+        "docs/scale.md)",
+    )
+    add_device(p, choices=["cpu", "cuda"], default="cpu")
+    add_precision(p)
+    add_checkpoint_options(
+        p,
+        dir_help=None,
+        every_help="steps (0: only at the end)",
+        resume_help="continue from the newest checkpoint",
+    )
+    p.add_argument("--keep-checkpoints", type=int, default=2)
+    add_out(p, "save the final model here")
+    p.add_argument("--log-every", type=int, default=100)
+    add_quiet(p)
+    p.set_defaults(func=_cmd_train_ddp)
