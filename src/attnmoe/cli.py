@@ -7,7 +7,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from . import __version__
+from ._version import __version__
 
 
 def _cmd_version(args: argparse.Namespace) -> int:

@@ -107,7 +107,7 @@ def register_all(sub: argparse._SubParsersAction) -> None:
     register_cost(bench_sub)
     bench.set_defaults(func=lambda args: bench.print_help() or 0)
 
-    from .model.huggingface import register as register_experts_hf
+    from .explain.huggingface import register as register_experts_hf
 
     register_experts_hf(sub)  # imports transformers only when the command runs
 
@@ -115,7 +115,7 @@ def register_all(sub: argparse._SubParsersAction) -> None:
 
     register_train_text(sub)
 
-    from .model.distributed import register_cli as register_train_ddp
+    from .training.distributed.trainer import register_cli as register_train_ddp
 
     register_train_ddp(sub)
 

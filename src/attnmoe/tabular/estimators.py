@@ -26,11 +26,11 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ..model import AttentionConfig, BidirectionalAttention, TrainingHistory, train_mlm
+from ..model import AttentionConfig, BidirectionalAttention
 from ..model.attention import MultiHeadSelfAttention
-from ..model.fused import fused_supported
 from ..model.io import atomic_directory
-from ..model.training import torch_threads
+from ..training import TrainingHistory, torch_threads, train_mlm
+from ..training.fused import fused_supported
 from .encoding import ColumnCoding, TableEncoder
 
 _PREDICT_CHUNK = 4096

@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from attnmoe.model import CBOW, AttentionConfig, BidirectionalAttention
-from attnmoe.model.distributed import ArraySource, train_mlm_distributed
 from attnmoe.model.io import atomic_directory, check_replaceable
-from attnmoe.model.training import TrainingHistory, evaluate_mlm, torch_threads, train_mlm
 from attnmoe.text.corpus import EncodedCorpus, Mode, TextCorpus, demo_corpus_path
 from attnmoe.text.vocab import Vocabulary
+from attnmoe.training import TrainingHistory, evaluate_mlm, torch_threads, train_mlm
+from attnmoe.training.distributed import ArraySource, train_mlm_distributed
 
 __all__ = ["TextTrainingResult", "resolve_corpus", "train_text"]
 
