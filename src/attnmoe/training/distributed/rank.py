@@ -207,169 +207,213 @@ def polled_allreduce_hook(state, bucket):  # no annotations: DDP checks them, as
     return future
 
 
+@dataclass
+class _Place:
+    """Where a rank runs: its index among ``world`` ranks, its device, whether DDP reduces."""
+
+    rank: int
+    world: int
+    device: torch.device
+    use_ddp: bool
+
+
 def run_rank(
     model: MaskedWordModel, job: _Job, rank: int, world: int, local_rank: int, use_ddp: bool
 ) -> DistributedHistory:
     """Train on one rank; with ``use_ddp`` the process group is already initialised."""
-    source = job.source
-    n_windows = len(source)
-    n_batches = n_windows // job.global_batch
-    per_rank = job.global_batch // world
-    device = _device_for(job.device, local_rank)
-    model.to(device)
+    place = _Place(rank, world, _device_for(job.device, local_rank), use_ddp)
+    model.to(place.device)
     # fused Adam: every rank updates every parameter, a cost that does not shrink
     # with the shard; the fused kernel makes it a few times cheaper
     optimizer = torch.optim.Adam(
         model.parameters(), lr=job.lr, weight_decay=job.weight_decay, fused=True
     )
     history = DistributedHistory(world_size=world)
-
-    start_step = 0
-    if rank == 0 and job.checkpoint_dir is not None:
-        remove_staging(job.checkpoint_dir)  # a killed run may have left a half-written one
-    if job.resume and job.checkpoint_dir is not None:
-        # rank 0 chooses; every rank loads the same step (the folder must be shared)
-        latest = latest_checkpoint(job.checkpoint_dir) if rank == 0 else None
-        chosen = torch.tensor([-1 if latest is None else int(latest.name.split("-")[1])])
-        if use_ddp:
-            chosen = chosen.to(device)
-            dist.broadcast(chosen, src=0)
-        if int(chosen) >= 0:
-            path = checkpoint_path(job.checkpoint_dir, int(chosen))
-            if not path.is_dir():
-                raise CheckpointError(
-                    f"rank {rank} cannot see {path}: the checkpoint folder must be shared "
-                    "by every node (or copied to each) to resume"
-                )
-            saved = load_checkpoint(path, model, optimizer)
-            trainer = saved["trainer"]
-            expected = job.trainer_state(saved["step"], n_windows, world)
-            for key in _MUST_MATCH:
-                if trainer.get(key) != expected[key]:
-                    raise CheckpointError(
-                        f"{path} was written with {key}={trainer.get(key)!r}, this run has "
-                        f"{expected[key]!r}; resume with the same settings or a new folder"
-                    )
-            start_step = saved["step"]
-            history.train_loss = list(trainer.get("train_loss", []))[:start_step]
+    start_step = _resume(model, optimizer, job, place, history)
     history.start_step = history.steps = start_step
-
-    objective = Objective(model)
-    if use_ddp:
-        kwargs: dict[str, Any] = {}
-        if job.poll_allreduce:
-            # one bucket, all-reduced after the backward pass: polling a first bucket
-            # would hold up the rest of the backward pass anyway
-            grad_mib = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
-            kwargs["bucket_cap_mb"] = grad_mib + 1.0
-        ddp = nn.parallel.DistributedDataParallel(
-            objective,
-            device_ids=[device.index] if device.type == "cuda" else None,
-            gradient_as_bucket_view=True,
-            **kwargs,
-        )
-        if job.poll_allreduce:
-            ddp.register_comm_hook(None, polled_allreduce_hook)
-            history.polled = True
-    else:
-        ddp = objective
-    masking = job.masking
-    order = _BatchOrder(n_batches, job.seed, job.shuffle)
+    net = _wrap(Objective(model), job, place, history)
+    order = _BatchOrder(len(job.source) // job.global_batch, job.seed, job.shuffle)
     autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16)
+        torch.autocast(place.device.type, dtype=torch.bfloat16)
         if job.precision == "bf16"
         else contextlib.nullcontext()
     )
-    cfg = model.config
-    pending: list[Tensor] = []  # this rank's summed loss per step, reduced at log points
-    pending_counts: list[int] = []
-
-    def flush(step: int) -> None:
-        if not pending:
-            return
-        local = torch.stack([p.double() for p in pending]).to(device)
-        rss = torch.zeros(world, dtype=torch.float64, device=device)
-        rss[rank] = _rss_mib()
-        packed = torch.cat([local, rss])
-        if use_ddp:
-            dist.all_reduce(packed)
-        losses = packed[: len(pending)].cpu() / torch.tensor(pending_counts, dtype=torch.float64)
-        history.train_loss.extend(losses.tolist())
-        history.rss_mib.append([float(step), *packed[len(pending) :].tolist()])
-        pending.clear()
-        pending_counts.clear()
-        if job.verbose > 0 and rank == 0:
-            rate = history.masked_predictions / max(time.perf_counter() - started, 1e-9)
-            print(
-                f"step {step}/{job.total_steps} loss {history.train_loss[-1]:.4f} "
-                f"{rate:,.0f} masked predictions/s, rss {rss[0].item():.0f} MiB",
-                flush=True,
-            )
-
     model.train()
-    started = time.perf_counter()
+    log = _LossLog(job, place, history)  # starts the clock
     for step in range(start_step, job.total_steps):
         # dropout: a fresh seeded stream per (step, rank), so resuming needs no RNG state
         torch.manual_seed(_derive_seed(job.seed, _DROPOUT, step, rank))
-        batch_start = order.batch(step) * job.global_batch
-        lo, hi = shard_range(batch_start, job.global_batch, rank, world)
-        x = source.windows(lo, hi)
-        if x.shape[0] != per_rank:
-            raise ValueError(f"the source returned {x.shape[0]} windows for {lo}..{hi}")
-        if x.numel() and (int(x.min()) < 0 or int(x.max()) >= cfg.vocab_size):
-            raise ValueError(f"token ids of windows {lo}..{hi} outside [0, {cfg.vocab_size})")
-        if masking == "all":
-            draws, n_global = None, job.global_batch * x.shape[1]
-        else:
-            full = _draw_masking(
-                job.seed, step, (job.global_batch, x.shape[1]), job.mask_prob, cfg.vocab_size
-            )
-            n_global = int(full[3].sum())
-            part = slice(lo - batch_start, hi - batch_start)
-            draws = tuple(t[part].to(device) for t in full)
-        x = x.to(device, non_blocking=True)
+        x, draws, n_global = _shard(job, order, step, place, model.config.vocab_size)
         with autocast:
-            loss, summed = ddp(x, draws, world / n_global)
+            loss, summed = net(x, draws, world / n_global)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        # gradients are identical on every rank after DDP's all-reduce, so every
-        # rank takes the same decision here without another collective
-        norm = torch.nn.utils.get_total_norm(
-            [p.grad for p in model.parameters() if p.grad is not None]
-        )
-        if not torch.isfinite(norm):
-            raise FloatingPointError(
-                f"MLM gradient became {norm.item()} at step {step + 1}; the weights are kept "
-                "from the last finite step. Try a lower learning rate or precision='fp32'."
-            )
+        _check_gradients(model, step)
         optimizer.step()
-        pending.append(summed)
-        pending_counts.append(n_global)
-        history.masked_predictions += n_global
-        done = step + 1
-        history.steps = done
+        log.add(summed, n_global)
+        done = history.steps = step + 1
         at_checkpoint = (
             job.checkpoint_dir is not None
             and job.checkpoint_every > 0
             and (done % job.checkpoint_every == 0 or done == job.total_steps)
         )
         if at_checkpoint or done % job.log_every == 0 or done == job.total_steps:
-            flush(done)
+            log.flush(done)
         if at_checkpoint and rank == 0:
-            state = job.trainer_state(done, n_windows, world)
+            state = job.trainer_state(done, len(job.source), world)
             state["train_loss"] = history.train_loss
             path = save_checkpoint(
                 job.checkpoint_dir, done, model, optimizer, state, keep=job.keep_checkpoints
             )
             history.checkpoints.append(os.fspath(path))
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    history.seconds = time.perf_counter() - started
-    flush(history.steps)
-    peaks = torch.zeros(world, dtype=torch.float64, device=device)
-    peaks[rank] = _peak_rss_mib()
-    if use_ddp:
-        dist.all_reduce(peaks)
-    history.peak_rss_mib = peaks.tolist()
+    if place.device.type == "cuda":
+        torch.cuda.synchronize(place.device)
+    history.seconds = time.perf_counter() - log.started
+    log.flush(history.steps)
+    history.peak_rss_mib = _peaks(place)
     model.eval()
     return history
+
+
+def _resume(
+    model: MaskedWordModel,
+    optimizer: torch.optim.Optimizer,
+    job: _Job,
+    place: _Place,
+    history: DistributedHistory,
+) -> int:
+    """Load the newest checkpoint when resuming (rank 0 chooses); return the step to start at."""
+    if place.rank == 0 and job.checkpoint_dir is not None:
+        remove_staging(job.checkpoint_dir)  # a killed run may have left a half-written one
+    if not job.resume or job.checkpoint_dir is None:
+        return 0
+    # rank 0 chooses; every rank loads the same step (the folder must be shared)
+    latest = latest_checkpoint(job.checkpoint_dir) if place.rank == 0 else None
+    chosen = torch.tensor([-1 if latest is None else int(latest.name.split("-")[1])])
+    if place.use_ddp:
+        chosen = chosen.to(place.device)
+        dist.broadcast(chosen, src=0)
+    if int(chosen) < 0:
+        return 0
+    path = checkpoint_path(job.checkpoint_dir, int(chosen))
+    if not path.is_dir():
+        raise CheckpointError(
+            f"rank {place.rank} cannot see {path}: the checkpoint folder must be shared "
+            "by every node (or copied to each) to resume"
+        )
+    saved = load_checkpoint(path, model, optimizer)
+    trainer = saved["trainer"]
+    expected = job.trainer_state(saved["step"], len(job.source), place.world)
+    for key in _MUST_MATCH:
+        if trainer.get(key) != expected[key]:
+            raise CheckpointError(
+                f"{path} was written with {key}={trainer.get(key)!r}, this run has "
+                f"{expected[key]!r}; resume with the same settings or a new folder"
+            )
+    history.train_loss = list(trainer.get("train_loss", []))[: saved["step"]]
+    return saved["step"]
+
+
+def _wrap(objective: Objective, job: _Job, place: _Place, history: DistributedHistory) -> nn.Module:
+    """The objective under DDP (polling its all-reduce if asked), or as is on one process."""
+    if not place.use_ddp:
+        return objective
+    kwargs: dict[str, Any] = {}
+    if job.poll_allreduce:
+        # one bucket, all-reduced after the backward pass: polling a first bucket
+        # would hold up the rest of the backward pass anyway
+        params = objective.model.parameters()
+        grad_mib = sum(p.numel() * p.element_size() for p in params) / 2**20
+        kwargs["bucket_cap_mb"] = grad_mib + 1.0
+    ddp = nn.parallel.DistributedDataParallel(
+        objective,
+        device_ids=[place.device.index] if place.device.type == "cuda" else None,
+        gradient_as_bucket_view=True,
+        **kwargs,
+    )
+    if job.poll_allreduce:
+        ddp.register_comm_hook(None, polled_allreduce_hook)
+        history.polled = True
+    return ddp
+
+
+def _shard(
+    job: _Job, order: _BatchOrder, step: int, place: _Place, vocab_size: int
+) -> tuple[Tensor, tuple[Tensor, ...] | None, int]:
+    """This rank's windows of step ``step``, their masking draws (None: all locations) and
+    the global batch's prediction count."""
+    batch_start = order.batch(step) * job.global_batch
+    lo, hi = shard_range(batch_start, job.global_batch, place.rank, place.world)
+    x = job.source.windows(lo, hi)
+    if x.shape[0] != job.global_batch // place.world:
+        raise ValueError(f"the source returned {x.shape[0]} windows for {lo}..{hi}")
+    if x.numel() and (int(x.min()) < 0 or int(x.max()) >= vocab_size):
+        raise ValueError(f"token ids of windows {lo}..{hi} outside [0, {vocab_size})")
+    if job.masking == "all":
+        draws, n_global = None, job.global_batch * x.shape[1]
+    else:
+        full = _draw_masking(
+            job.seed, step, (job.global_batch, x.shape[1]), job.mask_prob, vocab_size
+        )
+        n_global = int(full[3].sum())
+        part = slice(lo - batch_start, hi - batch_start)
+        draws = tuple(t[part].to(place.device) for t in full)
+    return x.to(place.device, non_blocking=True), draws, n_global
+
+
+def _check_gradients(model: MaskedWordModel, step: int) -> None:
+    # gradients are identical on every rank after DDP's all-reduce, so every
+    # rank takes the same decision here without another collective
+    norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+    if not torch.isfinite(norm):
+        raise FloatingPointError(
+            f"MLM gradient became {norm.item()} at step {step + 1}; the weights are kept "
+            "from the last finite step. Try a lower learning rate or precision='fp32'."
+        )
+
+
+class _LossLog:
+    """This rank's summed loss per step, reduced over the ranks at log points."""
+
+    def __init__(self, job: _Job, place: _Place, history: DistributedHistory) -> None:
+        self.job, self.place, self.history = job, place, history
+        self.pending: list[Tensor] = []
+        self.counts: list[int] = []
+        self.started = time.perf_counter()
+
+    def add(self, summed: Tensor, n_global: int) -> None:
+        self.pending.append(summed)
+        self.counts.append(n_global)
+        self.history.masked_predictions += n_global
+
+    def flush(self, step: int) -> None:
+        if not self.pending:
+            return
+        place, history, n = self.place, self.history, len(self.pending)
+        local = torch.stack([p.double() for p in self.pending]).to(place.device)
+        rss = torch.zeros(place.world, dtype=torch.float64, device=place.device)
+        rss[place.rank] = _rss_mib()
+        packed = torch.cat([local, rss])
+        if place.use_ddp:
+            dist.all_reduce(packed)
+        losses = packed[:n].cpu() / torch.tensor(self.counts, dtype=torch.float64)
+        history.train_loss.extend(losses.tolist())
+        history.rss_mib.append([float(step), *packed[n:].tolist()])
+        self.pending.clear()
+        self.counts.clear()
+        if self.job.verbose > 0 and place.rank == 0:
+            rate = history.masked_predictions / max(time.perf_counter() - self.started, 1e-9)
+            print(
+                f"step {step}/{self.job.total_steps} loss {history.train_loss[-1]:.4f} "
+                f"{rate:,.0f} masked predictions/s, rss {rss[0].item():.0f} MiB",
+                flush=True,
+            )
+
+
+def _peaks(place: _Place) -> list[float]:
+    """Peak resident memory of every rank's process, MiB."""
+    peaks = torch.zeros(place.world, dtype=torch.float64, device=place.device)
+    peaks[place.rank] = _peak_rss_mib()
+    if place.use_ddp:
+        dist.all_reduce(peaks)
+    return peaks.tolist()

@@ -16,6 +16,7 @@ import torch.distributed as dist
 
 from ...model.auto import load_model
 from ...model.base import MaskedWordModel
+from ..options import check_lr, resolve_masking
 from ..threads import torch_threads
 from .affinity import _core_slice, _cores, _usable_cpus
 from .launch import (
@@ -155,35 +156,10 @@ def train_mlm_distributed(
     CheckpointError
         If ``resume`` finds a checkpoint of a run with other data settings.
     """
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
-    if not isinstance(source, TokenSource):
-        raise TypeError("source must provide window, __len__ and windows(start, stop)")
-    if source.window > model.config.max_len:
-        raise ValueError(f"windows of {source.window} tokens exceed max_len={model.config.max_len}")
-    if masking == "auto":
-        masking = "all" if model.one_pass_exact else "random"
-    if masking not in ("all", "random"):
-        raise ValueError(f"masking must be 'auto', 'all' or 'random', got {masking!r}")
-    if global_batch < 1:
-        raise ValueError("global_batch must be positive")
-    if not lr > 0 or not math.isfinite(lr):  # 0 would train nothing, silently
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
-    if not 0.0 < mask_prob <= 1.0:
-        raise ValueError(f"mask_prob must be in (0, 1], got {mask_prob!r}")
-    if threads is not None and threads < 1:
-        raise ValueError(f"threads must be None or >= 1, got {threads!r}")
-    n_batches = len(source) // global_batch
-    if n_batches < 1:
-        raise ValueError(f"the source has {len(source)} windows, fewer than one global batch")
-    if (steps is None) == (epochs is None):
-        raise ValueError("give exactly one of steps and epochs")
-    total_steps = int(steps) if steps is not None else math.ceil(float(epochs) * n_batches)
-    if total_steps < 1:
-        raise ValueError("the budget must be at least one step")
-    if resume and checkpoint_dir is None:
-        raise ValueError("resume=True needs a checkpoint_dir")
-
+    masking, total_steps = _check_options(
+        model, source, masking, global_batch, steps, epochs, lr, mask_prob, precision, threads,
+        checkpoint_dir, resume,
+    )  # fmt: skip
     torchrun = _launched_by_torchrun()
     world = int(os.environ["WORLD_SIZE"]) if torchrun else int(nproc)
     if world < 1:
@@ -217,27 +193,8 @@ def train_mlm_distributed(
     )
     if job.checkpoint_dir is not None and job.checkpoint_every <= 0:
         job.checkpoint_every = total_steps  # at least the final checkpoint
-
     if torchrun:
-        rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
-        # a one-process torchrun job still runs DDP (and nccl on CUDA): the same code path
-        if bind_cores and "LOCAL_WORLD_SIZE" not in os.environ:
-            raise ValueError(
-                "bind_cores under a launcher needs LOCAL_WORLD_SIZE (torchrun sets it)"
-            )
-        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-        job.poll_allreduce = _resolve_polling(  # before binding narrows the usable CPUs
-            poll_allreduce, gloo_on_cpu, local_world, threads or torch.get_num_threads()
-        )
-        with _cores(bind_cores, local_rank, local_world, threads):
-            ours = _init_group(job, rank, world)
-            try:
-                with torch_threads(threads), torch.random.fork_rng(devices=[]):
-                    return run_rank(model, job, rank, world, local_rank, use_ddp=True)
-            finally:
-                if ours:
-                    dist.destroy_process_group()
-
+        return _run_under_launcher(model, job, world, poll_allreduce, gloo_on_cpu)
     if world == 1:
         # fork_rng: per-step reseeding for dropout must not leak into the caller's stream
         with (
@@ -246,8 +203,78 @@ def train_mlm_distributed(
             torch.random.fork_rng(devices=[]),
         ):
             return run_rank(model, job, 0, 1, 0, use_ddp=False)
+    return _run_spawned(model, job, world, poll_allreduce, gloo_on_cpu)
 
-    if device == "cuda" and torch.cuda.device_count() < world:
+
+def _check_options(
+    model: MaskedWordModel,
+    source: TokenSource,
+    masking: str,
+    global_batch: int,
+    steps: int | None,
+    epochs: float | None,
+    lr: float,
+    mask_prob: float,
+    precision: str,
+    threads: int | None,
+    checkpoint_dir: str | os.PathLike | None,
+    resume: bool,
+) -> tuple[str, int]:
+    """Check the options that do not depend on the launch; return the masking and steps."""
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    if not isinstance(source, TokenSource):
+        raise TypeError("source must provide window, __len__ and windows(start, stop)")
+    if source.window > model.config.max_len:
+        raise ValueError(f"windows of {source.window} tokens exceed max_len={model.config.max_len}")
+    masking = resolve_masking(masking, model, ("all", "random"))
+    if global_batch < 1:
+        raise ValueError("global_batch must be positive")
+    check_lr(lr)
+    if not 0.0 < mask_prob <= 1.0:
+        raise ValueError(f"mask_prob must be in (0, 1], got {mask_prob!r}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be None or >= 1, got {threads!r}")
+    n_batches = len(source) // global_batch
+    if n_batches < 1:
+        raise ValueError(f"the source has {len(source)} windows, fewer than one global batch")
+    if (steps is None) == (epochs is None):
+        raise ValueError("give exactly one of steps and epochs")
+    total_steps = int(steps) if steps is not None else math.ceil(float(epochs) * n_batches)
+    if total_steps < 1:
+        raise ValueError("the budget must be at least one step")
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs a checkpoint_dir")
+    return masking, total_steps
+
+
+def _run_under_launcher(
+    model: MaskedWordModel, job: _Job, world: int, poll_allreduce: bool | None, gloo_on_cpu: bool
+) -> DistributedHistory:
+    """This process is one rank of a job started by ``torchrun`` (or another launcher)."""
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
+    # a one-process torchrun job still runs DDP (and nccl on CUDA): the same code path
+    if job.bind_cores and "LOCAL_WORLD_SIZE" not in os.environ:
+        raise ValueError("bind_cores under a launcher needs LOCAL_WORLD_SIZE (torchrun sets it)")
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    job.poll_allreduce = _resolve_polling(  # before binding narrows the usable CPUs
+        poll_allreduce, gloo_on_cpu, local_world, job.threads or torch.get_num_threads()
+    )
+    with _cores(job.bind_cores, local_rank, local_world, job.threads):
+        ours = _init_group(job, rank, world)
+        try:
+            with torch_threads(job.threads), torch.random.fork_rng(devices=[]):
+                return run_rank(model, job, rank, world, local_rank, use_ddp=True)
+        finally:
+            if ours:
+                dist.destroy_process_group()
+
+
+def _run_spawned(
+    model: MaskedWordModel, job: _Job, world: int, poll_allreduce: bool | None, gloo_on_cpu: bool
+) -> DistributedHistory:
+    """Spawn ``world`` local processes, wait for them, and load rank 0's result into ``model``."""
+    if job.device == "cuda" and torch.cuda.device_count() < world:
         raise ValueError(
             f"nproc={world} needs {world} GPUs, torch sees {torch.cuda.device_count()}"
         )
@@ -256,7 +283,7 @@ def train_mlm_distributed(
     if job.threads is None:
         job.threads = max(1, len(_usable_cpus()) // world)
     job.poll_allreduce = _resolve_polling(poll_allreduce, gloo_on_cpu, world, job.threads)
-    if bind_cores:  # refuse here rather than in every child
+    if job.bind_cores:  # refuse here rather than in every child
         if not hasattr(os, "sched_setaffinity"):
             raise OSError("bind_cores needs os.sched_setaffinity (Linux)")
         # children start from the forkserver's CPU set, taken when it first started:
