@@ -129,9 +129,7 @@ def train_mlm_distributed(
         other's cores. Every thread of the process is pinned for the duration
         of the call and gets its CPUs back afterwards. Under torchrun the slice
         follows ``LOCAL_RANK`` / ``LOCAL_WORLD_SIZE``. Slices follow CPU
-        numbers, not physical cores. On the project's shared 2-core VM it made
-        no consistent difference on average, but with ``poll_allreduce`` the
-        runs were steadier (``docs/benchmarks.md``, "Scale-out").
+        numbers, not physical cores (measurements: ``docs/benchmarks.md``).
     poll_allreduce
         Wait for the gradient all-reduce by polling it instead of sleeping,
         with the whole gradient in one bucket: each rank keeps its core busy
@@ -139,11 +137,8 @@ def train_mlm_distributed(
         machines). Same arithmetic, same weights. ``None`` (default): on with
         gloo on the CPU when this node's processes x ``threads`` fit in the
         CPUs it may use, else off; ``True`` (gloo on CPU only) or ``False``
-        to choose. In three runs on the project's 2-core VM, 2 processes (not
-        bound) reached 1.5-2.1x one process polling, 1.3-1.8x sleeping; with
-        ``bind_cores`` too, 1.72-1.79x at 512 windows per step
-        (``docs/benchmarks.md``, "Scale-out"). No effect on one process
-        (nothing is reduced).
+        to choose. No effect on one process (nothing is reduced).
+        Measurements: ``docs/benchmarks.md``.
 
     Returns
     -------
