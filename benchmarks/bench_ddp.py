@@ -53,7 +53,7 @@ from attnmoe.training.distributed import (
     train_mlm_distributed,
 )
 from attnmoe.training.distributed.affinity import _core_slice
-from attnmoe.training.distributed.memory import _rss_mib
+from attnmoe.training.distributed.memory import rss_mib as _rss_mib
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ddp.md"
 

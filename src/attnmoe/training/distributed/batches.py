@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .seeds import _DATA, _MASK, _derive_seed
+from .seeds import DATA, MASK, derive_seed
 
 # -- which windows each rank reads ---------------------------------------------
 
 
-class _BatchOrder:
+class BatchOrder:
     """The epoch's order of global batches; a permutation that depends on (seed, epoch) only.
 
     Memory is 8 bytes per global batch of one epoch (e.g. 6 KiB for 100M tokens
@@ -26,7 +26,7 @@ class _BatchOrder:
         if not self.shuffle:
             return position
         if epoch != self._epoch:
-            gen = torch.Generator().manual_seed(_derive_seed(self.seed, _DATA, epoch))
+            gen = torch.Generator().manual_seed(derive_seed(self.seed, DATA, epoch))
             self._perm, self._epoch = torch.randperm(self.n_batches, generator=gen), epoch
         return int(self._perm[position])
 
@@ -35,7 +35,7 @@ def global_batch_windows(
     step: int, n_windows: int, global_batch: int, seed: int = 0, shuffle: bool = True
 ) -> tuple[int, int]:
     """Window range ``(start, stop)`` of the global batch of optimizer step ``step``."""
-    order = _BatchOrder(n_windows // global_batch, seed, shuffle)
+    order = BatchOrder(n_windows // global_batch, seed, shuffle)
     first = order.batch(step) * global_batch
     return first, first + global_batch
 
@@ -50,7 +50,7 @@ def shard_range(batch_start: int, global_batch: int, rank: int, world_size: int)
 # -- the objective DDP wraps -----------------------------------------------------
 
 
-def _bert_masking(x: Tensor, draws: tuple[Tensor, ...], mask_id: int) -> tuple[Tensor, Tensor]:
+def bert_masking(x: Tensor, draws: tuple[Tensor, ...], mask_id: int) -> tuple[Tensor, Tensor]:
     """BERT's 15 % / 80-10-10 masking from pre-drawn numbers (same rule as ``random_mask_loss``).
 
     Returns the model input and the bool ``(B, L)`` of locations to predict.
@@ -61,11 +61,11 @@ def _bert_masking(x: Tensor, draws: tuple[Tensor, ...], mask_id: int) -> tuple[T
     return inputs, chosen
 
 
-def _draw_masking(
+def draw_masking(
     seed: int, step: int, shape: tuple[int, int], mask_prob: float, vocab_size: int
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The random numbers of BERT masking for a whole global batch (identical on every rank)."""
-    gen = torch.Generator().manual_seed(_derive_seed(seed, _MASK, step))
+    gen = torch.Generator().manual_seed(derive_seed(seed, MASK, step))
     u = torch.rand(shape, generator=gen)
     chosen = u < mask_prob
     # every window predicts something: its highest-u location (as random_mask_loss)

@@ -13,10 +13,10 @@ import torch.distributed as dist
 
 from ...model.auto import load_model
 from .affinity import _cores, _usable_cpus
-from .rank import _Job, run_rank
+from .rank import Job, run_rank
 
 
-def _init_group(job: _Job, rank: int, world: int) -> bool:
+def _init_group(job: Job, rank: int, world: int) -> bool:
     """Initialise the default process group unless the caller already did; True if we did."""
     if dist.is_initialized():
         return False
@@ -47,7 +47,7 @@ def _resolve_polling(
     return gloo_on_cpu and local_world * threads <= len(_usable_cpus())
 
 
-def _spawned_rank(local_rank: int, job: _Job, world: int) -> None:
+def _spawned_rank(local_rank: int, job: Job, world: int) -> None:
     """Entry point of a process started by :func:`train_mlm_distributed` (``nproc > 1``)."""
     # bound first, before torch's thread pool and gloo's threads exist
     with _cores(job.bind_cores, local_rank, world, job.threads):

@@ -24,9 +24,9 @@ from ..checkpoint import (
     save_checkpoint,
 )
 from ..losses import mlm_loss
-from .batches import _BatchOrder, _bert_masking, _draw_masking, shard_range
-from .memory import _peak_rss_mib, _rss_mib
-from .seeds import _DROPOUT, _derive_seed
+from .batches import BatchOrder, bert_masking, draw_masking, shard_range
+from .memory import peak_rss_mib, rss_mib
+from .seeds import DROPOUT, derive_seed
 
 
 class Objective(nn.Module):
@@ -47,7 +47,7 @@ class Objective(nn.Module):
         if draws is None:  # every location masked alone (one pass when exact)
             loss = mlm_loss(self.model, x)
             return loss * (x.numel() * scale), loss.detach() * x.numel()
-        inputs, chosen = _bert_masking(x, draws, self.model.config.mask_id)
+        inputs, chosen = bert_masking(x, draws, self.model.config.mask_id)
         logits = self.model.logits(inputs)
         summed = F.cross_entropy(logits[chosen].float(), x[chosen], reduction="sum")
         return summed * scale, summed.detach()
@@ -114,7 +114,7 @@ class DistributedHistory:
 
 
 @dataclass
-class _Job:
+class Job:
     """Everything a rank needs; picklable (sent to spawned processes)."""
 
     source: Any
@@ -218,7 +218,7 @@ class _Place:
 
 
 def run_rank(
-    model: MaskedWordModel, job: _Job, rank: int, world: int, local_rank: int, use_ddp: bool
+    model: MaskedWordModel, job: Job, rank: int, world: int, local_rank: int, use_ddp: bool
 ) -> DistributedHistory:
     """Train on one rank; with ``use_ddp`` the process group is already initialised."""
     place = _Place(rank, world, _device_for(job.device, local_rank), use_ddp)
@@ -232,7 +232,7 @@ def run_rank(
     start_step = _resume(model, optimizer, job, place, history)
     history.start_step = history.steps = start_step
     net = _wrap(Objective(model), job, place, history)
-    order = _BatchOrder(len(job.source) // job.global_batch, job.seed, job.shuffle)
+    order = BatchOrder(len(job.source) // job.global_batch, job.seed, job.shuffle)
     autocast = (
         torch.autocast(place.device.type, dtype=torch.bfloat16)
         if job.precision == "bf16"
@@ -242,7 +242,7 @@ def run_rank(
     log = _LossLog(job, place, history)  # starts the clock
     for step in range(start_step, job.total_steps):
         # dropout: a fresh seeded stream per (step, rank), so resuming needs no RNG state
-        torch.manual_seed(_derive_seed(job.seed, _DROPOUT, step, rank))
+        torch.manual_seed(derive_seed(job.seed, DROPOUT, step, rank))
         x, draws, n_global = _shard(job, order, step, place, model.config.vocab_size)
         with autocast:
             loss, summed = net(x, draws, world / n_global)
@@ -278,7 +278,7 @@ def run_rank(
 def _resume(
     model: MaskedWordModel,
     optimizer: torch.optim.Optimizer,
-    job: _Job,
+    job: Job,
     place: _Place,
     history: DistributedHistory,
 ) -> int:
@@ -314,7 +314,7 @@ def _resume(
     return saved["step"]
 
 
-def _wrap(objective: Objective, job: _Job, place: _Place, history: DistributedHistory) -> nn.Module:
+def _wrap(objective: Objective, job: Job, place: _Place, history: DistributedHistory) -> nn.Module:
     """The objective under DDP (polling its all-reduce if asked), or as is on one process."""
     if not place.use_ddp:
         return objective
@@ -338,7 +338,7 @@ def _wrap(objective: Objective, job: _Job, place: _Place, history: DistributedHi
 
 
 def _shard(
-    job: _Job, order: _BatchOrder, step: int, place: _Place, vocab_size: int
+    job: Job, order: BatchOrder, step: int, place: _Place, vocab_size: int
 ) -> tuple[Tensor, tuple[Tensor, ...] | None, int]:
     """This rank's windows of step ``step``, their masking draws (None: all locations) and
     the global batch's prediction count."""
@@ -352,7 +352,7 @@ def _shard(
     if job.masking == "all":
         draws, n_global = None, job.global_batch * x.shape[1]
     else:
-        full = _draw_masking(
+        full = draw_masking(
             job.seed, step, (job.global_batch, x.shape[1]), job.mask_prob, vocab_size
         )
         n_global = int(full[3].sum())
@@ -375,7 +375,7 @@ def _check_gradients(model: MaskedWordModel, step: int) -> None:
 class _LossLog:
     """This rank's summed loss per step, reduced over the ranks at log points."""
 
-    def __init__(self, job: _Job, place: _Place, history: DistributedHistory) -> None:
+    def __init__(self, job: Job, place: _Place, history: DistributedHistory) -> None:
         self.job, self.place, self.history = job, place, history
         self.pending: list[Tensor] = []
         self.counts: list[int] = []
@@ -392,7 +392,7 @@ class _LossLog:
         place, history, n = self.place, self.history, len(self.pending)
         local = torch.stack([p.double() for p in self.pending]).to(place.device)
         rss = torch.zeros(place.world, dtype=torch.float64, device=place.device)
-        rss[place.rank] = _rss_mib()
+        rss[place.rank] = rss_mib()
         packed = torch.cat([local, rss])
         if place.use_ddp:
             dist.all_reduce(packed)
@@ -413,7 +413,7 @@ class _LossLog:
 def _peaks(place: _Place) -> list[float]:
     """Peak resident memory of every rank's process, MiB."""
     peaks = torch.zeros(place.world, dtype=torch.float64, device=place.device)
-    peaks[place.rank] = _peak_rss_mib()
+    peaks[place.rank] = peak_rss_mib()
     if place.use_ddp:
         dist.all_reduce(peaks)
     return peaks.tolist()

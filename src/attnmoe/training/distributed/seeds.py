@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 # tags that keep the seeded streams of one run independent of each other
-_DATA, _MASK, _DROPOUT, _SYNTHETIC = 0, 1, 2, 3
+DATA, MASK, DROPOUT, SYNTHETIC = 0, 1, 2, 3
 
 
-def _derive_seed(*parts: int) -> int:
+def derive_seed(*parts: int) -> int:
     """A 63-bit seed from integers, well mixed (SeedSequence), stable across platforms."""
     state = np.random.SeedSequence([int(p) for p in parts]).generate_state(2, dtype=np.uint64)
     return int(state[0]) & (2**63 - 1)

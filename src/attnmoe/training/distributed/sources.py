@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .seeds import _SYNTHETIC, _derive_seed
+from .seeds import SYNTHETIC, derive_seed
 
 
 @runtime_checkable
@@ -157,7 +157,7 @@ class SyntheticSource:
     def _chunk(self, index: int) -> Tensor:
         if self._cache is not None and self._cache[0] == index:
             return self._cache[1]
-        gen = torch.Generator().manual_seed(_derive_seed(self.seed, _SYNTHETIC, index))
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, SYNTHETIC, index))
         n = min(self.chunk, self._n - index * self.chunk)
         v = self.vocab_size
         start = torch.randint(v, (n, 1), generator=gen)

@@ -28,7 +28,7 @@ from .launch import (
     _spawned_rank,
     _start_method,
 )
-from .rank import DistributedHistory, _Job, run_rank
+from .rank import DistributedHistory, Job, run_rank
 from .sources import ArraySource, SyntheticSource, TokenSource
 
 Precision = Literal["fp32", "bf16"]
@@ -164,7 +164,7 @@ def train_mlm_distributed(
     gloo_on_cpu = _gloo_on_cpu(device, backend, caller_group=torchrun and dist.is_initialized())
     if poll_allreduce and not gloo_on_cpu:
         raise ValueError("poll_allreduce=True is for the gloo backend on CPU")
-    job = _Job(
+    job = Job(
         source=source,
         global_batch=global_batch,
         total_steps=total_steps,
@@ -244,7 +244,7 @@ def _check_options(
 
 
 def _run_under_launcher(
-    model: MaskedWordModel, job: _Job, world: int, poll_allreduce: bool | None, gloo_on_cpu: bool
+    model: MaskedWordModel, job: Job, world: int, poll_allreduce: bool | None, gloo_on_cpu: bool
 ) -> DistributedHistory:
     """This process is one rank of a job started by ``torchrun`` (or another launcher)."""
     rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
@@ -266,7 +266,7 @@ def _run_under_launcher(
 
 
 def _run_spawned(
-    model: MaskedWordModel, job: _Job, world: int, poll_allreduce: bool | None, gloo_on_cpu: bool
+    model: MaskedWordModel, job: Job, world: int, poll_allreduce: bool | None, gloo_on_cpu: bool
 ) -> DistributedHistory:
     """Spawn ``world`` local processes, wait for them, and load rank 0's result into ``model``."""
     if job.device == "cuda" and torch.cuda.device_count() < world:
