@@ -46,14 +46,14 @@ import torch
 
 from attnmoe import AttentionConfig, BidirectionalAttention
 from attnmoe.bench.machine import machine_description
-from attnmoe.model.distributed import (
+from attnmoe.training.distributed import (
     SyntheticSource,
-    _core_slice,
-    _rss_mib,
     global_batch_windows,
     shard_range,
     train_mlm_distributed,
 )
+from attnmoe.training.distributed.affinity import _core_slice
+from attnmoe.training.distributed.memory import rss_mib as _rss_mib
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ddp" / "run1.md"
 

@@ -46,7 +46,7 @@ from transformers import BertConfig, BertForMaskedLM
 from attnmoe import AttentionConfig, BidirectionalAttention
 from attnmoe.bench.machine import machine_description
 from attnmoe.model.functional import mask_locations
-from attnmoe.model.training import mlm_loss
+from attnmoe.training import mlm_loss
 
 RESULTS = Path(__file__).resolve().parent / "results" / "speed" / "masking.md"
 METHODS = ("one_pass", "copies", "hf", "hf_gather")

@@ -45,7 +45,9 @@ import torch.multiprocessing as mp
 
 from attnmoe import AttentionConfig, BidirectionalAttention
 from attnmoe.bench.machine import machine_description
-from attnmoe.model.distributed import _Objective, _polled_allreduce_hook, _wait_polling
+from attnmoe.training.distributed.rank import Objective as _Objective
+from attnmoe.training.distributed.rank import polled_allreduce_hook as _polled_allreduce_hook
+from attnmoe.training.distributed.rank import wait_polling as _wait_polling
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ddp" / "overhead.md"
 PHASES = ("forward", "backward", "optimizer", "step", "cpu")

@@ -1,19 +1,15 @@
 """attnmoe: bidirectional attention as a mixture of continuous word experts."""
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .model import (
     CBOW,
     AttentionConfig,
     BidirectionalAttention,
     ContinuousWordExperts,
     ModelFileError,
-    TrainingHistory,
-    evaluate_mlm,
     load_model,
-    mlm_loss,
-    train_mlm,
 )
+from .training import TrainingHistory, evaluate_mlm, mlm_loss, train_mlm
 
 __all__ = [
     "CBOW",

@@ -67,7 +67,7 @@ def test_bert_context_contributions_are_exact(layers):
         residual = experts.word_layer.residual[i, model.config.mask_id].expand(3, -1)
         link = experts.word_layer.output
     else:
-        h, _ = experts.word_layer(experts._masked_copy(x, i))
+        h, _ = experts.word_layer(experts.masked_copy(x, i))
         last = experts.context_layers[-1]
         bias, residual, link = last.context_bias, h[:, i], last.output
     logits = experts.output(link(residual, context + bias))

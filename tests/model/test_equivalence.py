@@ -237,7 +237,7 @@ def test_numpy_integers_are_accepted_and_stored_as_int():
 @pytest.mark.parametrize("n_layers, window", [(2, 1), (1, 1), (1, None)])
 def test_a_location_with_no_expert_left_mixes_nothing_and_spreads_no_nan(n_layers, window):
     from attnmoe import train_mlm
-    from attnmoe.model.training import evaluate_mlm
+    from attnmoe.training import evaluate_mlm
 
     model = random_attention(
         3, vocab_size=6, max_len=5, d_model=4, n_layers=n_layers, window=window

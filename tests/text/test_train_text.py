@@ -199,7 +199,7 @@ def test_train_text_data_parallel_matches_one_process(tmp_path):
 
 
 def test_train_text_bind_cores_and_polling_reach_the_trainer(tmp_path, monkeypatch):
-    from attnmoe.model import distributed
+    from attnmoe.training import distributed
 
     calls: list[dict] = []
     real = distributed.train_mlm_distributed

@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,8 @@ from sklearn.preprocessing import LabelEncoder, OneHotEncoder, OrdinalEncoder, S
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
+
+from ..training.threads import torch_threads
 
 __all__ = [
     "BASELINES",
@@ -573,8 +576,8 @@ class FTTransformerClassifier(ClassifierMixin, BaseEstimator):
             x_cont = torch.as_tensor(values, dtype=torch.float32)
         return x_cont, x_cat
 
-    def _threads(self) -> _TorchThreads:
-        return _TorchThreads(self.n_threads)
+    def _threads(self) -> AbstractContextManager[None]:
+        return torch_threads(self.n_threads)
 
     # -- fitting --------------------------------------------------------------
     def fit(self, X: Any, y: Any) -> FTTransformerClassifier:
@@ -726,28 +729,6 @@ class FTTransformerClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X: Any) -> np.ndarray:
         """Most probable class."""
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
-
-
-class _TorchThreads:
-    """Context manager: set torch's CPU thread count, restore it on exit."""
-
-    def __init__(self, n_threads: int | None) -> None:
-        self.n_threads = n_threads
-        self.previous: int | None = None
-
-    def __enter__(self) -> _TorchThreads:
-        if self.n_threads is not None:
-            import torch
-
-            self.previous = torch.get_num_threads()
-            torch.set_num_threads(self.n_threads)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            import torch
-
-            torch.set_num_threads(self.previous)
 
 
 def ft_transformer(

@@ -87,7 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _cmd_experts_hf(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from ..model.huggingface import HFLayerExperts, format_top_experts
+    from ..explain.huggingface import HFLayerExperts, format_top_experts
 
     view = HFLayerExperts(args.model_dir, layer=args.layer).view(args.sentence, args.mask)
     print(format_top_experts(view, args.top))

@@ -11,7 +11,7 @@ from .options import add_seed
 def _cmd_version(args: argparse.Namespace) -> int:
     import torch
 
-    from .. import __version__
+    from .._version import __version__
 
     print(f"attnmoe {__version__} (torch {torch.__version__})")
     return 0

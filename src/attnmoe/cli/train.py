@@ -32,8 +32,8 @@ def _cmd_train_ddp(args: argparse.Namespace) -> int:
     import torch
 
     from ..model import AttentionConfig, BidirectionalAttention, load_model
-    from ..model.distributed import ArraySource, SyntheticSource, train_mlm_distributed
     from ..model.io import CONFIG_NAME, check_replaceable
+    from ..training.distributed import ArraySource, SyntheticSource, train_mlm_distributed
 
     if (args.tokens is None) == (args.synthetic_tokens is None):
         raise ValueError("give exactly one of --tokens FILE.npy and --synthetic-tokens N")

@@ -77,9 +77,7 @@ def _final_layer_input(
     if cfg.n_layers == 1:
         residual = word.residual[i, cfg.mask_id].expand(x.shape[0], -1)
         return residual, word.output, word.context_bias
-    h, _ = word(experts._masked_copy(x, i), key_mask)
-    for layer in experts.context_layers[:-1]:
-        h, _ = layer(h, key_mask)
+    h = experts.last_layer_input(x, i, key_mask)
     last = experts.context_layers[-1]
     return h[:, i], last.output, last.context_bias
 

@@ -90,7 +90,7 @@ def sentence_view(model_dir: str | Path, sentence: str, layer: int = 0, k: int =
         view = attnmoe_sentence_view(root, sentence, k)
         view["source"] = f"attnmoe model {root}"
         return view
-    from ..model.huggingface import hf_expert_view
+    from .huggingface import hf_expert_view
 
     data = hf_expert_view(root, sentence, layer=layer, k=k)
     view = _view_dict(data["tokens"], np.asarray(data["gates"], dtype=float), k, data["check"])

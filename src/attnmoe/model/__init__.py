@@ -1,10 +1,15 @@
-"""The model in its forms: attention, continuous word experts, CBOW; and MLM training."""
+"""The model in its forms (attention, continuous word experts, CBOW) and its math.
+
+Nothing here trains: :mod:`attnmoe.training` does, importing this package.
+:func:`load_model` (:mod:`.auto`) reads any saved form.
+"""
 
 from .attention import BidirectionalAttention
+from .auto import load_model
 from .cbow import CBOW
 from .config import AttentionConfig
 from .experts import ContinuousWordExperts
-from .io import ModelFileError, load_model
+from .io import ModelFileError
 
 __all__ = [
     "CBOW",
@@ -14,7 +19,3 @@ __all__ = [
     "ModelFileError",
     "load_model",
 ]
-
-from .training import TrainingHistory, evaluate_mlm, mlm_loss, train_mlm
-
-__all__ += ["TrainingHistory", "evaluate_mlm", "mlm_loss", "train_mlm"]

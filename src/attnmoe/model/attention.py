@@ -9,7 +9,6 @@ bag of words whose context weights come from a mixture of experts.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -18,9 +17,6 @@ from .base import MaskedWordModel
 from .config import AttentionConfig
 from .functional import mix_experts, mix_experts_one_pass
 from .layers import LayerOutput
-
-if TYPE_CHECKING:
-    from .experts import ContinuousWordExperts
 
 
 class MultiHeadSelfAttention(nn.Module):
@@ -144,8 +140,7 @@ class BidirectionalAttention(MaskedWordModel):
         return weights
 
     # -- conversion -------------------------------------------------------------
-    def to_experts(self) -> ContinuousWordExperts:
+    def to_experts(self) -> MaskedWordModel:
         """The same model as a :class:`ContinuousWordExperts` (exact)."""
-        from .experts import ContinuousWordExperts
-
-        return ContinuousWordExperts.from_attention(self)
+        # looked up, not imported: the experts module imports this one
+        return self.forms["ContinuousWordExperts"].from_attention(self)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +23,14 @@ class MaskedWordModel(PretrainedMixin, nn.Module):
 
     config: AttentionConfig
     output: nn.Linear  # rho (V x d) and b (V)
+
+    #: every model form by class name, filled as each form's class is defined: one form
+    #: converts to another through it without importing the other's module (no circle)
+    forms: ClassVar[dict[str, type[MaskedWordModel]]] = {}
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        MaskedWordModel.forms.setdefault(cls.__name__, cls)
 
     @property
     def one_pass_exact(self) -> bool:

@@ -20,18 +20,15 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
+from .attention import BidirectionalAttention
 from .base import MaskedWordModel
 from .config import AttentionConfig
 from .functional import mask_locations, mix_experts, mix_experts_one_pass
 from .layers import LayerOutput
-
-if TYPE_CHECKING:
-    from .attention import BidirectionalAttention
 
 _INIT_STD = 0.1
 
@@ -170,16 +167,25 @@ class ContinuousWordExperts(MaskedWordModel):
         return h, all_gates
 
     # -- looking at the experts -------------------------------------------------
-    def _masked_copy(self, x: Tensor, i: int) -> Tensor:
+    def masked_copy(self, x: Tensor, i: int) -> Tensor:
+        """``x`` with location ``i`` replaced by the mask token: ``(B, L)``."""
         self.check_input(x)
         if not 0 <= i < x.shape[1]:
             raise ValueError(f"location {i} outside [0, {x.shape[1]})")
         positions = torch.full((x.shape[0], 1), i, dtype=torch.long, device=x.device)
         return mask_locations(x, positions, self.config.mask_id)
 
+    def last_layer_input(self, x: Tensor, i: int, key_mask: Tensor | None = None) -> Tensor:
+        """The masked-copy forward up to the last layer: hidden states ``(B, L, d)`` entering
+        the final context layer when location ``i`` is masked (models of two or more layers)."""
+        h, _ = self.word_layer(self.masked_copy(x, i), key_mask)
+        for layer in self.context_layers[:-1]:
+            h, _ = layer(h, key_mask)
+        return h
+
     def gate_matrices(self, x: Tensor, i: int, key_mask: Tensor | None = None) -> list[Tensor]:
         """Every layer's gates ``(B, H, L, L)`` with location ``i`` masked."""
-        return self._run_layers(self._masked_copy(x, i), key_mask)[1]
+        return self._run_layers(self.masked_copy(x, i), key_mask)[1]
 
     def gates(self, x: Tensor, i: int, key_mask: Tensor | None = None) -> Tensor:
         """Final-layer gate ``pi_i.`` behind the prediction at masked ``i``: ``(B, H, L)``."""
@@ -190,7 +196,7 @@ class ContinuousWordExperts(MaskedWordModel):
         if i is None:
             self.check_input(x)
         else:
-            x = self._masked_copy(x, i)
+            x = self.masked_copy(x, i)
         return self.word_layer.lookup(self.word_layer.experts, x)
 
     def effective_gates(self, x: Tensor, i: int, key_mask: Tensor | None = None) -> Tensor:
@@ -277,9 +283,7 @@ class ContinuousWordExperts(MaskedWordModel):
             experts, _constant = self.effective_experts(x, i)
             return self.effective_gates(x, i, key_mask).unsqueeze(-1) * experts
         # bert: the final layer mixes experts of the previous layer's states
-        h, _ = self.word_layer(self._masked_copy(x, i), key_mask)
-        for layer in self.context_layers[:-1]:
-            h, _ = layer(h, key_mask)
+        h = self.last_layer_input(x, i, key_mask)
         last = self.context_layers[-1]
         q = torch.einsum("bld,hde->bhle", h, last.gate_bilinear) + last.gate_linear[:, None]
         _, gates = mix_experts(q, h.unsqueeze(1), last.experts_of(h), key_mask, **last.sparsity)
@@ -346,8 +350,6 @@ class ContinuousWordExperts(MaskedWordModel):
         tol
             Relative tolerance of the structure checks; defaults by dtype.
         """
-        from .attention import BidirectionalAttention
-
         cfg = self.config
         h, r, d, length = cfg.n_heads, cfg.d_head, cfg.d_model, cfg.max_len
         words = cfg.vocab_size + 1

@@ -11,11 +11,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .. import __version__
+from .._version import __version__
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -190,16 +189,3 @@ class PretrainedMixin:
         except RuntimeError as err:
             raise ModelFileError(f"{directory}: weights do not match the config: {err}") from err
         return model.eval()
-
-
-def load_model(directory: str | os.PathLike) -> torch.nn.Module:
-    """Load any attnmoe model from a directory, whatever its form."""
-    from .attention import BidirectionalAttention
-    from .cbow import CBOW
-    from .experts import ContinuousWordExperts
-
-    classes = {c.__name__: c for c in (BidirectionalAttention, ContinuousWordExperts, CBOW)}
-    kind = model_type_of(directory)
-    if kind not in classes:
-        raise ModelFileError(f"{directory}: unknown model_type {kind!r}")
-    return classes[kind].from_pretrained(directory)

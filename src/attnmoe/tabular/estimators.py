@@ -26,11 +26,17 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ..model import AttentionConfig, BidirectionalAttention, TrainingHistory, train_mlm
+from ..model import AttentionConfig, BidirectionalAttention
 from ..model.attention import MultiHeadSelfAttention
-from ..model.fused import fused_supported
 from ..model.io import atomic_directory
-from ..model.training import torch_threads
+from ..training import TrainingHistory, torch_threads, train_mlm
+from ..training.fused import fused_supported
+from ..training.options import (
+    check_adam,
+    check_average_last,
+    check_context_mask_rate,
+    check_number,
+)
 from .encoding import ColumnCoding, TableEncoder
 
 _PREDICT_CHUNK = 4096
@@ -92,16 +98,6 @@ def _unique_labels(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         classes[:] = distinct
         index = {label: k for k, label in enumerate(distinct)}
         return classes, np.array([index[v] for v in y], dtype=np.intp)
-
-
-def _number(name: str, value, low: float, high: float = math.inf, closed: bool = False) -> float:
-    """``value`` as a float in ``[low, high)`` (``[low, high]`` if closed); else a clear error."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    if not (low <= value <= high if closed else low <= value < high):  # NaN fails too
-        bounds = f"[{low:g}, {high:g}{']' if closed else ')'}"
-        raise ValueError(f"{name} must be in {bounds}, got {value!r}")
-    return float(value)
 
 
 def keras_init_(model: BidirectionalAttention, generator: torch.Generator) -> None:
@@ -222,19 +218,14 @@ class _TableMLM(BaseEstimator):
         count = self.n_ensembles
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
             raise ValueError(f"n_ensembles must be a positive integer, got {self.n_ensembles!r}")
-        if self.adam not in ("torch", "keras"):
-            raise ValueError(f"adam must be 'torch' or 'keras', got {self.adam!r}")
+        check_adam(self.adam)
         copies = self.batching == "copies" and self.n_layers == 1
-        rate = _number("context_mask_rate", self.context_mask_rate, 0.0, 1.0)
-        if rate > 0 and not copies:
-            raise ValueError(
-                "context_mask_rate > 0 needs batching='copies' and n_layers=1 (masked copies)"
-            )
-        average = _number("average_last", self.average_last, 0.0, 1.0, closed=True)
-        if average > 0 and self.validation_fraction:
-            raise ValueError(
-                "average_last > 0 cannot be combined with early stopping (validation_fraction > 0)"
-            )
+        rate = check_context_mask_rate(
+            self.context_mask_rate, copies, "batching='copies' and n_layers=1 (masked copies)"
+        )
+        average = check_average_last(
+            self.average_last, bool(self.validation_fraction), "validation_fraction > 0"
+        )
         rng = check_random_state(self.random_state)
         seeds = [int(s) for s in rng.randint(0, 2**31 - 1, size=self.n_ensembles)]
         length = tokens.shape[1]
@@ -504,8 +495,8 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         if pd.isna(y).any():
             raise ValueError("y contains missing labels")
         _check_target_labels(y)
-        _number("target_weight", self.target_weight, 0.0)
-        share = _number("independent_rows", self.independent_rows, 0.0)
+        check_number("target_weight", self.target_weight, 0.0)
+        share = check_number("independent_rows", self.independent_rows, 0.0)
         table = self._with_unlabeled(frame, X_unlabeled)
         self.classes_, y_codes = _unique_labels(y)
         self.encoder_ = TableEncoder(self.n_bins, self.max_categories).fit(table)

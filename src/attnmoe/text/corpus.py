@@ -513,7 +513,7 @@ class TextCorpus:
         train_path : path-like, optional
             ``"windows"`` mode: stream the training windows to this ``.npy`` file
             (int32, ``(N, L)``; written beside it and renamed into place) instead of
-            memory, for :meth:`ArraySource.from_npy <attnmoe.model.distributed.ArraySource>`;
+            memory, for :meth:`ArraySource.from_npy <attnmoe.training.distributed.ArraySource>`;
             memory stays bounded by one chunk. ``train`` is then empty.
 
         Returns

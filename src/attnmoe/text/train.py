@@ -2,7 +2,7 @@
 
 Two streamed passes over the corpus (count words, then encode examples), then
 masked-word training with early stopping on a held-out share of the examples
-(:func:`attnmoe.model.training.train_mlm`: one-layer models mask every
+(:func:`attnmoe.training.train_mlm`: one-layer models mask every
 location once per epoch in one L x L pass; deeper ones use BERT's random
 masking). The output directory is written atomically::
 
@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from attnmoe.model import CBOW, AttentionConfig, BidirectionalAttention
-from attnmoe.model.distributed import ArraySource, train_mlm_distributed
 from attnmoe.model.io import atomic_directory, check_replaceable
-from attnmoe.model.training import TrainingHistory, evaluate_mlm, torch_threads, train_mlm
 from attnmoe.text.corpus import EncodedCorpus, Mode, TextCorpus, demo_corpus_path
 from attnmoe.text.vocab import Vocabulary
+from attnmoe.training import TrainingHistory, evaluate_mlm, torch_threads, train_mlm
+from attnmoe.training.distributed import ArraySource, train_mlm_distributed
 
 __all__ = ["TextTrainingResult", "resolve_corpus", "train_text"]
 
@@ -142,7 +142,7 @@ def train_text(
         Torch device to train on (e.g. ``"cuda"``); default CPU. The saved
         models are moved back to the CPU.
     nproc : int
-        Data-parallel processes (:func:`attnmoe.model.distributed.train_mlm_distributed`,
+        Data-parallel processes (:func:`attnmoe.training.distributed.train_mlm_distributed`,
         used when ``nproc > 1`` or any of the next four options is set).
     precision : {"fp32", "bf16"}
         bf16 autocast (weights and optimizer stay fp32).
@@ -158,7 +158,7 @@ def train_text(
         With ``nproc > 1`` on CPU: each process waits for the gradient
         all-reduce by polling instead of sleeping; ``None``: on when the
         processes x threads fit in the CPUs this process may use
-        (:func:`~attnmoe.model.distributed.train_mlm_distributed`). No effect
+        (:func:`~attnmoe.training.distributed.train_mlm_distributed`). No effect
         on one process.
     verbose : int
         0 silent; 1 progress messages and bars.

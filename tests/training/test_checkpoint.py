@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from attnmoe import AttentionConfig, BidirectionalAttention
-from attnmoe.model.checkpoint import (
+from attnmoe.model import load_model
+from attnmoe.training.checkpoint import (
     CheckpointError,
     latest_checkpoint,
     list_checkpoints,
@@ -23,8 +24,7 @@ from attnmoe.model.checkpoint import (
     optimizer_to_flat,
     save_checkpoint,
 )
-from attnmoe.model.distributed import SyntheticSource, train_mlm_distributed
-from attnmoe.model.io import load_model
+from attnmoe.training.distributed import SyntheticSource, train_mlm_distributed
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -119,7 +119,7 @@ _SCRIPT = textwrap.dedent(
     import sys, time
     import torch
     from attnmoe import AttentionConfig, BidirectionalAttention
-    from attnmoe.model.distributed import SyntheticSource, train_mlm_distributed
+    from attnmoe.training.distributed import SyntheticSource, train_mlm_distributed
 
     class SlowSource(SyntheticSource):
         def windows(self, start, stop):

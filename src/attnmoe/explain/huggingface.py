@@ -39,7 +39,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from .functional import mix_experts
+from ..model.functional import mix_experts
 
 __all__ = [
     "HFExpertView",

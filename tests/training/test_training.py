@@ -15,7 +15,7 @@ from attnmoe import (
     train_mlm,
 )
 
-from .helpers import random_attention
+from ..model.helpers import random_attention
 
 
 def _grads(model):

@@ -30,8 +30,8 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from .. import __version__
-from .io import (
+from .._version import __version__
+from ..model.io import (
     CONFIG_NAME,
     FORMAT_VERSION,
     WEIGHTS_NAME,

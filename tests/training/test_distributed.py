@@ -15,16 +15,16 @@ import torch
 
 from attnmoe import AttentionConfig, BidirectionalAttention
 from attnmoe.cli import main
-from attnmoe.model.checkpoint import CheckpointError, list_checkpoints
-from attnmoe.model.distributed import (
+from attnmoe.model import load_model
+from attnmoe.training.checkpoint import CheckpointError, list_checkpoints
+from attnmoe.training.distributed import (
     ArraySource,
     SyntheticSource,
-    _core_slice,
     global_batch_windows,
     shard_range,
     train_mlm_distributed,
 )
-from attnmoe.model.io import load_model
+from attnmoe.training.distributed.affinity import _core_slice
 
 
 def _model(
@@ -169,14 +169,14 @@ def test_the_gradient_scale_is_seen_by_the_same_weights_check():
 def test_polling_by_default_only_where_the_ranks_fit(
     monkeypatch, requested, gloo, ranks, threads, expected
 ):
-    from attnmoe.model import distributed
+    from attnmoe.training.distributed import launch as distributed
 
     monkeypatch.setattr(distributed, "_usable_cpus", lambda: [0, 1, 2, 3])
     assert distributed._resolve_polling(requested, gloo, ranks, threads) is expected
 
 
 def test_gloo_on_cpu_reads_the_backend_or_the_callers_group(monkeypatch):
-    from attnmoe.model.distributed import _free_port, _gloo_on_cpu
+    from attnmoe.training.distributed.launch import _free_port, _gloo_on_cpu
 
     assert _gloo_on_cpu("cpu", None, caller_group=False)
     assert _gloo_on_cpu("cpu", "GLOO", caller_group=False)
@@ -193,16 +193,16 @@ def test_gloo_on_cpu_reads_the_backend_or_the_callers_group(monkeypatch):
 
 
 def test_polled_allreduce_hook_runs_once_per_step(monkeypatch):
-    from attnmoe.model import distributed
+    from attnmoe.training.distributed import rank as distributed
 
     calls: list[int] = []
-    real_hook = distributed._polled_allreduce_hook
+    real_hook = distributed.polled_allreduce_hook
 
     def counting_hook(state, bucket):  # no annotations, as DDP wants
         calls.append(bucket.index())
         return real_hook(state, bucket)
 
-    monkeypatch.setattr(distributed, "_polled_allreduce_hook", counting_hook)
+    monkeypatch.setattr(distributed, "polled_allreduce_hook", counting_hook)
     _torchrun_env(monkeypatch)
     # 1.6 MiB of gradient: DDP's defaults would make two buckets (the first of 1 MiB)
     source = SyntheticSource(n_tokens=8 * 16 * 6, window=8, vocab_size=3000, seed=3)
@@ -443,7 +443,7 @@ def test_windows_longer_than_the_model_are_refused():
 
 
 def test_cli_train_ddp(tmp_path, capsys, monkeypatch):
-    from attnmoe.model import distributed
+    from attnmoe.training.distributed import trainer as distributed
 
     binds: list[bool] = []
     real_cores = distributed._cores
@@ -460,7 +460,10 @@ def test_cli_train_ddp(tmp_path, capsys, monkeypatch):
         polls.append(kwargs["poll_allreduce"])
         return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(distributed, "train_mlm_distributed", recording_train)
+    # the command looks the trainer up in the package at call time
+    import attnmoe.training.distributed as package
+
+    monkeypatch.setattr(package, "train_mlm_distributed", recording_train)
     np.save(tmp_path / "tokens.npy", SOURCE.windows(0, len(SOURCE)).numpy().astype(np.int32))
     code = main(
         [

@@ -1,490 +1,31 @@
-"""A fused CPU path for all-locations MLM training of small one-layer models.
+"""The compiled (numba) kernels of the fused MLM engine; :mod:`.engine` drives them.
 
-The reference math is :mod:`attnmoe.model.attention` with
-:func:`~attnmoe.model.functional.mix_experts_one_pass`; this module computes the
-same loss and every gradient (tests hold them equal to 1e-10 in float64) but
-reads the model in its continuous-word-experts form. Per step it builds, once,
-the gate score table ``S[i, h, j, w]`` (masked location ``i``, head ``h``, expert
-location ``j`` holding word ``w``) and the expert table ``V[j, w, h, :]``, for the
-(location, word) pairs the batch holds; compiled loops (numba) then gather from
-them per prediction and mix, run the bert link and the output softmax over all
-predictions at once, and go back the same way, with the dense products
-(``W_O``, the output layer, weight gradients) as BLAS calls. Gradients of the
-tables are chained back to the embeddings and projections by hand, also once
-per step. :meth:`FusedMLM.train_epoch` runs a whole epoch of such steps, Adam
-included, in one compiled call.
-
-Why: tabular models are tiny (L = 6 locations, d = 20) and trained in batches of
-~21 rows. torch then spends its time dispatching a hundred small operators per
-step (a 6 x 6 batched matmul per head and row costs more than its arithmetic),
-autograd's bookkeeping and the Python loop dominate. Here a step costs about as
-much as its arithmetic, with no allocation of note.
-
-Layout, for vectorisation: the mixture works per prediction on whole ``h * dh``
-rows (each head's gate repeated over its ``dh`` units); the link works per
-feature across all predictions (``(d, P)`` arrays), so its loops run over P, not
-over d = 20.
-
-Eligible models (:func:`fused_supported`): one layer, ReLU feed-forward, biases,
-dense gates, no padding, CPU. Everything else trains with the reference path.
+Every function here is compiled; their arrays follow the layout described in
+:mod:`attnmoe.training.fused.engine`. Without numba (a broken install) nothing is
+defined but ``HAVE_NUMBA = False``, and the engine reports itself unsupported.
 """
 
-from __future__ import annotations
-
 import math
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import torch
-from torch import Tensor
 
 try:  # numba is a dependency, but a broken install must not break the package
     import numba
     from numba import literal_unroll
 
-    _HAVE_NUMBA = True
+    HAVE_NUMBA = True
 except ImportError:  # pragma: no cover - exercised only without numba
-    _HAVE_NUMBA = False
-
-
-# The kernel loops per prediction over d and reads (location, word) tables; for
-# text-sized models torch's BLAS path is the faster one.
-MAX_FUSED_D_MODEL = 64
-MAX_FUSED_TABLE = 2**16
-
-
-def fused_supported(model: torch.nn.Module, length: int | None = None) -> bool:
-    """Whether :class:`FusedMLM` computes exactly this model's MLM loss, and the
-    model is small enough for it to be the faster path."""
-    from .attention import BidirectionalAttention
-
-    if not _HAVE_NUMBA or type(model) is not BidirectionalAttention:
-        return False
-    cfg = model.config
-    param = model.output.weight
-    length = cfg.max_len if length is None else length
-    table = length * cfg.n_heads * length * (cfg.vocab_size + 1)
-    return (
-        cfg.d_model <= MAX_FUSED_D_MODEL
-        and table <= MAX_FUSED_TABLE
-        and cfg.n_layers == 1
-        and cfg.activation == "relu"
-        and cfg.bias
-        and (cfg.top_k is None or cfg.top_k >= cfg.max_len)
-        and (cfg.window is None or cfg.window >= cfg.max_len - 1)
-        and param.device.type == "cpu"
-        and param.dtype in (torch.float32, torch.float64)
-    )
-
-
-class DropoutStream:
-    """The kernel's dropout generator (xorshift64*, 16-bit draws).
-
-    The paper's model draws 40 dropout decisions per masked prediction; torch's
-    CPU generator costs 8-13 ns each here, this one about 2 ns. ``P(drop)`` is ``p``
-    rounded to a multiple of 2**-16 (0.1 -> 0.100006) and kept units are scaled
-    by the exact ``1 / (1 - P(drop))``, so the expectation is unchanged.
-    """
-
-    def __init__(self, seed: int = 0) -> None:
-        self.state = np.zeros(1, dtype=np.uint64)
-        if _HAVE_NUMBA:
-            _seed(self.state, int(seed) % (2**63))
-
-    def fill(self, out: np.ndarray, p: float) -> None:
-        """Fill ``out`` with multipliers: 0 with probability ~p, else ``1 / (1 - p)``."""
-        threshold = round(p * 65536)
-        if threshold == 0:
-            out.fill(1.0)
-        else:
-            _dropout_masks(self.state, out, threshold, 65536.0 / (65536 - threshold))
-
-
-# The order in which the compiled code receives the weights (a tuple): the expert
-# tables' inputs, then the weights applied per prediction (one partial per thread).
-_TABLE_WEIGHTS = ("E", "P", "Wq", "bq", "Wk", "bk", "Wv", "bv")
-_ROW_GRADIENTS = ("Wo", "bo", "Wout", "bout", "g1", "b1", "W1", "c1", "W2", "c2", "g2", "b2")
-_WEIGHTS = _TABLE_WEIGHTS + _ROW_GRADIENTS
-
-
-class _Workspace:
-    """One thread's share of a batch: per-prediction work arrays and partial gradients.
-
-    The mixture works per prediction (row-major ``(P, .)`` arrays, P = sentences x
-    locations); the link works per feature across all predictions at once
-    (feature-major ``(., P)`` arrays, so its short loops over d become long
-    vectorised loops over P). Feature-major arrays are flat buffers whose first
-    ``rows * P`` entries are viewed as ``(rows, P)`` for a batch of P predictions.
-    """
-
-    def __init__(self, fused: FusedMLM, max_rows: int) -> None:
-        cfg, z = fused.model.config, fused.np_dtype
-        length, d, h, dh = fused.length, cfg.d_model, cfg.n_heads, cfg.d_head
-        n_words, n_ff = cfg.vocab_size + 1, cfg.d_ff if fused.bert else 1
-        n_pred = max_rows * length
-        rows = {  # per-prediction rows
-            "A": (n_pred, length, h * dh),  # gates, repeated over each head's dh units
-            "O": (n_pred, h * dh),  # mixture, the input of W_O
-            "GL": (n_pred, cfg.vocab_size),  # logits, then d loss / d logits
-            "GO": (n_pred, h * dh),  # d loss / d mixture
-        }
-        columns = {  # feature-major: (this many rows, P)
-            "C": d,  # W_O output
-            "N1": d,  # normalised, LayerNorm 1
-            "H1": d,  # feed-forward input
-            "U": n_ff,  # feed-forward pre-activation
-            "RELU": n_ff,
-            "N2": d,  # normalised, LayerNorm 2
-            "INV": 2,  # 1 / std of both LayerNorms
-            "HF": d,  # output-layer input
-            "G": d,  # d loss / d HF
-            "GF": d,  # d loss / d feed-forward output
-            "GU": n_ff,  # d loss / d feed-forward pre-activation
-            "GC": d,  # d loss / d W_O output
-            "DROP": 2 * d,  # dropout multipliers of the two residual branches
-        }
-        self.row_arrays = tuple(np.zeros(shape, z) for shape in rows.values())
-        self.columns = tuple(np.zeros(size * n_pred, z) for size in columns.values())
-        self.drop = self.columns[-1]
-        self.drop.fill(1.0)
-        self.g_scores = np.zeros((length, h, length, n_words), z)
-        self.g_values = np.zeros((length, n_words, h * dh), z)
-        self.g_residual = np.zeros((length, d), z)
-        self.table_grads = (self.g_scores, self.g_values, self.g_residual)
-        self.grads = {k: np.zeros(fused.params[k].shape, z) for k in _ROW_GRADIENTS}
-        self.row_grads = tuple(self.grads[k] for k in _ROW_GRADIENTS)
-
-    def fill_dropout(self, fused: FusedMLM, n_pred: int, rate: float) -> None:
-        """This slice's dropout multipliers (all ones without dropout)."""
-        drop = self.drop[: 2 * fused.model.config.d_model * n_pred]
-        if rate > 0:
-            fused.dropout.fill(drop, rate)
-        elif self.drop[0] != 1:  # a kept unit is 1 / (1 - p), never 1
-            self.drop.fill(1.0)
-
-    def run(self, fused: FusedMLM, tokens: np.ndarray, inv_total: float) -> float:
-        """Forward and backward of every location of ``tokens`` (a slice of the batch)
-        masked alone; returns its loss share."""
-        n_pred = tokens.size
-        return _rows_step(
-            tokens, fused.pred_rows[:n_pred], fused.pred_locs[:n_pred], fused.weight_arrays,
-            self.row_grads, fused.tables, self.row_arrays, self.columns, self.table_grads,
-            fused.position_weights, fused.model.config.mask_id, inv_total, fused.bert, fused.eps,
-        )  # fmt: skip
-
-
-class FusedMLM:
-    """All-locations MLM steps of one model through the fused kernel.
-
-    Built once per fit: it keeps numpy views of the parameters (updated in place
-    by the optimizer), gradient buffers wired to each parameter's ``.grad``,
-    and the work arrays for batches of up to ``max_rows`` sentences, so a step
-    costs a handful of compiled calls and no allocation.
-
-    Parameters
-    ----------
-    model
-        A :class:`BidirectionalAttention` for which :func:`fused_supported` holds.
-    length
-        Sentence length ``L`` of the training data.
-    max_rows
-        Largest batch (sentences) :meth:`step` will see.
-    position_weights
-        ``(L,)`` loss weight per location; uniform when None.
-    dropout
-        Dropout generator; needed when the model trains with dropout > 0.
-    threads
-        The batch's sentences are split into this many slices computed at once
-        on as many threads (the compiled parts release the GIL); results equal
-        one thread's up to the order of floating-point sums.
-    """
-
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        length: int,
-        max_rows: int,
-        position_weights: Tensor | None = None,
-        dropout: DropoutStream | None = None,
-        threads: int = 1,
-    ) -> None:
-        if not fused_supported(model, length):
-            raise ValueError("this model is not supported by the fused kernel (fused_supported)")
-        cfg = model.config
-        self.model, self.length, self.max_rows = model, length, max_rows
-        self.dropout, self.threads = dropout, max(1, min(int(threads), max_rows))
-        self.dtype = model.output.weight.dtype
-        self.np_dtype = np.float32 if self.dtype == torch.float32 else np.float64
-        self.eps = float(cfg.layer_norm_eps)
-        att = model.layers[0].attention
-        link = model.layers[0].output.link
-        self.bert = link is not None
-        named = {
-            "E": model.token_embedding.weight,
-            "P": model.position_embedding.weight,
-            "Wq": att.query.weight,
-            "bq": att.query.bias,
-            "Wk": att.key.weight,
-            "bk": att.key.bias,
-            "Wv": att.value.weight,
-            "bv": att.value.bias,
-            "Wo": att.out.weight,
-            "bo": att.out.bias,
-            "Wout": model.output.weight,
-            "bout": model.output.bias,
-        }
-        if self.bert:
-            named |= {
-                "g1": link.attention_norm.weight,
-                "b1": link.attention_norm.bias,
-                "W1": link.feed_forward[0].weight,
-                "c1": link.feed_forward[0].bias,
-                "W2": link.feed_forward[2].weight,
-                "c2": link.feed_forward[2].bias,
-                "g2": link.output_norm.weight,
-                "b2": link.output_norm.bias,
-            }
-        self.named = named
-        self.weights_t = {k: p.detach() for k, p in named.items()}  # live: Adam updates in place
-        if not self.bert:  # the kernel's link arguments: harmless placeholders
-            for k, shape in {"g1": (1,), "b1": (1,), "W1": (1, 1), "c1": (1,)}.items():
-                self.weights_t[k] = torch.zeros(shape, dtype=self.dtype)
-            for k, shape in {"W2": (1, 1), "c2": (1,), "g2": (1,), "b2": (1,)}.items():
-                self.weights_t[k] = torch.zeros(shape, dtype=self.dtype)
-        self.params = {k: v.numpy() for k, v in self.weights_t.items()}
-        for p in named.values():
-            p.grad = torch.zeros_like(p)
-        self.grads = {k: p.grad.numpy() for k, p in named.items()}
-        weights = torch.ones(length) if position_weights is None else position_weights
-        self.position_weights = weights.detach().to(self.dtype).contiguous().numpy()
-
-        h, dh, d = cfg.n_heads, cfg.d_head, cfg.d_model
-        n_words, z = cfg.vocab_size + 1, self.np_dtype
-        self.scale = 1.0 / math.sqrt(dh)
-        self.inputs = np.zeros((length, n_words, d), z)  # E[w] + P[j]
-        self.residual = np.zeros((length, d), z)  # the masked location's input
-        self.queries = np.zeros((length, h * dh), z)  # scaled, at the mask
-        self.keys = np.zeros((length, n_words, h * dh), z)
-        self.values = np.zeros((length, n_words, h * dh), z)
-        self.scores = np.zeros((length, h, length, n_words), z)
-        # exp(score - max over the (i, h) slice), repeated over the head's dh units so
-        # that the mixture runs over whole h * dh rows
-        self.scores_exp = np.zeros((length, length, n_words, h * dh), z)
-        self.used = np.zeros((length, n_words), np.bool_)  # (location, word) pairs in the batch
-        self.tables = (
-            self.inputs, self.residual, self.queries, self.keys, self.values, self.scores,
-            self.scores_exp, self.used,
-        )  # fmt: skip
-        self.weight_arrays = tuple(self.params[k] for k in _WEIGHTS)
-        self.table_weight_grads = tuple(self.grads[k] for k in _TABLE_WEIGHTS)
-        # every location of every sentence: prediction p = sentence * L + location
-        self.pred_rows = np.repeat(np.arange(max_rows), length)
-        self.pred_locs = np.tile(np.arange(length), max_rows)
-        per_thread = -(-max_rows // self.threads)
-        self.workspaces = [_Workspace(self, per_thread) for _ in range(self.threads)]
-
-    def _dropout_rate(self) -> float:
-        cfg = self.model.config
-        if not (self.model.training and cfg.dropout > 0):
-            return 0.0
-        if self.dropout is None:
-            raise ValueError("a model training with dropout needs a DropoutStream")
-        return cfg.dropout
-
-    def step(self, x: Tensor) -> float:
-        """Set every parameter's ``.grad`` to the gradient of the batch's mean
-        weighted loss (each location of ``x`` masked alone); return the loss."""
-        cfg = self.model.config
-        n, length = x.shape
-        if length != self.length or n > self.max_rows:
-            raise ValueError(f"batch {tuple(x.shape)} exceeds ({self.max_rows}, {self.length})")
-        tokens = x.contiguous().numpy()
-        total = float(((tokens != cfg.mask_id) * self.position_weights).sum())
-        if total <= 0:
-            raise ValueError("nothing to predict: every location holds the mask token")
-        rate = self._dropout_rate()
-        _mark_used(tokens, cfg.mask_id, self.used)
-        _tables_forward(self.weight_arrays, cfg.mask_id, self.scale, self.tables)
-
-        # each thread takes a contiguous slice of sentences (and their dropout masks)
-        bounds = [n * k // self.threads for k in range(self.threads + 1)]
-        jobs = [
-            (ws, tokens[lo:hi])
-            for ws, lo, hi in zip(self.workspaces, bounds, bounds[1:], strict=False)
-            if hi > lo
-        ]
-        for ws, t in jobs:  # drawn in slice order: the stream does not depend on timing
-            ws.fill_dropout(self, t.size, rate)
-        if len(jobs) == 1:
-            losses = [jobs[0][0].run(self, jobs[0][1], 1.0 / total)]
-        else:
-            pool = _thread_pool(self.threads)
-            futures = [pool.submit(ws.run, self, t, 1.0 / total) for ws, t in jobs]
-            losses = [f.result() for f in futures]
-        spaces = [job[0] for job in jobs]
-
-        table_grads = spaces[0].table_grads
-        if len(spaces) > 1:
-            parts = zip(*(ws.table_grads for ws in spaces), strict=True)
-            table_grads = tuple(sum(part) for part in parts)
-        _tables_backward(
-            table_grads, self.weight_arrays, cfg.mask_id, self.scale, self.tables,
-            self.table_weight_grads,
-        )  # fmt: skip
-        for name in _ROW_GRADIENTS:
-            if name in self.named:
-                grad = self.named[name].grad
-                grad.copy_(torch.from_numpy(spaces[0].grads[name]))
-                for ws in spaces[1:]:
-                    grad.add_(torch.from_numpy(ws.grads[name]))
-        return float(sum(losses))
-
-    def train_epoch(
-        self,
-        tokens: np.ndarray,
-        order: np.ndarray,
-        per_step: int,
-        adam: FusedAdam,
-        copies: bool = False,
-        expanded: bool = False,
-    ) -> np.ndarray:
-        """One pass of Adam steps, all in compiled code (one thread).
-
-        Rows (``copies=False``): ``order`` permutes the sentences of ``tokens``; a
-        step takes the next ``per_step`` sentences and predicts every location of
-        each (:meth:`step`). Copies: ``order`` permutes the (sentence, location)
-        pairs, numbered ``sentence * L + location``; a step takes the next
-        ``per_step`` pairs, i.e. a batch of masked copies drawn from all
-        sentences (the paper's Keras training). ``expanded`` (copies only):
-        ``tokens`` holds every copy's own input, ``(N * L, L)``, row
-        ``sentence * L + location`` (e.g. with context hidden:
-        :func:`attnmoe.model.training.hide_context`). Each step is followed by
-        ``adam``'s update of the weights in place. Returns each step's loss.
-
-        Raises
-        ------
-        FloatingPointError
-            If a step's loss is not finite; that step's update is not applied.
-        ValueError
-            If a batch holds nothing to predict (every target masked).
-        """
-        if self.threads != 1:
-            raise ValueError("train_epoch runs on one thread; use step() with threads > 1")
-        limit = self.max_rows * self.length if copies else self.max_rows
-        if not 1 <= per_step <= limit:
-            raise ValueError(f"per_step must be in [1, {limit}], got {per_step}")
-        tokens = np.ascontiguousarray(tokens, dtype=np.int64)
-        order = np.ascontiguousarray(order, dtype=np.int64)
-        if tokens.ndim != 2 or tokens.shape[1] != self.length:
-            raise ValueError(f"tokens must be (N, {self.length}), got {tokens.shape}")
-        if expanded and not copies:
-            raise ValueError("expanded inputs are masked copies: they need copies=True")
-        if expanded and len(tokens) % self.length:
-            raise ValueError(f"expanded copies come {self.length} per sentence, got {len(tokens)}")
-        bound = len(tokens) if expanded else tokens.size if copies else len(tokens)
-        # the row of tokens that holds an item's input: item // stride
-        stride = self.length if copies and not expanded else 1
-        if order.size and (order.min() < 0 or order.max() >= bound):
-            raise ValueError(f"order must index [0, {bound}), got [{order.min()}, {order.max()}]")
-        rate = self._dropout_rate()
-        ws = self.workspaces[0]
-        ws.fill_dropout(self, 0, 0.0)  # all ones, in case the stream is not used
-        threshold = round(rate * 65536)
-        state = self.dropout.state if self.dropout is not None else np.ones(1, np.uint64)
-        grads = self.table_weight_grads + ws.row_grads
-        groups = tuple(zip(self.weight_arrays, grads, adam.first, adam.second, strict=True))
-        losses = np.zeros(-(-len(order) // per_step))
-        steps, status = _train_epoch(
-            tokens, order, per_step, copies, stride, self.weight_arrays, grads, groups, self.tables,
-            ws.row_arrays, ws.columns, ws.table_grads, self.position_weights,
-            self.model.config.mask_id, self.bert, self.eps, self.scale, state, threshold,
-            65536.0 / (65536 - threshold), adam.hyper(), losses,
-        )  # fmt: skip
-        adam.steps += steps
-        if status == 1:
-            raise FloatingPointError(f"the MLM loss became {losses[steps]} at step {steps + 1}")
-        if status == 2:
-            raise ValueError("nothing to predict: every target of a batch is the mask token")
-        return losses
-
-
-class FusedAdam:
-    """Adam (``torch.optim.Adam``'s update, L2 weight decay) kept by :class:`FusedMLM`
-    for :meth:`FusedMLM.train_epoch`: the moments of every weight, and the step count.
-
-    ``eps_hat=True`` adds ``eps`` to the uncorrected root second moment, as Keras's
-    Adam does (torch adds it to the bias-corrected one).
-    """
-
-    def __init__(
-        self,
-        fused: FusedMLM,
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        eps_hat: bool = False,
-    ) -> None:
-        self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
-        self.eps_hat = eps_hat
-        self.first = tuple(np.zeros_like(w) for w in fused.weight_arrays)
-        self.second = tuple(np.zeros_like(w) for w in fused.weight_arrays)
-        self.steps = 0
-
-    def hyper(self) -> np.ndarray:
-        """``[lr, beta1, beta2, eps, weight_decay, steps taken, eps_hat]`` for the kernel."""
-        b1, b2 = self.betas
-        return np.array(
-            [self.lr, b1, b2, self.eps, self.weight_decay, self.steps, float(self.eps_hat)],
-            np.float64,
-        )
-
-
-_POOL: tuple[int, ThreadPoolExecutor] | None = None
-
-
-def _thread_pool(workers: int) -> ThreadPoolExecutor:
-    global _POOL
-    if _POOL is None or _POOL[0] < workers:
-        # OpenMP thread counts are per thread: keep each worker's torch GEMMs on one
-        _POOL = (
-            workers,
-            ThreadPoolExecutor(
-                max_workers=workers,
-                thread_name_prefix="attnmoe-fused",
-                initializer=torch.set_num_threads,
-                initargs=(1,),
-            ),
-        )
-    return _POOL[1]
-
-
-def fused_mlm_step(
-    model: torch.nn.Module,
-    x: Tensor,
-    position_weights: Tensor | None = None,
-    dropout: DropoutStream | None = None,
-    threads: int = 1,
-) -> Tensor:
-    """One-off :meth:`FusedMLM.step`: the loss of every location of ``x`` masked
-    alone, its gradients written to ``.grad`` (replacing what was there).
-
-    Equals ``mlm_loss(model, x, position_weights=...)`` followed by ``backward()``
-    (in training mode the dropout masks come from ``dropout``). Training loops
-    should build one :class:`FusedMLM` and call its ``step``.
-    """
-    fused = FusedMLM(model, x.shape[1], len(x), position_weights, dropout, threads)
-    return torch.tensor(fused.step(x), dtype=model.output.weight.dtype)
+    HAVE_NUMBA = False
 
 
 # fast-math that may reorder sums, but keeps NaN and inf meaning (a diverged
 # loss must surface as NaN, not be optimised away)
 _FAST = {"reassoc", "contract", "arcp", "nsz", "afn"}
 
-if _HAVE_NUMBA:
+if HAVE_NUMBA:
 
     @numba.njit(cache=True)
-    def _seed(state, seed):  # pragma: no cover - compiled
+    def seed_stream(state, seed):  # pragma: no cover - compiled
         # splitmix64 of the seed, so nearby seeds give unrelated streams
         z = np.uint64(seed) + np.uint64(0x9E3779B97F4A7C15)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -493,7 +34,7 @@ if _HAVE_NUMBA:
         state[0] = z if z != np.uint64(0) else np.uint64(1)
 
     @numba.njit(cache=True)
-    def _dropout_masks(state, out, threshold, keep):  # pragma: no cover - compiled
+    def dropout_masks(state, out, threshold, keep):  # pragma: no cover - compiled
         # xorshift64*, 16 bits per draw: P(drop) = threshold / 2**16
         flat = out.reshape(-1)
         n = flat.shape[0]
@@ -768,7 +309,7 @@ if _HAVE_NUMBA:
                         row[o] = 0.0
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
-    def _tables_forward(W, mask_id, scale, T):  # pragma: no cover - compiled
+    def tables_forward(W, mask_id, scale, T):  # pragma: no cover - compiled
         # the expert form's tables: every (location, word) input, its key and value,
         # the mask's query at every location, and all gate scores
         E, P, Wq, bq, Wk, bk, Wv, bv = W[0], W[1], W[2], W[3], W[4], W[5], W[6], W[7]
@@ -818,7 +359,7 @@ if _HAVE_NUMBA:
                                 scores_exp[i, j, w, hh * dh + e] = gate
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
-    def _tables_backward(g_tables, W, mask_id, scale, T, G):  # pragma: no cover - compiled
+    def tables_backward(g_tables, W, mask_id, scale, T, G):  # pragma: no cover - compiled
         # chain rule from the tables back to embeddings and projections (overwrites G)
         g_scores, g_values, g_residual = g_tables
         Wq, Wk, Wv = W[2], W[4], W[6]
@@ -870,7 +411,7 @@ if _HAVE_NUMBA:
                     gP[j, k] += g
 
     @numba.njit(cache=True, nogil=True)
-    def _mark_used(x, mask_id, used):  # pragma: no cover - compiled
+    def mark_used(x, mask_id, used):  # pragma: no cover - compiled
         # the (location, word) pairs whose gate scores and experts the batch reads
         used[:] = False
         for j in range(x.shape[1]):
@@ -910,7 +451,7 @@ if _HAVE_NUMBA:
             out[r] = acc
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
-    def _rows_step(  # pragma: no cover - compiled
+    def rows_step(  # pragma: no cover - compiled
         x, rows, locs, W, G, T, R, columns, g_tables, pos_w, mask_id, inv_total, bert, eps
     ):
         # forward and backward of the predictions (sentence rows[p] of x, location
@@ -985,7 +526,7 @@ if _HAVE_NUMBA:
                 w[k] -= step_size * m[k] / (math.sqrt(v[k]) / root_bias2 + eps)
 
     @numba.njit(cache=True, nogil=True, error_model="numpy")
-    def _train_epoch(  # pragma: no cover - compiled
+    def train_epoch(  # pragma: no cover - compiled
         tokens, order, per_step, copies, stride, W, G, groups, T, R, columns, g_tables, pos_w,
         mask_id, bert, eps, scale, state, threshold, keep, hyper, losses,
     ):  # fmt: skip
@@ -1026,18 +567,18 @@ if _HAVE_NUMBA:
                     total += pos_w[locs[p]]
             if total <= 0.0:
                 return steps, 2
-            _mark_used(x, mask_id, T[7])
+            mark_used(x, mask_id, T[7])
             if threshold > 0:
-                _dropout_masks(state, columns[12][: 2 * W[8].shape[0] * n_pred], threshold, keep)
-            _tables_forward(W, mask_id, scale, T)
-            loss = _rows_step(
+                dropout_masks(state, columns[12][: 2 * W[8].shape[0] * n_pred], threshold, keep)
+            tables_forward(W, mask_id, scale, T)
+            loss = rows_step(
                 x, rows[:n_pred], locs[:n_pred], W, row_grads, T, R, columns, g_tables, pos_w,
                 mask_id, 1.0 / total, bert, eps,
             )  # fmt: skip
             losses[steps] = loss
             if not math.isfinite(loss):
                 return steps, 1
-            _tables_backward(g_tables, W, mask_id, scale, T, table_grads)
+            tables_backward(g_tables, W, mask_id, scale, T, table_grads)
             step_hyper[5] = hyper[5] + steps + 1
             _adam_update(groups, step_hyper)
             steps += 1

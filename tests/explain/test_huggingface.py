@@ -10,7 +10,7 @@ import torch
 pytest.importorskip("transformers")
 
 from attnmoe.cli import main
-from attnmoe.model.huggingface import (
+from attnmoe.explain.huggingface import (
     HFLayerExperts,
     experts_from_huggingface,
     format_top_experts,

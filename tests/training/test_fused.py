@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from attnmoe import AttentionConfig, BidirectionalAttention, mlm_loss, train_mlm
-from attnmoe.model.fused import (
+from attnmoe.training.fused import (
     DropoutStream,
     FusedAdam,
     FusedMLM,
@@ -201,7 +201,7 @@ def test_masked_copies_are_the_all_locations_loss_when_one_batch_holds_them_all(
 
 
 def test_keras_adam_flavour_is_kerass_update_and_engines_agree():
-    from attnmoe.model.training import _KerasEpsilon
+    from attnmoe.training.adam import KerasEpsilon as _KerasEpsilon
 
     # Keras: m, v as torch; w -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
     rng = np.random.default_rng(0)
@@ -237,7 +237,7 @@ def test_keras_adam_flavour_is_kerass_update_and_engines_agree():
 
 
 def test_hidden_context_copies_keep_their_targets():
-    from attnmoe.model.training import hide_context
+    from attnmoe.training import hide_context
 
     x = np.random.default_rng(11).integers(0, 10, (30, 6))
     x[0, 2] = 10  # a missing value stays missing in every copy
