@@ -54,9 +54,12 @@ def test_round_trip_predicts_the_same(tmp_path, labels):
     )
     assert files == [
         "classifier.json",
+        "manifest.json",
         "member_0/config.json",
+        "member_0/manifest.json",
         "member_0/model.safetensors",
         "member_1/config.json",
+        "member_1/manifest.json",
         "member_1/model.safetensors",
     ]  # no pickle anywhere
     meta = json.loads((tmp_path / "model" / "classifier.json").read_text())

@@ -28,6 +28,7 @@ def test_round_trip_is_exact(tmp_path, form):
     model.save_pretrained(tmp_path / "m")
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
         "config.json",
+        "manifest.json",
         "model.safetensors",
     ]
     loaded = type(model).from_pretrained(tmp_path / "m")

@@ -72,6 +72,7 @@ def test_checkpoint_is_a_model_directory_and_restores_everything(tmp_path):
     assert path.name == "step-000000002"
     assert sorted(p.name for p in path.iterdir()) == [
         "config.json",
+        "manifest.json",
         "model.safetensors",
         "optimizer.safetensors",
         "trainer_state.json",

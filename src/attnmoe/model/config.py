@@ -136,8 +136,20 @@ class AttentionConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AttentionConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
+        """A config from its :meth:`to_dict` form, every field checked.
+
+        Raises
+        ------
+        ValueError
+            On an unknown or missing field, or a value of the wrong type or range
+            (checked before anything is built from it).
+        """
+        fields = dataclasses.fields(cls)
+        unknown = set(data) - {f.name for f in fields}
         if unknown:
             raise ValueError(f"unknown AttentionConfig fields: {sorted(unknown)}")
+        required = [f.name for f in fields if f.default is dataclasses.MISSING]
+        missing = [name for name in required if name not in data]
+        if missing:
+            raise ValueError(f"missing AttentionConfig fields: {missing}")
         return cls(**data)

@@ -1,23 +1,38 @@
-"""Save and load models as ``config.json`` + ``model.safetensors`` (no pickle)."""
+"""Save and load models as ``config.json`` + ``model.safetensors`` (no pickle).
+
+Every model directory also carries ``manifest.json``: each file's size and
+SHA-256, and the facts other files must agree with (see docs/model_files.md).
+Loading checks, in order: the JSON fields (types and ranges), the weights'
+shapes and dtypes from the safetensors header against the config (so no size is
+allocated unchecked), the manifest (sizes, then hashes), then the weights'
+values (finite). A directory saved before manifests existed loads with an
+:class:`UnverifiedModelWarning`.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from safetensors import SafetensorError
+import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .._version import __version__
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "attnmoe-manifest"
 FORMAT_VERSION = 1
 
 T = TypeVar("T", bound="PretrainedMixin")
@@ -25,6 +40,10 @@ T = TypeVar("T", bound="PretrainedMixin")
 
 class ModelFileError(ValueError):
     """A model directory is missing, corrupted or incompatible."""
+
+
+class UnverifiedModelWarning(UserWarning):
+    """A model directory has no ``manifest.json`` (saved by an older attnmoe)."""
 
 
 _CLUTTER = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
@@ -98,52 +117,286 @@ def write_directory_atomically(
     return Path(directory)
 
 
-def read_model_directory(directory: str | os.PathLike) -> tuple[dict[str, Any], dict]:
-    """Read and validate ``config.json`` and the safetensors weights of a model directory."""
+# ---------------------------------------------------------------------------
+# manifest: each file's size and SHA-256, and the facts other files must agree with
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_HASH_CHUNK = 1 << 20
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def config_sha256(config: dict[str, Any]) -> str:
+    """SHA-256 of a config dict in one canonical JSON spelling (keys sorted)."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def model_facts(meta: dict[str, Any]) -> dict[str, Any]:
+    """The manifest facts of a model whose ``config.json`` holds ``meta``."""
+    return {
+        "model_type": meta["model_type"],
+        "vocab_size": meta["config"]["vocab_size"],
+        "max_len": meta["config"]["max_len"],
+        "config_sha256": config_sha256(meta["config"]),
+    }
+
+
+def _manifest(entries: dict[str, dict[str, Any]], facts: dict[str, Any]) -> bytes:
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "format_version": 1,
+        "attnmoe_version": __version__,
+        "files": entries,
+        "facts": facts,
+    }
+    return json.dumps(manifest, indent=2).encode()
+
+
+def with_manifest(files: dict[str, bytes], facts: dict[str, Any]) -> dict[str, bytes]:
+    """``files`` (name -> bytes) and a ``manifest.json`` describing them."""
+    entries = {
+        name: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        for name, data in files.items()
+    }
+    return {**files, MANIFEST_NAME: _manifest(entries, facts)}
+
+
+def write_manifest(directory: str | os.PathLike, facts: dict[str, Any]) -> Path:
+    """Write ``manifest.json`` listing every file under ``directory`` (subfolders too).
+
+    Call it last, once every other file of the model is written.
+    """
+    root = Path(directory)
+    entries = {
+        p.relative_to(root).as_posix(): {"size": p.stat().st_size, "sha256": _sha256_file(p)}
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.relative_to(root).as_posix() != MANIFEST_NAME
+    }
+    path = root / MANIFEST_NAME
+    with open(path, "wb") as fh:
+        fh.write(_manifest(entries, facts))
+        fh.flush()
+        os.fsync(fh.fileno())
+    return path
+
+
+def read_json(path: Path) -> Any:
+    """The JSON value in ``path``; a missing or unreadable file is a :class:`ModelFileError`."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise ModelFileError(f"{path} is missing") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelFileError(f"{path} is not valid JSON: {err}") from err
+    except OSError as err:
+        raise ModelFileError(f"cannot read {path}: {err}") from err
+
+
+def _is_int(value: Any, low: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _manifest_entries(path: Path, manifest: Any) -> dict[str, dict[str, Any]]:
+    """The ``files`` of a manifest, every field checked."""
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise ModelFileError(f"{path}: not an attnmoe manifest (field 'format')")
+    version = manifest.get("format_version")
+    if not _is_int(version, 1):
+        raise ModelFileError(f"{path}: field 'format_version' must be a positive integer")
+    if version > 1:
+        raise ModelFileError(f"{path} uses manifest version {version}; upgrade attnmoe")
+    entries = manifest.get("files")
+    if not isinstance(entries, dict) or not entries:
+        raise ModelFileError(f"{path}: field 'files' must be a non-empty object")
+    if not isinstance(manifest.get("facts"), dict):
+        raise ModelFileError(f"{path}: field 'facts' must be an object")
+    for name, entry in entries.items():
+        parts = name.split("/")
+        if name.startswith("/") or ".." in parts or "" in parts or "\\" in name:
+            raise ModelFileError(f"{path}: field 'files' names {name!r}, not a file inside")
+        if (
+            not isinstance(entry, dict)
+            or not _is_int(entry.get("size"))
+            or not isinstance(entry.get("sha256"), str)
+            or not _SHA256.match(entry["sha256"])
+        ):
+            raise ModelFileError(
+                f"{path}: field 'files.{name}' must hold a 'size' and a hex 'sha256'"
+            )
+    return entries
+
+
+def verify_manifest(directory: str | os.PathLike) -> dict[str, Any] | None:
+    """Check every file ``manifest.json`` lists: present, its size, then its SHA-256.
+
+    Returns
+    -------
+    dict or None
+        The manifest's ``facts``; None (with an :class:`UnverifiedModelWarning`)
+        when the directory has no manifest (saved before manifests existed).
+
+    Raises
+    ------
+    ModelFileError
+        If the manifest is malformed, or a file it lists is missing or differs.
+    """
+    root = Path(directory)
+    path = root / MANIFEST_NAME
+    if not path.exists():
+        warnings.warn(
+            f"{root} has no {MANIFEST_NAME} (saved by an older attnmoe): its files cannot "
+            "be verified; save it again to add one",
+            UnverifiedModelWarning,
+            stacklevel=3,
+        )
+        return None
+    manifest = read_json(path)
+    entries = _manifest_entries(path, manifest)
+    for name, entry in entries.items():  # sizes first: cheap, and catch truncation
+        file = root / name
+        if not file.is_file():
+            raise ModelFileError(f"{file} is missing ({path} lists it)")
+        size = file.stat().st_size
+        if size != entry["size"]:
+            raise ModelFileError(
+                f"{file} has {size} bytes, {path} says {entry['size']}: "
+                "the file was truncated, changed or replaced"
+            )
+    for name, entry in entries.items():
+        if _sha256_file(root / name) != entry["sha256"]:
+            raise ModelFileError(
+                f"{root / name} does not match its SHA-256 in {path}: "
+                "the file was corrupted, changed or replaced"
+            )
+    return manifest["facts"]
+
+
+# ---------------------------------------------------------------------------
+# a model directory: config.json, the safetensors header, the weights
+
+# safetensors dtype tags -> torch dtype names (for messages)
+_DTYPE_NAMES = {
+    "F64": "torch.float64",
+    "F32": "torch.float32",
+    "F16": "torch.float16",
+    "BF16": "torch.bfloat16",
+    "I64": "torch.int64",
+    "I32": "torch.int32",
+    "I16": "torch.int16",
+    "I8": "torch.int8",
+    "U8": "torch.uint8",
+    "BOOL": "torch.bool",
+}
+_FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16"})
+
+
+def read_model_config(directory: str | os.PathLike) -> dict[str, Any]:
+    """``config.json`` of a model directory, its top-level fields checked."""
     path = Path(directory)
     if not path.is_dir():
         raise ModelFileError(f"{path} is not a model directory")
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         if not (path / name).is_file():
             raise ModelFileError(f"{path} has no {name}; was it written by save_pretrained?")
-    try:
-        meta = json.loads((path / CONFIG_NAME).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModelFileError(f"{path / CONFIG_NAME} is not valid JSON: {err}") from err
+    file = path / CONFIG_NAME
+    meta = read_json(file)
     if not isinstance(meta, dict) or "model_type" not in meta or "config" not in meta:
-        raise ModelFileError(f"{path / CONFIG_NAME} lacks 'model_type' or 'config'")
+        got = type(meta).__name__ if not isinstance(meta, dict) else "an object without them"
+        raise ModelFileError(f"{file} lacks 'model_type' or 'config' (got {got})")
     version = meta.get("format_version", 0)
-    if not isinstance(meta["model_type"], str) or not isinstance(meta["config"], dict):
-        raise ModelFileError(f"{path / CONFIG_NAME}: 'model_type' must be text, 'config' an object")
+    if not isinstance(meta["model_type"], str):
+        raise ModelFileError(f"{file}: model_type must be text, got {meta['model_type']!r}")
+    if not isinstance(meta["config"], dict):
+        raise ModelFileError(f"{file}: 'model_type' must be text, 'config' an object")
     if isinstance(version, bool) or not isinstance(version, int):
-        raise ModelFileError(f"{path / CONFIG_NAME}: format_version must be an integer")
+        raise ModelFileError(f"{file}: format_version must be an integer")
     if version > FORMAT_VERSION:
         raise ModelFileError(
             f"{path} uses format version {meta['format_version']}; this attnmoe reads "
             f"up to {FORMAT_VERSION}. Upgrade attnmoe."
         )
+    return meta
+
+
+def weights_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Each tensor's safetensors dtype tag and shape, read from the header alone."""
     try:
-        state = load_file(path / WEIGHTS_NAME)
+        with safe_open(path, framework="pt") as fh:
+            return {
+                name: (fh.get_slice(name).get_dtype(), tuple(fh.get_slice(name).get_shape()))
+                for name in fh.keys()
+            }
     except (SafetensorError, OSError, ValueError) as err:
-        raise ModelFileError(f"{path / WEIGHTS_NAME} is corrupted: {err}") from err
-    odd = sorted({str(t.dtype) for t in state.values() if not t.is_floating_point()})
+        raise ModelFileError(f"{path} is corrupted: {err}") from err
+
+
+def _expected_shapes(cls: type, config: Any, file: Path) -> dict[str, tuple[int, ...]]:
+    """Shapes of ``cls(config)``'s weights, built on the meta device (nothing allocated)."""
+    try:
+        with torch.device("meta"):
+            model = cls(config)
+    except (RuntimeError, TypeError, ValueError, OverflowError) as err:
+        raise ModelFileError(f"{file}: field 'config' describes no model that fits: {err}") from err
+    return {name: tuple(t.shape) for name, t in model.state_dict().items()}
+
+
+def _check_header(
+    header: dict[str, tuple[str, tuple[int, ...]]], expected: dict[str, tuple[int, ...]], path: Path
+) -> None:
+    odd = sorted({_DTYPE_NAMES.get(d, d) for d, _ in header.values() if d not in _FLOAT_DTYPES})
     if odd:  # weights are floats; anything else is not a model this package wrote
         raise ModelFileError(f"{path / WEIGHTS_NAME} holds {odd} tensors, not float weights")
-    return meta, state
+    missing = sorted(set(expected) - set(header))
+    extra = sorted(set(header) - set(expected))
+    wrong = [
+        f"{name}: {list(header[name][1])} in {WEIGHTS_NAME}, {list(shape)} from the config"
+        for name, shape in expected.items()
+        if name in header and header[name][1] != shape
+    ]
+    if missing or extra or wrong:
+        detail = "; ".join(
+            [*wrong[:3], *([f"missing {missing[:3]}"] if missing else [])]
+            + ([f"unexpected {extra[:3]}"] if extra else [])
+        )
+        raise ModelFileError(f"{path}: weights do not match the config: {detail}")
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, refused if any value is NaN or infinite."""
+    try:
+        state = load_file(path)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ModelFileError(f"{path} is corrupted: {err}") from err
+    for name, tensor in state.items():
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:  # a model with NaN weights predicts nothing: every row the first class
+            raise ModelFileError(
+                f"{path}: tensor {name!r} holds {bad} non-finite values (NaN or infinity)"
+            )
+    return state
+
+
+def _check_facts(facts: dict[str, Any], meta: dict[str, Any], path: Path) -> None:
+    """The manifest's facts against ``config.json`` (the same model, not another's)."""
+    mine = model_facts(meta)
+    differ = sorted(k for k in mine if facts.get(k) != mine[k])
+    if differ:
+        raise ModelFileError(
+            f"{path / CONFIG_NAME} disagrees with {path / MANIFEST_NAME} on {differ}: "
+            "the files come from different models"
+        )
 
 
 def model_type_of(directory: str | os.PathLike) -> str:
     """The ``model_type`` recorded in a saved model directory."""
-    if not Path(directory).is_dir():
-        raise ModelFileError(f"{directory} is not a model directory")
-    path = Path(directory) / CONFIG_NAME
-    try:
-        kind = json.loads(path.read_text())["model_type"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
-        raise ModelFileError(f"cannot read model_type from {path}: {err}") from err
-    if not isinstance(kind, str):
-        raise ModelFileError(f"{path}: model_type must be text, got {kind!r}")
-    return kind
+    return read_model_config(directory)["model_type"]
 
 
 class PretrainedMixin:
@@ -152,7 +405,7 @@ class PretrainedMixin:
     config_class: ClassVar[type]
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into ``directory`` atomically."""
+        """Write ``config.json``, ``model.safetensors`` and ``manifest.json`` atomically."""
         meta = {
             "model_type": type(self).__name__,
             "format_version": FORMAT_VERSION,
@@ -165,12 +418,23 @@ class PretrainedMixin:
             save_file(state, os.path.join(tmp, WEIGHTS_NAME))
             weights = Path(tmp, WEIGHTS_NAME).read_bytes()
         files = {CONFIG_NAME: json.dumps(meta, indent=2).encode(), WEIGHTS_NAME: weights}
+        files = with_manifest(files, model_facts(meta))
         return write_directory_atomically(directory, files, marker=CONFIG_NAME)
 
     @classmethod
     def from_pretrained(cls: type[T], directory: str | os.PathLike) -> T:
-        """Load a model written by :meth:`save_pretrained`."""
-        meta, state = read_model_directory(directory)
+        """Load a model written by :meth:`save_pretrained`.
+
+        Raises
+        ------
+        ModelFileError
+            If a field of ``config.json`` is malformed or out of range, the
+            weights' shapes or dtypes are not the config's, a file differs from
+            the manifest, or a weight is NaN or infinite. A directory without a
+            manifest loads with an :class:`UnverifiedModelWarning`.
+        """
+        path = Path(directory)
+        meta = read_model_config(path)
         if meta["model_type"] != cls.__name__:
             raise ModelFileError(
                 f"{directory} holds a {meta['model_type']}, not a {cls.__name__}; "
@@ -179,7 +443,15 @@ class PretrainedMixin:
         try:
             config = cls.config_class.from_dict(meta["config"])
         except (TypeError, ValueError) as err:
-            raise ModelFileError(f"{directory}: incompatible config: {err}") from err
+            raise ModelFileError(
+                f"{path / CONFIG_NAME}: incompatible config (field 'config'): {err}"
+            ) from err
+        header = weights_header(path / WEIGHTS_NAME)
+        _check_header(header, _expected_shapes(cls, config, path / CONFIG_NAME), path)
+        facts = verify_manifest(path)
+        if facts is not None:
+            _check_facts(facts, meta, path)
+        state = load_weights(path / WEIGHTS_NAME)
         model = cls(config)
         dtypes = {t.dtype for t in state.values()}
         if len(dtypes) == 1:

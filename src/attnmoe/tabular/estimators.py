@@ -7,10 +7,8 @@ once per epoch (MLM); prediction masks the target.
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,7 +26,6 @@ from sklearn.utils.validation import (
 
 from ..model import AttentionConfig, BidirectionalAttention
 from ..model.attention import MultiHeadSelfAttention
-from ..model.io import atomic_directory
 from ..training import TrainingHistory, torch_threads, train_mlm
 from ..training.fused import fused_supported
 from ..training.options import (
@@ -37,7 +34,14 @@ from ..training.options import (
     check_context_mask_rate,
     check_number,
 )
-from .encoding import ColumnCoding, TableEncoder
+from .encoding import TableEncoder
+from .model_files import (
+    CLASSIFIER_NAME,
+    check_params,
+    read_classifier,
+    restore_classifier,
+    save_classifier,
+)
 
 _PREDICT_CHUNK = 4096
 
@@ -582,129 +586,34 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         """Write the fitted classifier to ``directory`` (JSON + safetensors, no pickle).
 
         Layout: ``classifier.json`` (parameters, classes and their dtype, the
-        column encodings, ``mask_id_``) and one ``member_<k>/`` folder per
-        ensemble member written by the model's own ``save_pretrained``. The
-        folder is written beside ``directory`` and renamed into place, so a
-        crash never leaves a half-written model; an existing one is replaced.
+        column encodings, ``mask_id_``), one ``member_<k>/`` folder per
+        ensemble member written by the model's own ``save_pretrained``, and
+        ``manifest.json`` (every file's size and SHA-256, and the facts the
+        files must agree on; see docs/model_files.md). The folder is written
+        beside ``directory`` and renamed into place, so a crash never leaves a
+        half-written model; an existing one is replaced.
         """
         check_is_fitted(self)
-
-        def plain(value):
-            # JSON-native value with a type tag, so the exact type comes back on load
-            if isinstance(value, (bool, np.bool_)):
-                return ["bool", bool(value)]
-            if isinstance(value, (int, np.integer)):
-                return ["int", int(value)]
-            if isinstance(value, (float, np.floating)):
-                return ["float", repr(float(value))]
-            if isinstance(value, str):
-                return ["str", value]
-            raise TypeError(
-                f"cannot save a category or class of type {type(value).__name__} "
-                f"({value!r}); use str, int, float or bool labels"
-            )
-
-        def floats(values):
-            return None if values is None else [repr(float(v)) for v in values]
-
-        columns = [
-            {
-                "name": c.name,
-                "kind": c.kind,
-                "categories": [plain(v) for v in c.categories],
-                "edges": floats(c.edges),
-                "representatives": floats(c.representatives),
-            }
-            for c in self.encoder_.columns_
-        ]
-        meta = {
-            "model_type": type(self).__name__,
-            "format_version": 1,
-            "params": self.get_params(),
-            "classes": [str(c) for c in self.classes_],
-            "classes_dtype": self.classes_.dtype.str,
-            "classes_typed": [plain(c) for c in self.classes_],
-            "encoder": {
-                "n_bins": self.encoder_.n_bins,
-                "max_categories": self.encoder_.max_categories,
-                "columns": columns,
-            },
-            "n_features_in_": int(self.n_features_in_),
-            "feature_names_in_": (
-                [str(c) for c in self.feature_names_in_]
-                if hasattr(self, "feature_names_in_")
-                else None
-            ),
-            "mask_id_": int(self.mask_id_),
-            "members": [f"member_{k}" for k in range(len(self.models_))],
-        }
-        params = meta["params"]
-        for name, value in params.items():  # e.g. np.int64 from a grid over np.arange
-            if isinstance(value, np.generic):
-                params[name] = value.item()
-        if isinstance(params["random_state"], bool) or not isinstance(
-            params["random_state"], (int, type(None))
-        ):
-            params["random_state"] = None  # a RandomState object is not data
-        target = Path(directory)
-        with atomic_directory(target, marker="classifier.json") as staging:
-            for name, model in zip(meta["members"], self.models_, strict=True):
-                model.save_pretrained(staging / name)
-            with open(staging / "classifier.json", "w") as fh:
-                json.dump(meta, fh, indent=2)
-                fh.flush()
-                os.fsync(fh.fileno())
-        return target
+        return save_classifier(self, directory)
 
     @classmethod
     def from_pretrained(cls, directory) -> AttentionMoEClassifier:
-        """Load a classifier written by :meth:`save_pretrained`."""
-        from ..model.io import ModelFileError
+        """Load a classifier written by :meth:`save_pretrained`.
 
-        path = Path(directory)
-        meta_path = path / "classifier.json"
-        if not meta_path.is_file():
-            raise ModelFileError(
-                f"{path} has no classifier.json; was it written by save_pretrained?"
-            )
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ModelFileError(f"{meta_path} is not valid JSON: {err}") from err
-        if meta.get("model_type") != cls.__name__:
-            raise ModelFileError(f"{path} holds a {meta.get('model_type')}, not a {cls.__name__}")
-        if meta.get("format_version", 0) > 1:
-            raise ModelFileError(f"{path} uses a newer format; upgrade attnmoe")
+        Every field of ``classifier.json`` is checked (types, ranges, required
+        keys, members), the members against it, and every file against the
+        manifest; weights that are NaN or infinite are refused. A directory
+        saved before manifests existed loads with an ``UnverifiedModelWarning``.
 
-        def typed(pair):
-            kind, value = pair
-            return {"bool": bool, "int": int, "float": float, "str": str}[kind](value)
-
-        def floats(values):
-            return None if values is None else np.array([float(v) for v in values])
-
-        clf = cls(**meta["params"])
-        classes = [typed(p) for p in meta["classes_typed"]]
-        clf.classes_ = np.array(classes, dtype=np.dtype(meta["classes_dtype"]))
-        encoder = TableEncoder(meta["encoder"]["n_bins"], meta["encoder"]["max_categories"])
-        encoder.columns_ = [
-            ColumnCoding(
-                name=c["name"],
-                kind=c["kind"],
-                categories=[typed(p) for p in c["categories"]],
-                edges=floats(c["edges"]),
-                representatives=floats(c["representatives"]),
-            )
-            for c in meta["encoder"]["columns"]
-        ]
-        clf.encoder_ = encoder
-        clf.n_features_in_ = meta["n_features_in_"]
-        if meta["feature_names_in_"] is not None:
-            clf.feature_names_in_ = np.asarray(meta["feature_names_in_"], dtype=object)
-        clf.mask_id_ = meta["mask_id_"]
-        clf.models_ = [BidirectionalAttention.from_pretrained(path / m) for m in meta["members"]]
-        clf.histories_ = []  # training curves are not part of a saved model
-        return clf
+        Raises
+        ------
+        ModelFileError
+            A one-line message naming the file and the field at fault.
+        """
+        meta = read_classifier(directory, cls.__name__)
+        params = meta["params"]
+        clf = cls(**check_params(cls, params, Path(directory) / CLASSIFIER_NAME))
+        return restore_classifier(clf, meta, directory)
 
 
 class AttentionMoEImputer(TransformerMixin, _TableMLM):

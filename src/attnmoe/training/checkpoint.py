@@ -7,7 +7,8 @@ A checkpoint is a directory ``<checkpoint_dir>/step-<9 digits>/`` holding
 - ``optimizer.safetensors``: every tensor of the optimizer state, flattened to
   ``state.<param index>.<name>``;
 - ``trainer_state.json``: the optimizer's hyper-parameters and scalar state,
-  and the trainer's position (step, seed, batch geometry, loss history).
+  and the trainer's position (step, seed, batch geometry, loss history);
+- ``manifest.json``: each file's size and SHA-256, checked on load.
 
 Each checkpoint is written with
 :func:`~attnmoe.model.io.write_directory_atomically`: a kill at any moment
@@ -36,6 +37,9 @@ from ..model.io import (
     FORMAT_VERSION,
     WEIGHTS_NAME,
     ModelFileError,
+    model_facts,
+    verify_manifest,
+    with_manifest,
     write_directory_atomically,
 )
 
@@ -219,6 +223,7 @@ def save_checkpoint(
         OPTIMIZER_NAME: save_safetensors(opt_tensors),
         STATE_NAME: json.dumps(state, indent=1).encode(),
     }
+    files = with_manifest(files, model_facts(model_meta))  # manifest.json: sizes and SHA-256
     path = write_directory_atomically(checkpoint_path(directory, step), files)
     prune_checkpoints(directory, keep)
     return path
@@ -270,6 +275,7 @@ def load_checkpoint(
     if state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{root} is not an attnmoe training checkpoint")
     try:
+        verify_manifest(root)
         if model is not None:
             _check_same_model(root, model)
             weights = load_safetensors((root / WEIGHTS_NAME).read_bytes())
