@@ -39,7 +39,14 @@ T = TypeVar("T", bound="PretrainedMixin")
 
 
 class ModelFileError(ValueError):
-    """A model directory is missing, corrupted or incompatible."""
+    """A model directory is missing, corrupted or incompatible.
+
+    The message is one line (a cause quoted from a library joins its lines), so
+    the command line can print it as one ``error:`` line.
+    """
+
+    def __init__(self, message: object = "") -> None:
+        super().__init__(" ".join(line.strip() for line in str(message).splitlines()))
 
 
 class UnverifiedModelWarning(UserWarning):
@@ -233,19 +240,11 @@ def _manifest_entries(path: Path, manifest: Any) -> dict[str, dict[str, Any]]:
     return entries
 
 
-def verify_manifest(directory: str | os.PathLike) -> dict[str, Any] | None:
-    """Check every file ``manifest.json`` lists: present, its size, then its SHA-256.
+def read_manifest(directory: str | os.PathLike) -> dict[str, Any] | None:
+    """``manifest.json`` of ``directory``, every field checked (the files not yet).
 
-    Returns
-    -------
-    dict or None
-        The manifest's ``facts``; None (with an :class:`UnverifiedModelWarning`)
-        when the directory has no manifest (saved before manifests existed).
-
-    Raises
-    ------
-    ModelFileError
-        If the manifest is malformed, or a file it lists is missing or differs.
+    Returns None, with an :class:`UnverifiedModelWarning`, when there is none
+    (a directory saved before manifests existed).
     """
     root = Path(directory)
     path = root / MANIFEST_NAME
@@ -258,8 +257,16 @@ def verify_manifest(directory: str | os.PathLike) -> dict[str, Any] | None:
         )
         return None
     manifest = read_json(path)
-    entries = _manifest_entries(path, manifest)
-    for name, entry in entries.items():  # sizes first: cheap, and catch truncation
+    _manifest_entries(path, manifest)
+    return manifest
+
+
+def check_files(directory: str | os.PathLike, manifest: dict[str, Any]) -> None:
+    """Every file ``manifest`` lists: present, its size (all of them first), its SHA-256."""
+    root = Path(directory)
+    path = root / MANIFEST_NAME
+    entries = manifest["files"]
+    for name, entry in entries.items():  # sizes first: cheap, and they catch truncation
         file = root / name
         if not file.is_file():
             raise ModelFileError(f"{file} is missing ({path} lists it)")
@@ -275,6 +282,26 @@ def verify_manifest(directory: str | os.PathLike) -> dict[str, Any] | None:
                 f"{root / name} does not match its SHA-256 in {path}: "
                 "the file was corrupted, changed or replaced"
             )
+
+
+def verify_manifest(directory: str | os.PathLike) -> dict[str, Any] | None:
+    """Check ``manifest.json`` and every file it lists; return its ``facts``.
+
+    Returns
+    -------
+    dict or None
+        The manifest's ``facts``; None (with an :class:`UnverifiedModelWarning`)
+        when the directory has no manifest (saved before manifests existed).
+
+    Raises
+    ------
+    ModelFileError
+        If the manifest is malformed, or a file it lists is missing or differs.
+    """
+    manifest = read_manifest(directory)
+    if manifest is None:
+        return None
+    check_files(directory, manifest)
     return manifest["facts"]
 
 
@@ -343,7 +370,11 @@ def _expected_shapes(cls: type, config: Any, file: Path) -> dict[str, tuple[int,
         with torch.device("meta"):
             model = cls(config)
     except (RuntimeError, TypeError, ValueError, OverflowError) as err:
-        raise ModelFileError(f"{file}: field 'config' describes no model that fits: {err}") from err
+        # torch's overflow messages run over many lines: the sizes say it all
+        sizes = {k: v for k, v in vars(config).items() if isinstance(v, int)}
+        raise ModelFileError(
+            f"{file}: field 'config' describes no model that fits: {sizes}"
+        ) from err
     return {name: tuple(t.shape) for name, t in model.state_dict().items()}
 
 
@@ -448,9 +479,10 @@ class PretrainedMixin:
             ) from err
         header = weights_header(path / WEIGHTS_NAME)
         _check_header(header, _expected_shapes(cls, config, path / CONFIG_NAME), path)
-        facts = verify_manifest(path)
-        if facts is not None:
-            _check_facts(facts, meta, path)
+        manifest = read_manifest(path)
+        if manifest is not None:  # the facts first: the clearer message for a mix-up
+            _check_facts(manifest["facts"], meta, path)
+            check_files(path, manifest)
         state = load_weights(path / WEIGHTS_NAME)
         model = cls(config)
         dtypes = {t.dtype for t in state.values()}
