@@ -28,10 +28,11 @@ from ..model.io import (
     ModelFileError,
     UnverifiedModelWarning,
     atomic_directory,
+    check_files,
     config_sha256,
     read_json,
+    read_manifest,
     read_model_config,
-    verify_manifest,
     write_manifest,
 )
 from .encoding import ColumnCoding, TableEncoder
@@ -310,7 +311,7 @@ def _check_consistent(meta: dict[str, Any], encoder: TableEncoder, n_classes: in
         _fail(file, "mask_id_", f"is {meta['mask_id_']}; the encoder and classes give {expected}")
 
 
-def _check_members(meta, facts, path: Path, file: Path) -> None:
+def _check_members(meta: dict[str, Any], facts: dict[str, Any] | None, path: Path) -> None:
     """Each member a model of this classifier: its sizes, and the manifest's facts."""
     configs = []
     for name in meta["members"]:
@@ -356,8 +357,11 @@ def read_classifier(directory: str | os.PathLike, model_type: str) -> dict[str, 
     classes = _classes(meta, file)
     encoder = _encoder(meta["encoder"], file)
     _check_consistent(meta, encoder, len(classes), file)
-    facts = verify_manifest(path)
-    _check_members(meta, facts, path, file)
+    manifest = read_manifest(path)
+    # the facts before the files: a member of another classifier is named as such
+    _check_members(meta, None if manifest is None else manifest["facts"], path)
+    if manifest is not None:
+        check_files(path, manifest)
     return {**meta, "classes_": classes, "encoder_": encoder}
 
 
