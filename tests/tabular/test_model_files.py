@@ -146,6 +146,10 @@ CORRUPTIONS = {
         _edit_json("classifier.json", lambda m: m.update(classes_dtype="<X9")),
         r"classifier\.json: field 'classes_dtype' must be a numpy dtype tag",
     ),
+    "dtype wider than memory": (
+        _edit_json("classifier.json", lambda m: m.update(classes_dtype="<U200000000")),
+        r"classifier\.json: field 'classes_dtype' '<U200000000' is far wider than any label",
+    ),
     "dtype too short for the classes": (
         _edit_json("classifier.json", lambda m: m.update(classes_dtype="<U1")),
         r"classifier\.json: field 'classes_dtype' '<U1' cannot hold the classes",

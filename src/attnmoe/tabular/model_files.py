@@ -41,6 +41,7 @@ from .params import parse_estimator_params
 CLASSIFIER_NAME = "classifier.json"
 CLASSIFIER_FORMAT_VERSION = 1
 _MEMBER = re.compile(r"^member_\d+$")
+_MAX_CLASSES_BYTES = 1 << 28
 # type tag of a saved label or category -> the Python type it comes back as
 _TYPES = {"bool": bool, "int": int, "float": float, "str": str}
 
@@ -166,7 +167,7 @@ def _typed(pair: Any, file: Path, field: str):
             return float(value)
         except ValueError:
             pass
-    elif kind == "int" and _is_int(value, -(2**63)) and value < 2**63:
+    elif kind == "int" and isinstance(value, int) and not isinstance(value, bool):
         return value
     elif kind in ("bool", "str") and type(value) is _TYPES[kind]:
         return value
@@ -250,6 +251,8 @@ def _classes(meta: dict[str, Any], file: Path) -> np.ndarray:
         dtype = None
     if dtype is None or dtype.kind not in "biufUO":
         _fail(file, "classes_dtype", f"must be a numpy dtype tag of labels, got {tag!r}")
+    if dtype.itemsize * len(classes) > _MAX_CLASSES_BYTES:  # the array is allocated next
+        _fail(file, "classes_dtype", f"{tag!r} is far wider than any label needs")
     try:
         array = np.array(classes, dtype=dtype)
     except (ValueError, OverflowError):
