@@ -18,6 +18,7 @@ from .options import (
     add_seed,
     add_threads,
 )
+from .outputs import check_output, say_replaced
 
 
 def _parse_count(text: str) -> int:
@@ -38,6 +39,7 @@ def _cmd_train_ddp(args: argparse.Namespace) -> int:
     if (args.tokens is None) == (args.synthetic_tokens is None):
         raise ValueError("give exactly one of --tokens FILE.npy and --synthetic-tokens N")
     if args.out is not None:  # refuse a folder that is not a saved model before training
+        check_output(args.out, inputs=[args.tokens], model_dirs=[args.init, args.checkpoint_dir])
         check_replaceable(args.out, CONFIG_NAME)
     if args.tokens is not None:
         source = ArraySource.from_npy(args.tokens, args.window)
@@ -86,7 +88,9 @@ def _cmd_train_ddp(args: argparse.Namespace) -> int:
     )
     if int(os.environ.get("RANK", "0")) == 0:
         if args.out is not None:
+            replaced = say_replaced(args.out)
             model.to("cpu").save_pretrained(args.out)
+            replaced()
         last = history.train_loss[-1] if history.train_loss else float("nan")
         print(
             f"{history.steps} steps on {history.world_size} process(es) "
