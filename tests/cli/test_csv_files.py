@@ -29,7 +29,7 @@ def _frame(n=60):
 def test_the_delimiter_is_sniffed_and_said(tmp_path, sep, said, capsys):
     path = tmp_path / "data.csv"
     _frame().to_csv(path, index=False, sep=sep)
-    typed, text = read_table(str(path))
+    typed, _ = read_table(str(path))
     assert list(typed.columns) == ["colour", "weight", "label"]
     assert f"columns separated by {said}" in capsys.readouterr().out
     pd.testing.assert_frame_equal(typed, _frame())

@@ -59,12 +59,14 @@ def test_check_output_refuses_inputs_however_spelt(tmp_path):
         with pytest.raises(ValueError, match="is the input"):
             check_output(out, inputs=[data])
     with pytest.raises(ValueError, match="holds the input"):
-        check_output(tmp_path, inputs=[data])
+        check_output(tmp_path, inputs=[data], folder=True)
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        check_output(tmp_path, inputs=[data])  # a file output, not a folder
     for out in (model, model / "pred.csv", model / "deep" / "x.html"):
         with pytest.raises(ValueError, match="inside the model folder"):
-            check_output(out, model_dirs=[model])
+            check_output(out, model_dirs=[model], folder=True)
     with pytest.raises(ValueError, match="holds the model folder"):
-        check_output(tmp_path, model_dirs=[model])
+        check_output(tmp_path, model_dirs=[model], folder=True)
     assert check_output(tmp_path / "pred.csv", inputs=[data, None], model_dirs=[model, None])
 
 
@@ -108,7 +110,7 @@ def test_predict_and_impute_refuse_their_input_and_the_model(fitted, tmp_path, c
     before = _snapshot(data, model)
     _refused(["predict", model, data, "--out", data], capsys, "is the input")
     _refused(["predict", model, data, "--out", model / "pred.csv"], capsys, "inside the model")
-    _refused(["predict", model, data, "--out", model], capsys, "inside the model")
+    _refused(["predict", model, data, "--out", model], capsys, "is a folder")
     _refused(["impute", data, "--out", data], capsys, "is the input")
     assert _snapshot(data, model) == before
     out = tmp_path / "pred.csv"

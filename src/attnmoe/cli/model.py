@@ -30,7 +30,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             f"{args.source} holds a tabular classifier (attnmoe fit); convert works on "
             "attention or experts model folders (attnmoe train-text, save_pretrained)"
         )
-    check_output(args.destination, model_dirs=[args.source], option="DESTINATION")
+    check_output(args.destination, model_dirs=[args.source], folder=True, option="DESTINATION")
     model = load_model(args.source)
     if isinstance(model, BidirectionalAttention):
         converted = model.to_experts()

@@ -37,6 +37,7 @@ def check_output(
     *,
     inputs: Iterable[PathLike | None] = (),
     model_dirs: Iterable[PathLike | None] = (),
+    folder: bool = False,
     option: str = "--out",
 ) -> Path:
     """Refuse an output that would overwrite what the command reads.
@@ -47,10 +48,13 @@ def check_output(
         The file or folder the command will write.
     inputs
         Files (or folders) the command reads; ``None`` entries are skipped.
-        ``out`` may not be one of them, nor a folder that holds one.
+        ``out`` may not be one of them, nor (a folder output) hold one.
     model_dirs
         Model folders the command reads; ``out`` may not be one of them, lie
-        inside one, or hold one.
+        inside one, or (a folder output) hold one.
+    folder
+        Whether ``out`` is a folder the command replaces whole (a model); a file
+        output may not be an existing folder.
     option
         The option that named ``out``, for the message.
 
@@ -65,13 +69,15 @@ def check_output(
         One line naming the clash.
     """
     target = _real(out)
+    if not folder and target.is_dir():
+        raise IsADirectoryError(f"{option} {out} is a folder; give a file name")
     for given in inputs:
         if given is None:
             continue
         source = _real(given)
         if target == source:
             raise ValueError(f"{option} {out} is the input {given}: choose another name")
-        if _inside(source, target):
+        if folder and _inside(source, target):
             raise ValueError(f"{option} {out} holds the input {given}: choose another name")
     for given in model_dirs:
         if given is None:
@@ -82,7 +88,7 @@ def check_output(
                 f"{option} {out} is inside the model folder {given} this command reads: "
                 "choose a path outside it"
             )
-        if _inside(model, target):
+        if folder and _inside(model, target):
             raise ValueError(f"{option} {out} holds the model folder {given}: choose another")
     return Path(out)
 

@@ -64,7 +64,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from ..model.io import check_replaceable
     from ..tabular import AttentionMoEClassifier
 
-    check_output(args.out, inputs=[args.data])
+    check_output(args.out, inputs=[args.data], folder=True)
     check_replaceable(args.out, "classifier.json")  # before training, not after
     data, text = read_table(args.data, args.sep)
     _columns(data, [args.target, *args.drop], "--target/--drop")

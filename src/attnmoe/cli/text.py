@@ -26,7 +26,9 @@ def _cmd_train_text(args: argparse.Namespace) -> int:
 
     corpus = None if args.corpus == "demo" else args.corpus
     tokenizer = args.tokenizer[3:] if args.tokenizer.startswith("hf:") else None
-    check_output(args.out, inputs=[corpus], model_dirs=[tokenizer, args.checkpoint_dir])
+    check_output(
+        args.out, inputs=[corpus], model_dirs=[tokenizer, args.checkpoint_dir], folder=True
+    )
     replaced = say_replaced(args.out)
     train_text(
         args.corpus,
@@ -69,7 +71,7 @@ def _cmd_analogy(args: argparse.Namespace) -> int:
     from ..text.analogy import evaluate_analogies
     from ..text.embeddings import load_source
 
-    check_output(args.out, inputs=[args.questions, *_source_paths(args.sources)])
+    check_output(args.out, inputs=[args.questions, *_source_paths(args.sources)], folder=True)
     sources = [load_source(s) for s in args.sources]
     result = evaluate_analogies(
         sources,

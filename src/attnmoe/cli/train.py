@@ -39,7 +39,9 @@ def _cmd_train_ddp(args: argparse.Namespace) -> int:
     if (args.tokens is None) == (args.synthetic_tokens is None):
         raise ValueError("give exactly one of --tokens FILE.npy and --synthetic-tokens N")
     if args.out is not None:  # refuse a folder that is not a saved model before training
-        check_output(args.out, inputs=[args.tokens], model_dirs=[args.init, args.checkpoint_dir])
+        check_output(
+            args.out, inputs=[args.tokens], model_dirs=[args.init, args.checkpoint_dir], folder=True
+        )
         check_replaceable(args.out, CONFIG_NAME)
     if args.tokens is not None:
         source = ArraySource.from_npy(args.tokens, args.window)
