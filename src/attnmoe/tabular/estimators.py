@@ -660,9 +660,10 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
     @classmethod
     def from_pretrained(cls, directory) -> AttentionMoEClassifier:
         """Load a classifier written by :meth:`save_pretrained`."""
-        from ..model.io import ModelFileError
+        from ..model.io import ModelFileError, recover_directory
 
         path = Path(directory)
+        recover_directory(path)  # a save killed between its renames left it hidden
         meta_path = path / "classifier.json"
         if not meta_path.is_file():
             raise ModelFileError(
