@@ -19,6 +19,7 @@ from .options import (
     add_threads,
 )
 from .outputs import check_output, say_replaced
+from .train import warn_if_nothing_to_resume
 
 
 def _cmd_train_text(args: argparse.Namespace) -> int:
@@ -29,6 +30,7 @@ def _cmd_train_text(args: argparse.Namespace) -> int:
     check_output(
         args.out, inputs=[corpus], model_dirs=[tokenizer, args.checkpoint_dir], folder=True
     )
+    warn_if_nothing_to_resume(args)
     replaced = say_replaced(args.out)
     train_text(
         args.corpus,
