@@ -8,6 +8,7 @@ The delimiter is ``--sep`` or sniffed from the first lines.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import warnings
 
@@ -63,7 +64,7 @@ def read_table(path: str, sep: str | None = None) -> tuple[pd.DataFrame, pd.Data
     integers with gaps) are written back exactly as they were read. ``sep`` is
     the delimiter; without it, :func:`sniff_separator` picks one (said in one line
     when not a comma). Repeated column names are refused, and ``inf`` / ``-inf``
-    cells are said in one warning per column (the model reads them as missing).
+    cells are said in one warning per column (the model masks them like missing cells).
     """
     sep = _separator(path, sep)
     try:
@@ -91,18 +92,27 @@ def read_table(path: str, sep: str | None = None) -> tuple[pd.DataFrame, pd.Data
 
 
 def _warn_infinite(typed: pd.DataFrame, path: str) -> None:
-    """One warning per column holding ``inf`` / ``-inf``: the model reads them as missing."""
+    """One warning per column holding ``inf`` / ``-inf``: the model masks them like gaps."""
     for name in typed.columns:
         column = typed[name]
         if pd.api.types.is_float_dtype(column):
             count = int(np.isinf(column.to_numpy(dtype=float)).sum())
             if count:
                 warnings.warn(
-                    f"{path}: column {name!r} has {count:,} inf/-inf cell(s); they are read "
-                    "as missing",
+                    f"{path}: column {name!r} has {count:,} inf/-inf cell(s); the model "
+                    "masks them like missing cells",
                     UserWarning,
                     stacklevel=3,
                 )
+
+
+def add_sep(parser: argparse.ArgumentParser) -> None:
+    """``--sep``: the CSV delimiter; sniffed when not given (:func:`sniff_separator`)."""
+    parser.add_argument(
+        "--sep",
+        default=None,
+        help="the CSV delimiter (default: sniffed from the first lines; comma if unsure)",
+    )
 
 
 def empty_columns(typed: pd.DataFrame, names: list[str]) -> list[str]:
@@ -169,6 +179,7 @@ def spell_filled(observed: pd.Series, written: pd.Series, values: np.ndarray) ->
 
 
 __all__ = [
+    "add_sep",
     "empty_columns",
     "labels_as_written",
     "read_table",

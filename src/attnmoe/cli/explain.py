@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .csv_files import read_table
+from .csv_files import add_sep, read_table
 from .options import add_out, add_seed
 from .outputs import check_output, staged_path
 
@@ -71,11 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", default=None, help="column with the true labels")
     p.add_argument("--group", default=None, help="column to audit by (bias audit)")
     p.add_argument("--shift-data", default=None, help="CSV of new data to compare usage with")
-    p.add_argument(
-        "--sep",
-        default=None,
-        help="the CSVs' delimiter (default: sniffed from the first lines; comma if unsure)",
-    )
+    add_sep(p)
     p.add_argument("--rows", type=int, default=5, help="rows whose top experts are listed")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of the audit")
     add_seed(p, "bootstrap seed")

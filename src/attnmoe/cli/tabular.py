@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..tabular.params import parse_estimator_params
-from .csv_files import empty_columns, labels_as_written, read_table, spell_filled
+from .csv_files import add_sep, empty_columns, labels_as_written, read_table, spell_filled
 from .options import add_out, add_seed
 from .outputs import check_output, say_replaced, write_csv
 
@@ -212,14 +212,6 @@ def _model_options(p: argparse.ArgumentParser, estimator: str) -> None:
     )
 
 
-def _sep_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--sep",
-        default=None,
-        help="the CSV's delimiter (default: sniffed from the first lines; comma if unsure)",
-    )
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``fit``, ``predict`` and ``impute``."""
     p = sub.add_parser(
@@ -231,7 +223,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "columns only.",
     )
     p.add_argument("data", help="CSV: feature columns and the target column")
-    _sep_option(p)
+    add_sep(p)
     p.add_argument("--target", required=True, help="column to predict")
     add_out(
         p,
@@ -258,7 +250,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", help="directory written by `attnmoe fit` or save_pretrained")
     p.add_argument("data", help="CSV with the model's columns (others are kept as written)")
-    _sep_option(p)
+    add_sep(p)
     add_out(p, "CSV to write: DATA as written plus the new columns", required=True)
     p.add_argument("--column", default="prediction", help="name of the prediction column")
     p.add_argument("--proba", action="store_true", help="also one p_<class> column per class")
@@ -277,7 +269,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "DATA with every missing cell filled by its most probable value.",
     )
     p.add_argument("data", help="CSV with missing cells")
-    _sep_option(p)
+    add_sep(p)
     add_out(p, "CSV to write: DATA as written, gaps filled", required=True)
     p.add_argument(
         "--keep", nargs="+", default=[], help="columns left as written (ids); after DATA"
