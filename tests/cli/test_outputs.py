@@ -178,6 +178,8 @@ def test_training_commands_refuse_their_inputs(tmp_path, capsys):
     np.save(tokens, np.zeros((4, 3), dtype=np.int64))
     before = _snapshot(corpus, init, tokens)
     _refused(["train-text", corpus, "--out", corpus], capsys, "is the input")
+    _refused(["train-text", corpus, "--checkpoint-dir", init, "--out", init / "final"], capsys,
+             "inside the model folder")  # fmt: skip
     ddp = ["train-ddp", "--tokens", tokens, "--vocab-size", "5"]
     _refused([*ddp, "--init", init, "--out", init], capsys, "inside the model folder")
     _refused([*ddp, "--out", tokens], capsys, "is the input")
