@@ -170,3 +170,94 @@ def test_a_symlinked_model_folder_is_replaced_by_a_folder_and_its_target_kept(tm
     assert BidirectionalAttention.from_pretrained(tmp_path / "link").config.vocab_size == 5
     assert BidirectionalAttention.from_pretrained(tmp_path / "real").config.vocab_size == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]  # no leftover
+
+
+def _killed_save(tmp_path, when: str) -> None:
+    """Save a vocab_size=9 model over ``tmp_path / "m"`` in a process killed at ``when``:
+    "writing" (inside the staging folder) or "renames" (between the save's two renames)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        f"""
+        import os
+        from attnmoe import AttentionConfig, BidirectionalAttention
+        from attnmoe.model import io
+
+        real_replace, calls = os.replace, []
+        def replace(src, dst):
+            calls.append(src)
+            if {when!r} == "renames" and len(calls) == 2:
+                os._exit(9)  # as SIGKILL: no clean-up runs
+            real_replace(src, dst)
+        def fsync(fd):
+            os._exit(9)
+        io.os.replace = replace
+        if {when!r} == "writing":
+            io.os.fsync = fsync
+        model = BidirectionalAttention(AttentionConfig(vocab_size=9, max_len=2))
+        model.save_pretrained({str(tmp_path / "m")!r})
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 9, done.stderr
+
+
+def test_a_save_killed_between_its_renames_is_recovered_at_the_next_load(tmp_path):
+    BidirectionalAttention(AttentionConfig(vocab_size=3, max_len=2)).save_pretrained(tmp_path / "m")
+    _killed_save(tmp_path, "renames")
+    assert not (tmp_path / "m").exists()  # the model is only under .m.old-PID
+    assert any(p.name.startswith(".m.old-") for p in tmp_path.iterdir())
+    with pytest.warns(UserWarning, match=r"found only as \.m\.old-\d+.*restored"):
+        assert load_model(tmp_path / "m").config.vocab_size == 3
+    assert [p.name for p in tmp_path.iterdir() if ".old-" in p.name] == []
+    # and the next save cleans up the complete staging folder the killed one left
+    BidirectionalAttention(AttentionConfig(vocab_size=4, max_len=2)).save_pretrained(tmp_path / "m")
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]
+
+
+def test_the_next_save_recovers_and_cleans_after_a_kill(tmp_path):
+    BidirectionalAttention(AttentionConfig(vocab_size=3, max_len=2)).save_pretrained(tmp_path / "m")
+    _killed_save(tmp_path, "renames")
+    with pytest.warns(UserWarning, match="restored"):  # a save finds it before replacing it
+        BidirectionalAttention(AttentionConfig(vocab_size=5, max_len=2)).save_pretrained(
+            tmp_path / "m"
+        )
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]
+    _killed_save(tmp_path, "writing")
+    left = [p.name for p in tmp_path.iterdir() if p.name != "m"]
+    assert len(left) == 1 and left[0].startswith(".m.tmp-")  # staged beside it, not in /tmp
+    assert BidirectionalAttention.from_pretrained(tmp_path / "m").config.vocab_size == 5
+    BidirectionalAttention(AttentionConfig(vocab_size=6, max_len=2)).save_pretrained(tmp_path / "m")
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]
+
+
+def test_a_failed_second_rename_puts_the_old_model_back(tmp_path, monkeypatch):
+    BidirectionalAttention(AttentionConfig(vocab_size=3, max_len=2)).save_pretrained(tmp_path / "m")
+    real_replace, calls = io.os.replace, []
+
+    def replace(src, dst):
+        calls.append(src)
+        if len(calls) == 2:
+            raise OSError("rename failed")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(io.os, "replace", replace)
+    with pytest.raises(OSError, match="rename failed"):
+        BidirectionalAttention(AttentionConfig(vocab_size=9, max_len=2)).save_pretrained(
+            tmp_path / "m"
+        )
+    monkeypatch.undo()
+    assert load_model(tmp_path / "m").config.vocab_size == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]
+
+
+def test_a_running_saves_folders_are_left_alone(tmp_path):
+    """Staging and backup folders of a live process (another save in progress) stay."""
+    import os
+
+    (tmp_path / f".m.tmp-{os.getppid()}-abc").mkdir()
+    (tmp_path / f".m.old-{os.getppid()}").mkdir()
+    BidirectionalAttention(AttentionConfig(vocab_size=3, max_len=2)).save_pretrained(tmp_path / "m")
+    assert len(list(tmp_path.iterdir())) == 3

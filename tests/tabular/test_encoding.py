@@ -95,3 +95,22 @@ def test_a_text_shared_by_two_categories_goes_by_spelling():
     )
     # True and 1 are told apart per distinct value, as a dict lookup would
     assert (encoder.encode(pd.DataFrame({"c": ["a"] * 3}), 99, warn=False) == 2).all()
+
+
+def test_imputer_feature_names_out_follow_sklearn():
+    """get_feature_names_out(names) validates the names against the fitted ones, and
+    uses the names given when the imputer was fitted on an unnamed array."""
+    from attnmoe.tabular import AttentionMoEImputer
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.integers(0, 3, 40), "b": rng.integers(0, 2, 40)})
+    named = AttentionMoEImputer(epochs=1, random_state=0).fit(frame)
+    assert list(named.get_feature_names_out()) == ["a", "b"]
+    assert list(named.get_feature_names_out(["a", "b"])) == ["a", "b"]
+    with pytest.raises(ValueError, match="feature_names_in_"):
+        named.get_feature_names_out(["x", "y"])
+    unnamed = AttentionMoEImputer(epochs=1, random_state=0).fit(frame.to_numpy())
+    assert list(unnamed.get_feature_names_out()) == ["x0", "x1"]
+    assert list(unnamed.get_feature_names_out(["p", "q"])) == ["p", "q"]
+    with pytest.raises(ValueError, match="2"):
+        unnamed.get_feature_names_out(["p"])

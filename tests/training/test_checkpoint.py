@@ -176,3 +176,34 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
     ):
         assert (a - b).abs().max().item() <= 1e-6, name
     assert h.train_loss == pytest.approx(h_ref.train_loss, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda p: (p / "model.safetensors").write_bytes(
+            (p / "model.safetensors").read_bytes()[:-9]
+        ),
+        lambda p: (p / "optimizer.safetensors").write_bytes(b"\xff" * 12),
+        lambda p: (p / "trainer_state.json").write_text('{"format": "attnmoe-chec'),
+        lambda p: (p / "config.json").unlink(),
+    ],
+    ids=["truncated weights", "garbled optimizer", "torn state", "missing config"],
+)
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, damage):
+    source = SyntheticSource(n_tokens=8 * 16 * 4, window=8, vocab_size=40, seed=3)
+    common = {"global_batch": 16, "lr": 1e-2, "nproc": 1, "threads": 1, "checkpoint_dir": tmp_path}
+    train_mlm_distributed(_model(), source, steps=4, checkpoint_every=2, **common)
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [2, 4]
+    damage(tmp_path / "step-000000004")
+    with pytest.warns(
+        UserWarning, match=r"step-000000004 is damaged .*resuming from step-000000002"
+    ):
+        assert latest_checkpoint(tmp_path) == tmp_path / "step-000000002"
+    with pytest.warns(UserWarning, match="resuming from step-000000002"):
+        history = train_mlm_distributed(_model(), source, steps=6, resume=True, **common)
+    assert history.start_step == 2 and history.steps == 6
+    for _, path in list_checkpoints(tmp_path):
+        (path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="no usable checkpoint"):
+        latest_checkpoint(tmp_path)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .options import add_auto_mpg_seeds, add_jobs, add_out, add_settings
+from .outputs import write_text
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -21,7 +22,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     results = run_benchmark(runs, out / "runs.csv", jobs=args.jobs)
     report = markdown_report(results, command=f"attnmoe demo --seeds {args.seeds}")
-    (out / "summary.md").write_text(report)
+    write_text(out / "summary.md", report, quiet=True)  # remade from runs.csv each run
     print(report)
     print(f"results: {out / 'runs.csv'}, {out / 'summary.md'}")
     return 0
@@ -48,7 +49,7 @@ def _cmd_bench_tabular(args: argparse.Namespace) -> int:
     )
     command = "attnmoe " + shlex.join(getattr(args, "command_line", sys.argv[1:]))
     report = markdown_report(results, command=command.strip())  # the planned runs only
-    (out / "summary.md").write_text(report)
+    write_text(out / "summary.md", report, quiet=True)  # remade from runs.csv each run
     print(report)
     print(f"every run: {out / 'runs.csv'}; summary: {out / 'summary.md'}")
     return 0

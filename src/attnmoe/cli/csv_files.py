@@ -2,31 +2,76 @@
 
 pandas types the cells it reads (``007`` becomes 7, ``true`` True, ``NA`` a
 missing value); the commands hand the typed table to the model but write back
-the cells as the file had them, and write every output through a temporary
-file renamed into place, so an interrupted command never leaves half a file.
+the cells as the file had them (outputs are written by :mod:`attnmoe.cli.outputs`).
+The delimiter is ``--sep`` or sniffed from the first lines.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
+import argparse
+import csv
+import warnings
 
 import numpy as np
 import pandas as pd
 
+#: bytes of DATA the delimiter is sniffed from when --sep is not given
+_SNIFF_BYTES = 64 * 1024
+_SEPARATORS = ",;\t|"
 
-def read_table(path: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+
+def sniff_separator(path: str) -> str:
+    """The delimiter of the CSV at ``path``: comma, semicolon, tab or ``|``.
+
+    :class:`csv.Sniffer` reads the first lines; a header with a comma in it keeps the
+    comma (a semicolon inside a quoted name does not make a semicolon file), and a
+    file it cannot decide on (one column) is read with commas.
+    """
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            sample = fh.read(_SNIFF_BYTES)
+    except (OSError, UnicodeDecodeError):
+        return ","  # pandas says what is wrong with the file, in its own words
+    lines = sample.splitlines()
+    if len(lines) > 1 and not sample.endswith(("\n", "\r")):
+        sample = "\n".join(lines[:-1])  # a line cut by the sample's end would mislead it
+    try:
+        sep = csv.Sniffer().sniff(sample, delimiters=_SEPARATORS).delimiter
+    except csv.Error:
+        return ","
+    header = lines[0] if lines else ""
+    return "," if sep != "," and "," in header else sep
+
+
+def _separator(path: str, sep: str | None) -> str:
+    if sep is not None:
+        if len(sep) != 1:
+            raise ValueError(f"--sep must be one character, got {sep!r}")
+        return sep
+    sep = sniff_separator(path)
+    if sep != ",":
+        print(f"{path}: columns separated by {_SEP_NAMES.get(sep, repr(sep))} (sniffed; --sep)")
+    return sep
+
+
+_SEP_NAMES = {";": "';'", "\t": "tabs", "|": "'|'"}
+
+
+def read_table(path: str, sep: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """DATA twice: as pandas types it (for the model) and as written (for the output).
 
     Columns that only pass through (ids, zip codes, "NA" country codes, long
-    integers with gaps) are written back exactly as they were read.
+    integers with gaps) are written back exactly as they were read. ``sep`` is
+    the delimiter; without it, :func:`sniff_separator` picks one (said in one line
+    when not a comma). Repeated column names are refused, and ``inf`` / ``-inf``
+    cells are said in one warning per column (the model masks them like missing cells).
     """
+    sep = _separator(path, sep)
     try:
-        typed = pd.read_csv(path)
-        text = pd.read_csv(path, dtype=str, keep_default_na=False)
+        typed = pd.read_csv(path, sep=sep)
+        text = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
         # the header as written (pandas renames repeated names), read the same way
-        header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
+        header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError as err:
         raise ValueError(f"{path}: {err}") from None
     except pd.errors.ParserError as err:
@@ -42,7 +87,37 @@ def read_table(path: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:  # pandas would rename them (a, a.1): the output could not keep them
         raise ValueError(f"{path}: repeated column names {repeated}; make them unique")
+    _warn_infinite(typed, path)
     return typed, text
+
+
+def _warn_infinite(typed: pd.DataFrame, path: str) -> None:
+    """One warning per column holding ``inf`` / ``-inf``: the model masks them like gaps."""
+    for name in typed.columns:
+        column = typed[name]
+        if pd.api.types.is_float_dtype(column):
+            count = int(np.isinf(column.to_numpy(dtype=float)).sum())
+            if count:
+                warnings.warn(
+                    f"{path}: column {name!r} has {count:,} inf/-inf cell(s); the model "
+                    "masks them like missing cells",
+                    UserWarning,
+                    stacklevel=3,
+                )
+
+
+def add_sep(parser: argparse.ArgumentParser) -> None:
+    """``--sep``: the CSV delimiter; sniffed when not given (:func:`sniff_separator`)."""
+    parser.add_argument(
+        "--sep",
+        default=None,
+        help="the CSV delimiter (default: sniffed from the first lines; comma if unsure)",
+    )
+
+
+def empty_columns(typed: pd.DataFrame, names: list[str]) -> list[str]:
+    """The columns of ``names`` in which every cell is missing."""
+    return [str(n) for n in names if typed[n].isna().all()]
 
 
 def labels_as_written(typed: pd.Series, text: pd.Series) -> pd.Series:
@@ -66,25 +141,6 @@ def labels_as_written(typed: pd.Series, text: pd.Series) -> pd.Series:
     if one_spelling and not (whole.astype(str) == text).all():
         return text  # leading zeros, signs or spaces, one way each: keep them
     return whole.astype("int64")
-
-
-def write_csv(frame: pd.DataFrame, path: str) -> None:
-    """Write ``frame`` to ``path`` through a temporary file renamed into place."""
-    target = Path(path)
-    if target.is_dir():
-        raise IsADirectoryError(f"--out {target} is a folder; give a file name")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, staging = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            frame.to_csv(fh, index=False)
-        umask = os.umask(0)  # mkstemp makes the file private; give it the usual permissions
-        os.umask(umask)
-        os.chmod(staging, 0o666 & ~umask)
-        os.replace(staging, target)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
 
 
 def _as_written(value, whole: bool) -> str:
@@ -122,4 +178,11 @@ def spell_filled(observed: pd.Series, written: pd.Series, values: np.ndarray) ->
     return [spelling.get(v, _as_written(v, whole)) for v in values]
 
 
-__all__ = ["labels_as_written", "read_table", "spell_filled", "write_csv"]
+__all__ = [
+    "add_sep",
+    "empty_columns",
+    "labels_as_written",
+    "read_table",
+    "sniff_separator",
+    "spell_filled",
+]

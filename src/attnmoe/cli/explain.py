@@ -10,29 +10,32 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .csv_files import add_sep, read_table
 from .options import add_out, add_seed
+from .outputs import check_output, staged_path
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from ..explain.report import write_report
     from ..tabular import AttentionMoEClassifier
 
+    inputs = [args.data, args.shift_data]
+    check_output(args.out, inputs=inputs, model_dirs=[args.model])
     clf = AttentionMoEClassifier.from_pretrained(args.model)
-    data = pd.read_csv(args.data)
-    shift = pd.read_csv(args.shift_data) if args.shift_data else None
-    numbers = write_report(
-        clf,
-        data,
-        args.out,
-        target=args.target,
-        group=args.group,
-        shift_data=shift,
-        n_explained=args.rows,
-        n_bootstrap=args.bootstrap,
-        random_state=args.seed,
-    )
+    data, _ = read_table(args.data, args.sep)
+    shift = read_table(args.shift_data, args.sep)[0] if args.shift_data else None
+    with staged_path(args.out) as staging:  # the old report stays until the new one is whole
+        numbers = write_report(
+            clf,
+            data,
+            staging,
+            target=args.target,
+            group=args.group,
+            shift_data=shift,
+            n_explained=args.rows,
+            n_bootstrap=args.bootstrap,
+            random_state=args.seed,
+        )
     print(f"report: {Path(args.out)} ({_scalars(numbers)})")
     return 0
 
@@ -49,7 +52,9 @@ def _scalars(numbers: dict) -> str:
 def _cmd_report_sentence(args: argparse.Namespace) -> int:
     from ..explain.sentence import write_sentence_report
 
-    numbers = write_sentence_report(args.model, args.sentence, args.out, layer=args.layer)
+    check_output(args.out, model_dirs=[args.model])
+    with staged_path(args.out) as staging:
+        numbers = write_sentence_report(args.model, args.sentence, staging, layer=args.layer)
     print(f"report: {Path(args.out)} ({_scalars(numbers)})")
     return 0
 
@@ -66,6 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", default=None, help="column with the true labels")
     p.add_argument("--group", default=None, help="column to audit by (bias audit)")
     p.add_argument("--shift-data", default=None, help="CSV of new data to compare usage with")
+    add_sep(p)
     p.add_argument("--rows", type=int, default=5, help="rows whose top experts are listed")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of the audit")
     add_seed(p, "bootstrap seed")

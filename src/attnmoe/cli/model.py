@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .options import add_seed
+from .outputs import check_output, say_replaced
 
 
 def _cmd_version(args: argparse.Namespace) -> int:
@@ -29,6 +30,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             f"{args.source} holds a tabular classifier (attnmoe fit); convert works on "
             "attention or experts model folders (attnmoe train-text, save_pretrained)"
         )
+    check_output(args.destination, model_dirs=[args.source], folder=True, option="DESTINATION")
     model = load_model(args.source)
     if isinstance(model, BidirectionalAttention):
         converted = model.to_experts()
@@ -44,7 +46,9 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         with torch.no_grad():
             diff = (model.masked_log_probs(x) - converted.masked_log_probs(x)).abs().max()
         print(f"largest |log-prob difference| on 8 random sentences: {float(diff):.3g}")
+    replaced = say_replaced(args.destination)
     converted.save_pretrained(args.destination)
+    replaced()
     print(f"{type(model).__name__} -> {type(converted).__name__}: {args.destination}")
     return 0
 

@@ -19,14 +19,29 @@ import numpy as np
 import pandas as pd
 
 from ..tabular.params import parse_estimator_params
-from .csv_files import labels_as_written, read_table, spell_filled, write_csv
+from .csv_files import add_sep, empty_columns, labels_as_written, read_table, spell_filled
 from .options import add_out, add_seed
+from .outputs import check_output, say_replaced, write_csv
 
 
 def _columns(frame: pd.DataFrame, names: list[str], what: str) -> None:
     missing = [n for n in names if n not in frame.columns]
     if missing:
         raise ValueError(f"{what}: DATA has no column(s) {missing}; it has {list(frame.columns)}")
+
+
+def _without_empty(features: pd.DataFrame) -> pd.DataFrame:
+    """The feature columns less those without a single value (said in one warning each).
+
+    An empty column teaches the model nothing and would only be masked at predict
+    time; the saved model does not ask for it.
+    """
+    empty = empty_columns(features, list(features.columns))
+    for name in empty:
+        warnings.warn(
+            f"column {name!r} is empty (every cell missing): left out of the model", stacklevel=2
+        )
+    return features.drop(columns=empty)
 
 
 def _settings(text: str | None, estimator: type, seed: int) -> dict[str, Any]:
@@ -49,14 +64,15 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from ..model.io import check_replaceable
     from ..tabular import AttentionMoEClassifier
 
+    check_output(args.out, inputs=[args.data], folder=True)
     check_replaceable(args.out, "classifier.json")  # before training, not after
-    data, text = read_table(args.data)
+    data, text = read_table(args.data, args.sep)
     _columns(data, [args.target, *args.drop], "--target/--drop")
     params = _settings(args.params, AttentionMoEClassifier, args.seed)
     labelled = data[args.target].notna().to_numpy()
     if not labelled.any():
         raise ValueError(f"the target column {args.target!r} has no labels")
-    features = data.drop(columns=[args.target, *args.drop])
+    features = _without_empty(data.drop(columns=[args.target, *args.drop]))
     unlabeled = None
     if not labelled.all():
         n_out = int((~labelled).sum())
@@ -74,7 +90,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     clf = _fit(AttentionMoEClassifier(**params), X, y, unlabeled)
     seconds = time.perf_counter() - start
+    replaced = say_replaced(args.out)
     clf.save_pretrained(args.out)
+    replaced()
     print(
         f"fitted on {len(X):,} rows"
         + ("" if unlabeled is None else f" (and {len(unlabeled):,} without a label)")
@@ -116,12 +134,17 @@ def _top_columns(clf, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from ..tabular import AttentionMoEClassifier
 
+    check_output(args.out, inputs=[args.data], model_dirs=[args.model])
     clf = AttentionMoEClassifier.from_pretrained(args.model)
     features = getattr(clf, "feature_names_in_", None)
     if features is None:
         raise ValueError("the model was fitted without column names; predict needs them")
-    data, text = read_table(args.data)
+    data, text = read_table(args.data, args.sep)
     _columns(data, [str(c) for c in features], "the model's columns")
+    for name in empty_columns(data, [str(c) for c in features]):
+        warnings.warn(
+            f"column {name!r} is empty in DATA: every row is predicted without it", stacklevel=2
+        )
     names = [args.column, f"{args.column}_probability"]
     names += [f"p_{label}" for label in clf.classes_] if args.proba else []
     names += ["top_expert", "top_expert_contribution"] if args.explain else []
@@ -150,7 +173,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_impute(args: argparse.Namespace) -> int:
     from ..tabular import AttentionMoEImputer
 
-    data, text = read_table(args.data)
+    check_output(args.out, inputs=[args.data])
+    data, text = read_table(args.data, args.sep)
     _columns(data, args.keep, "--keep")
     columns = [c for c in data.columns if c not in args.keep]
     if not columns:
@@ -199,6 +223,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "columns only.",
     )
     p.add_argument("data", help="CSV: feature columns and the target column")
+    add_sep(p)
     p.add_argument("--target", required=True, help="column to predict")
     add_out(
         p,
@@ -225,6 +250,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", help="directory written by `attnmoe fit` or save_pretrained")
     p.add_argument("data", help="CSV with the model's columns (others are kept as written)")
+    add_sep(p)
     add_out(p, "CSV to write: DATA as written plus the new columns", required=True)
     p.add_argument("--column", default="prediction", help="name of the prediction column")
     p.add_argument("--proba", action="store_true", help="also one p_<class> column per class")
@@ -243,6 +269,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "DATA with every missing cell filled by its most probable value.",
     )
     p.add_argument("data", help="CSV with missing cells")
+    add_sep(p)
     add_out(p, "CSV to write: DATA as written, gaps filled", required=True)
     p.add_argument(
         "--keep", nargs="+", default=[], help="columns left as written (ids); after DATA"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from .options import (
     add_block,
@@ -17,11 +18,20 @@ from .options import (
     add_seed,
     add_threads,
 )
+from .outputs import check_output, say_replaced
+from .train import warn_if_nothing_to_resume
 
 
 def _cmd_train_text(args: argparse.Namespace) -> int:
     from ..text.train import train_text
 
+    corpus = None if args.corpus == "demo" else args.corpus
+    tokenizer = args.tokenizer[3:] if args.tokenizer.startswith("hf:") else None
+    check_output(
+        args.out, inputs=[corpus], model_dirs=[tokenizer, args.checkpoint_dir], folder=True
+    )
+    warn_if_nothing_to_resume(args)
+    replaced = say_replaced(args.out)
     train_text(
         args.corpus,
         args.out,
@@ -55,6 +65,7 @@ def _cmd_train_text(args: argparse.Namespace) -> int:
         poll_allreduce=args.poll_allreduce,
         verbose=0 if args.quiet else 1,
     )
+    replaced()
     return 0
 
 
@@ -62,6 +73,7 @@ def _cmd_analogy(args: argparse.Namespace) -> int:
     from ..text.analogy import evaluate_analogies
     from ..text.embeddings import load_source
 
+    check_output(args.out, inputs=[args.questions, *_source_paths(args.sources)], folder=True)
     sources = [load_source(s) for s in args.sources]
     result = evaluate_analogies(
         sources,
@@ -76,6 +88,17 @@ def _cmd_analogy(args: argparse.Namespace) -> int:
     paths = result.save(args.out)
     print(f"\nsaved: {', '.join(str(p) for p in paths)}")
     return 0
+
+
+def _source_paths(specs: list[str]) -> list[str]:
+    """The files and folders named by embedding source specs (``NAME=kind:PATH``)."""
+    paths = []
+    for spec in specs:
+        spec = spec.split("=", 1)[-1]
+        path = spec.split(":", 1)[-1]
+        if os.path.exists(path):
+            paths.append(path)
+    return paths
 
 
 def register(sub: argparse._SubParsersAction) -> None:

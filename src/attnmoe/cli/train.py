@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import warnings
 
 from .options import (
     add_block,
@@ -18,6 +19,7 @@ from .options import (
     add_seed,
     add_threads,
 )
+from .outputs import check_output, say_replaced
 
 
 def _parse_count(text: str) -> int:
@@ -26,6 +28,30 @@ def _parse_count(text: str) -> int:
     if text and text[-1] in scale:
         return int(float(text[:-1]) * scale[text[-1]])
     return int(text)
+
+
+def warn_if_nothing_to_resume(args: argparse.Namespace) -> None:
+    """``--resume`` with no checkpoint yet: one warning (the first run of a resumable job)."""
+    from ..training.checkpoint import list_checkpoints
+
+    if not (args.resume and args.checkpoint_dir) or int(os.environ.get("RANK", "0")) != 0:
+        return
+    if not list_checkpoints(args.checkpoint_dir):
+        warnings.warn(
+            f"--resume: no checkpoint in {args.checkpoint_dir} yet; starting at step 0",
+            UserWarning,
+            stacklevel=2,
+        )
+
+
+def _check_ids(source, vocab_size: int, path: str) -> None:
+    """Every token id of ``source`` in ``0 .. vocab_size - 1``, checked once, before training."""
+    low, high = source.id_range()
+    if low < 0 or high >= vocab_size:
+        raise ValueError(
+            f"{path} holds token ids {low}..{high}, outside the model's vocabulary "
+            f"0..{vocab_size - 1} (--vocab-size or the --init model's)"
+        )
 
 
 def _cmd_train_ddp(args: argparse.Namespace) -> int:
@@ -38,6 +64,9 @@ def _cmd_train_ddp(args: argparse.Namespace) -> int:
     if (args.tokens is None) == (args.synthetic_tokens is None):
         raise ValueError("give exactly one of --tokens FILE.npy and --synthetic-tokens N")
     if args.out is not None:  # refuse a folder that is not a saved model before training
+        check_output(
+            args.out, inputs=[args.tokens], model_dirs=[args.init, args.checkpoint_dir], folder=True
+        )
         check_replaceable(args.out, CONFIG_NAME)
     if args.tokens is not None:
         source = ArraySource.from_npy(args.tokens, args.window)
@@ -47,6 +76,7 @@ def _cmd_train_ddp(args: argparse.Namespace) -> int:
         source = SyntheticSource(
             _parse_count(args.synthetic_tokens), args.window or 16, args.vocab_size, seed=args.seed
         )
+    warn_if_nothing_to_resume(args)
     torch.manual_seed(args.seed)  # the same initial weights on every rank
     if args.init is not None:
         model = load_model(args.init)
@@ -63,6 +93,8 @@ def _cmd_train_ddp(args: argparse.Namespace) -> int:
                 block=args.block,
             )
         )
+    if isinstance(source, ArraySource):
+        _check_ids(source, model.config.vocab_size, args.tokens)
     history = train_mlm_distributed(
         model,
         source,
@@ -86,7 +118,9 @@ def _cmd_train_ddp(args: argparse.Namespace) -> int:
     )
     if int(os.environ.get("RANK", "0")) == 0:
         if args.out is not None:
+            replaced = say_replaced(args.out)
             model.to("cpu").save_pretrained(args.out)
+            replaced()
         last = history.train_loss[-1] if history.train_loss else float("nan")
         print(
             f"{history.steps} steps on {history.world_size} process(es) "

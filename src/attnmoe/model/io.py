@@ -75,6 +75,81 @@ def check_replaceable(directory: str | os.PathLike, marker: str) -> None:
         )
 
 
+def _pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (one we may not signal counts)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _leftovers(target: Path, kind: str) -> list[tuple[int, Path]]:
+    """Hidden ``.NAME.<kind>-PID...`` entries beside ``target`` as ``(pid, path)``."""
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.{kind}-(\d+)(?:-.*)?$")
+    if not target.parent.is_dir():
+        return []
+    found = []
+    for entry in target.parent.iterdir():
+        match = pattern.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry))
+    return found
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def recover_directory(directory: str | os.PathLike) -> Path | None:
+    """Undo what a killed :func:`atomic_directory` left beside ``directory``.
+
+    A save renames the old folder to ``.NAME.old-PID`` and then the new one to
+    ``NAME``. Killed between the two, only the old model is left, under the hidden
+    name: it is renamed back to ``NAME`` (with a one-line warning). Left over after
+    a finished save (killed before its clean-up), it is removed. Only entries of
+    processes no longer running on this machine are touched; a save in progress
+    is left alone.
+
+    Returns
+    -------
+    Path or None
+        The folder restored as ``directory``, or None if there was nothing to restore.
+    """
+    target = Path(directory)
+    backups = [(pid, p) for pid, p in _leftovers(target, "old") if not _pid_alive(pid)]
+    restored = None
+    if backups and not (target.exists() or target.is_symlink()):
+        # the newest backup is the model the interrupted save was replacing
+        pid, newest = max(backups, key=lambda item: item[1].lstat().st_mtime)
+        os.replace(newest, target)
+        backups.remove((pid, newest))
+        restored = newest
+        warnings.warn(
+            f"{target} was found only as {newest.name} (a save was killed between its two "
+            "renames): restored",
+            UserWarning,
+            stacklevel=2,
+        )
+    for _, path in backups:  # the new folder is in place: the old one was to be deleted
+        _remove(path)
+    return restored
+
+
+def _remove_dead_staging(target: Path) -> None:
+    """Delete ``.NAME.tmp-PID-*`` staging folders of processes that no longer run."""
+    for pid, path in _leftovers(target, "tmp"):
+        if not _pid_alive(pid):
+            _remove(path)
+
+
 @contextmanager
 def atomic_directory(directory: str | os.PathLike, marker: str | None = None) -> Iterator[Path]:
     """Fill a staging folder, then make it ``directory`` in one rename.
@@ -84,12 +159,20 @@ def atomic_directory(directory: str | os.PathLike, marker: str | None = None) ->
     existing one is only replaced once the new one is complete) and removes the
     staging folder. With ``marker``, an existing non-empty ``directory`` is only
     replaced if it holds that file (:func:`check_replaceable`), checked first.
+
+    The staging folder (``.NAME.tmp-PID-*``) is made beside ``directory``, never in
+    the system's temporary folder; those of killed processes are deleted at the
+    next save, and a model a killed save left only as ``.NAME.old-PID`` is put
+    back first (:func:`recover_directory`).
     """
     target = Path(directory)
+    recover_directory(target)
     if marker is not None:
         check_replaceable(target, marker)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    _remove_dead_staging(target)
+    prefix = f".{target.name}.tmp-{os.getpid()}-"
+    staging = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
     try:
         yield staging
         # mkdtemp makes folders private (0700); a model folder gets the usual permissions
@@ -98,14 +181,17 @@ def atomic_directory(directory: str | os.PathLike, marker: str | None = None) ->
         for folder in [staging, *(p for p in staging.rglob("*") if p.is_dir())]:
             os.chmod(folder, 0o777 & ~umask)
         backup = None
-        if target.exists():
+        if target.exists() or target.is_symlink():
             backup = target.with_name(f".{target.name}.old-{os.getpid()}")
             os.replace(target, backup)
-        os.replace(staging, target)
-        if backup is not None and backup.is_symlink():  # the link goes, not its folder
-            backup.unlink()
-        elif backup is not None:
-            shutil.rmtree(backup, ignore_errors=True)
+        try:
+            os.replace(staging, target)
+        except BaseException:
+            if backup is not None:  # put the old model back: the save failed
+                os.replace(backup, target)
+            raise
+        if backup is not None:  # a link goes, not the folder it points to
+            _remove(backup)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -114,7 +200,10 @@ def atomic_directory(directory: str | os.PathLike, marker: str | None = None) ->
 def write_directory_atomically(
     directory: str | os.PathLike, files: dict[str, bytes], marker: str | None = None
 ) -> Path:
-    """Write ``files`` (name -> bytes, each flushed to disk) as ``directory`` atomically."""
+    """Write ``files`` (name -> bytes, each flushed to disk) as ``directory`` atomically.
+
+    See :func:`atomic_directory`: staged beside ``directory``, renamed into place.
+    """
     with atomic_directory(directory, marker) as staging:
         for name, data in files.items():
             with open(staging / name, "wb") as fh:
@@ -327,6 +416,7 @@ _FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16"})
 def read_model_config(directory: str | os.PathLike) -> dict[str, Any]:
     """``config.json`` of a model directory, its top-level fields checked."""
     path = Path(directory)
+    recover_directory(path)  # a save killed between its renames left it hidden
     if not path.is_dir():
         raise ModelFileError(f"{path} is not a model directory")
     for name in (CONFIG_NAME, WEIGHTS_NAME):

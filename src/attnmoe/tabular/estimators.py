@@ -18,6 +18,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
+    _check_feature_names_in,
     check_is_fitted,
     check_random_state,
     column_or_1d,
@@ -744,10 +745,15 @@ class AttentionMoEImputer(TransformerMixin, _TableMLM):
         return result
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """The output columns' names: the input's, one per column (sklearn's contract).
+
+        ``input_features`` must equal ``feature_names_in_`` when the imputer was
+        fitted on named columns (else ``ValueError``), and is used as given
+        otherwise (one name per column); without it, ``feature_names_in_`` or
+        ``x0, x1, ...``.
+        """
         check_is_fitted(self)
-        if hasattr(self, "feature_names_in_"):
-            return np.asarray(self.feature_names_in_, dtype=object)
-        return np.asarray([f"x{i}" for i in range(self.n_features_in_)], dtype=object)
+        return _check_feature_names_in(self, input_features)
 
 
 __all__ = ["AttentionMoEClassifier", "AttentionMoEImputer", "TrainingHistory"]

@@ -33,6 +33,7 @@ from ..model.io import (
     read_json,
     read_manifest,
     read_model_config,
+    recover_directory,
     write_manifest,
 )
 from .encoding import ColumnCoding, TableEncoder
@@ -352,6 +353,7 @@ def read_classifier(directory: str | os.PathLike, model_type: str) -> dict[str, 
         Naming the file and the field, on anything malformed or inconsistent.
     """
     path = Path(directory)
+    recover_directory(path)  # a save killed between its renames left it hidden
     file = path / CLASSIFIER_NAME
     if not file.is_file():
         raise ModelFileError(f"{path} has no {CLASSIFIER_NAME}; was it written by save_pretrained?")

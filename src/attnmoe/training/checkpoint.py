@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ __all__ = [
     "STATE_NAME",
     "CheckpointError",
     "checkpoint_path",
+    "checkpoint_problem",
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
@@ -102,10 +104,91 @@ def remove_staging(directory: str | os.PathLike) -> None:
                 shutil.rmtree(child, ignore_errors=True)
 
 
+def _safetensors_problem(path: Path) -> str | None:
+    """What is wrong with a safetensors file's frame (header, length), or None.
+
+    Reads the header only: a truncated or overwritten file is found without
+    loading its tensors.
+    """
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                return f"{path.name} is truncated"
+            length = int.from_bytes(head, "little")
+            if length > size - 8:
+                return f"{path.name} is truncated (its header says {length:,} bytes)"
+            header = json.loads(fh.read(length))
+    except OSError as err:
+        return f"{path.name} is unreadable: {err}"
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return f"{path.name} has a corrupted header"
+    if not isinstance(header, dict):
+        return f"{path.name} has a corrupted header"
+    try:
+        end = max(
+            (int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"),
+            default=0,
+        )
+    except (TypeError, KeyError, IndexError, ValueError):
+        return f"{path.name} has a corrupted header"
+    if size != 8 + length + end:
+        return f"{path.name} holds {size:,} bytes, its header says {8 + length + end:,}"
+    return None
+
+
+def checkpoint_problem(path: str | os.PathLike) -> str | None:
+    """Why the checkpoint at ``path`` cannot be resumed from (one line), or None.
+
+    Checks that every file is there, the JSON files parse as a checkpoint of
+    this format, and the safetensors files are whole (their headers match their
+    sizes); the tensors themselves are checked when :func:`load_checkpoint` reads them.
+    """
+    root = Path(path)
+    try:
+        state = json.loads((root / STATE_NAME).read_text())
+        json.loads((root / CONFIG_NAME).read_text())
+    except OSError as err:
+        return f"unreadable: {err}"
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        return f"a JSON file is corrupted: {err}"
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        return f"{STATE_NAME} is not an attnmoe checkpoint's"
+    for name in (WEIGHTS_NAME, OPTIMIZER_NAME):
+        problem = _safetensors_problem(root / name)
+        if problem:
+            return problem
+    return None
+
+
 def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
-    """The checkpoint with the most steps in ``directory``, or None."""
+    """The newest checkpoint in ``directory`` that can be resumed from, or None if none exists.
+
+    A damaged newer checkpoint (:func:`checkpoint_problem`) is passed over with a
+    one-line warning for the previous one.
+
+    Raises
+    ------
+    CheckpointError
+        If ``directory`` holds checkpoints but none of them is whole.
+    """
     found = list_checkpoints(directory)
-    return found[-1][1] if found else None
+    problems = []
+    for _, path in reversed(found):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            if problems:
+                warnings.warn(
+                    f"{'; '.join(problems)}: resuming from {path.name} instead",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            return path
+        problems.append(f"checkpoint {path} is damaged ({problem})")
+    if problems:
+        raise CheckpointError(f"no usable checkpoint in {directory}: {'; '.join(problems)}")
+    return None
 
 
 def prune_checkpoints(directory: str | os.PathLike, keep: int) -> None:

@@ -11,6 +11,9 @@ from torch import Tensor
 
 from .seeds import SYNTHETIC, derive_seed
 
+#: the first bytes of every .npy file
+_NPY_MAGIC = b"\x93NUMPY"
+
 
 @runtime_checkable
 class TokenSource(Protocol):
@@ -56,8 +59,27 @@ class ArraySource:
 
     @classmethod
     def from_npy(cls, path: str | os.PathLike, window: int | None = None) -> ArraySource:
-        """A source over a ``.npy`` file of integer token ids, memory-mapped (no pickle)."""
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
+        """A source over a ``.npy`` file of integer token ids, memory-mapped (no pickle).
+
+        Raises
+        ------
+        ValueError
+            One line, if the file is not a ``.npy`` of integers (a text file, say).
+        """
+        with open(path, "rb") as fh:
+            is_npy = fh.read(len(_NPY_MAGIC)) == _NPY_MAGIC
+        if not is_npy:
+            raise ValueError(
+                f"{path} is not a .npy file: the tokens must be a .npy of integer token ids, "
+                "e.g. numpy.save('tokens.npy', numpy.asarray(ids, dtype=numpy.int32))"
+            )
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError as err:  # object arrays (pickled) or a damaged header
+            raise ValueError(
+                f"{path} is not a .npy of integer token ids ({err}); save the ids with "
+                "numpy.save('tokens.npy', numpy.asarray(ids, dtype=numpy.int32))"
+            ) from None
         if not np.issubdtype(array.dtype, np.integer):
             raise ValueError(f"{path} holds {array.dtype}, not integer token ids")
         source = cls(array, window)
@@ -92,6 +114,27 @@ class ArraySource:
         if self._array is None:
             self._array = np.load(self._path, mmap_mode="r", allow_pickle=False)
         return self._array
+
+    def id_range(self, chunk: int = 1 << 22) -> tuple[int, int]:
+        """The smallest and largest token id of the windows, read ``chunk`` ids at a time.
+
+        A memory-mapped file is streamed (memory bounded by one chunk), so a bad id
+        is found before training rather than when its batch comes up. Tokens past
+        the last whole window are not trained on and not counted.
+        """
+        data = self._data()
+        flat = data.reshape(-1) if self._flat else data
+        rows = self._n * self.window if self._flat else self._n
+        step = chunk if self._flat else max(1, chunk // self.window)
+        low, high = None, None
+        for first in range(0, rows, step):
+            part = flat[first : min(first + step, rows)]
+            part_low, part_high = int(part.min()), int(part.max())
+            low = part_low if low is None else min(low, part_low)
+            high = part_high if high is None else max(high, part_high)
+        if low is None:
+            raise ValueError("the token source has no whole window")
+        return low, high
 
     def windows(self, start: int, stop: int) -> Tensor:
         if not 0 <= start <= stop <= self._n:
