@@ -1,6 +1,7 @@
 """save_pretrained / from_pretrained round trips and their failure modes."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -261,3 +262,20 @@ def test_a_running_saves_folders_are_left_alone(tmp_path):
     (tmp_path / f".m.old-{os.getppid()}").mkdir()
     BidirectionalAttention(AttentionConfig(vocab_size=3, max_len=2)).save_pretrained(tmp_path / "m")
     assert len(list(tmp_path.iterdir())) == 3
+
+
+def test_a_save_stages_nothing_in_the_system_temp_folder(tmp_path, monkeypatch):
+    # a save killed midway must leave no model-sized orphan outside the output's folder
+    import tempfile
+
+    folders = []
+    real_mkdtemp = tempfile.mkdtemp
+
+    def recording_mkdtemp(suffix=None, prefix=None, dir=None):
+        folders.append(dir)
+        return real_mkdtemp(suffix, prefix, dir)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", recording_mkdtemp)
+    out = tmp_path / "out" / "model"
+    random_attention(0, vocab_size=9, max_len=4, d_model=8).save_pretrained(out)
+    assert folders and all(d is not None and Path(d) == out.parent for d in folders)

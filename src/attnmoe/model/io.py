@@ -25,7 +25,8 @@ from typing import Any, ClassVar, TypeVar
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_safetensors
 
 from .._version import __version__
 
@@ -535,9 +536,8 @@ class PretrainedMixin:
         }
         # safetensors refuses shared or non-contiguous storage: store plain copies
         state = {k: v.detach().contiguous().clone() for k, v in self.state_dict().items()}
-        with tempfile.TemporaryDirectory() as tmp:
-            save_file(state, os.path.join(tmp, WEIGHTS_NAME))
-            weights = Path(tmp, WEIGHTS_NAME).read_bytes()
+        # serialized in memory: a killed save leaves nothing in the system temp folder
+        weights = save_safetensors(state)
         files = {CONFIG_NAME: json.dumps(meta, indent=2).encode(), WEIGHTS_NAME: weights}
         files = with_manifest(files, model_facts(meta))
         return write_directory_atomically(directory, files, marker=CONFIG_NAME)
