@@ -226,11 +226,72 @@ def test_data_never_becomes_markup_and_dollars_stay_text():
     assert "Why individual rows" not in quiet and "Why individual rows" in page
 
 
-def test_sentence_page_json_parses_and_escapes(tmp_path):
+def test_sentence_page_json_parses_and_escapes():
+    """The page's JSON cannot end its script element; tokens are text, never markup."""
     import json
 
-    from attnmoe.explain.sentence import _script_json
+    from attnmoe.explain.pages import _environment
+    from attnmoe.explain.sentence import _view_dict, build_sentence_report
 
-    text = _script_json({"tokens": ["</script><script>alert(1)</script>", "a&b", '"q"']})
+    attack = "</script><script>alert(1)</script>"
+    text = (
+        _environment()
+        .from_string("{{ data|tojson }}")
+        .render(data={"tokens": [attack, "a&b", '"q"']})
+    )
     assert "<" not in text  # cannot close the script element
-    assert json.loads(text)["tokens"][0] == "</script><script>alert(1)</script>"
+    assert json.loads(text)["tokens"][0] == attack
+
+    tokens = [attack, "a&b", "<b>w</b>"]
+    view = _view_dict(tokens, np.full((2, 3, 3), 1 / 3), k=2, check=None)
+    page, numbers = build_sentence_report({**view, "source": "<i>src</i>"})
+    assert attack not in page and "<b>w</b>" not in page and "<i>src</i>" not in page
+    assert "&lt;b&gt;w&lt;/b&gt;" in page and "a&amp;b" in page
+    data = re.search(r'<script type="application/json" id="view-data">(.*?)</script>', page)
+    assert json.loads(data.group(1)) == numbers == {"n_tokens": 3, "n_heads": 2}
+
+
+class _Section(HTMLParser):
+    """The text and the ``<span>`` classes of one ``<section>``, found by its heading."""
+
+    def __init__(self, heading: str) -> None:
+        super().__init__()
+        self.heading, self.depth, self.inside = heading, 0, False
+        self.text: list[str] = []
+        self.spans: list[str] = []
+        self._h2 = ""
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "section":
+            self.depth += 1
+        if self.inside and tag == "span":
+            self.spans.append(dict(attrs).get("class") or "")
+        self._h2 = "" if tag == "h2" else self._h2
+
+    def handle_endtag(self, tag):
+        if tag == "section":
+            self.depth -= 1
+            self.inside = self.inside and self.depth > 0
+
+    def handle_data(self, data):
+        if self.depth and data.startswith(self.heading):
+            self.inside = True
+        if self.inside:
+            self.text.append(data)
+
+
+def test_row_explanations_are_markup_not_text(auto_mpg, auto_mpg_model):
+    """The "why" table's coloured shares are real elements: under pandas 3 the cells
+    went through a string column and the page showed its own ``<span>`` tags as text."""
+    from attnmoe.explain import build_report
+
+    data = auto_mpg.X_test.assign(mpg=auto_mpg.y_test.to_numpy())
+    page, _ = build_report(auto_mpg_model, data, target="mpg", n_bootstrap=5, n_explained=4)
+    section = _Section("Why individual rows")
+    section.feed(page)
+    text = "".join(section.text)
+    assert "Why individual rows" in text
+    assert "<span" not in text and "&lt;" not in text and "&gt;" not in text
+    shares = [c for c in section.spans if c in ("pos", "neg")]
+    assert 4 <= len(shares) <= 12  # up to three experts for each of the four rows
+    assert re.search(r"\([+-]\d\.\d\d, gate \d\.\d\d\)", text)
