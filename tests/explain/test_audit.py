@@ -1,7 +1,9 @@
 """The bias audit finds a planted gap and stays quiet when there is none."""
 
 import numpy as np
+import pandas as pd
 import pytest
+from scipy import stats
 
 from attnmoe.explain import audit, expected_calibration_error
 
@@ -34,12 +36,20 @@ def test_planted_gap_is_flagged(simulation_model, simulation):
 
 
 def test_no_gap_no_flag_and_seeded(simulation_model, simulation):
-    X, y = simulation.X_test, simulation.y_test
-    group = np.random.default_rng(1).choice(["A", "B"], len(X))  # unrelated to anything
+    # the same rows under two names: every gap is zero, the intervals are resampling noise
+    # (a random split of the rows is no good here: its chance gaps sit near the flag limit,
+    # so whether it is flagged depends on the bootstrap stream)
+    X = pd.concat([simulation.X_test] * 2, ignore_index=True)
+    y = np.concatenate([simulation.y_test.to_numpy()] * 2)
+    group = np.repeat(["A", "B"], len(simulation.X_test))
     first = audit(simulation_model, X, y, group=group, n_bootstrap=100, random_state=3)
     assert not first.any_flagged, first.flagged
+    np.testing.assert_allclose(first.gaps["gap"], 0.0, atol=1e-12)
+    assert (first.gaps["ci_high"] > first.gaps["ci_low"]).any()  # resampled, not degenerate
     again = audit(simulation_model, X, y, group=group, n_bootstrap=100, random_state=3)
     np.testing.assert_array_equal(first.gaps["ci_low"], again.gaps["ci_low"])
+    other = audit(simulation_model, X, y, group=group, n_bootstrap=100, random_state=4)
+    assert not np.array_equal(first.gaps["ci_low"], other.gaps["ci_low"])
     assert set(first.gaps["metric"]) == {  # error_rate is accuracy's gap: not again
         "accuracy",
         "false_negative_rate",
@@ -47,6 +57,63 @@ def test_no_gap_no_flag_and_seeded(simulation_model, simulation):
         "ece",
         "expert_usage_tv",
     }
+
+
+def test_intervals_are_scipys_stratified_percentile_bootstrap(simulation_model, simulation):
+    """Rows resampled within each group: scipy's unpaired bootstrap, one sample per group."""
+    X, y = simulation.X_test.iloc[:200], simulation.y_test.iloc[:200].to_numpy()
+    group = np.repeat(["A", "B"], 100)
+    result = audit(simulation_model, X, y, group=group, n_bootstrap=60, random_state=7)
+    correct = simulation_model.predict(X) == y
+    acc = result.gaps.query("metric == 'accuracy'").set_index("group")
+    worse = acc["gap"].idxmax()
+    best = acc.loc[worse, "best_group"]
+
+    def gap(a, b):  # scipy's samples in group order: A's rows, then B's
+        rows = {"A": a, "B": b}
+        return correct[rows[best]].mean() - correct[rows[worse]].mean()
+
+    expected = stats.bootstrap(
+        (np.arange(100), np.arange(100, 200)),
+        gap,
+        n_resamples=60,
+        paired=False,
+        vectorized=False,
+        method="percentile",
+        rng=np.random.default_rng(7),
+    ).confidence_interval
+    assert acc.loc[worse, "ci_low"] == pytest.approx(expected.low, abs=1e-12)
+    assert acc.loc[worse, "ci_high"] == pytest.approx(expected.high, abs=1e-12)
+
+
+def test_one_row_groups_and_undefined_resamples():
+    """scipy refuses one-row samples (such a group resamples to itself, so it is held
+    fixed), and draws where a metric is undefined are left out, not a NaN interval."""
+    from attnmoe.explain.audit import _intervals
+
+    members = {"a": np.array([0, 1]), "b": np.array([2])}
+
+    def statistic(index):  # undefined when "a" is drawn as row 0 twice (1 in 4 draws)
+        a = index["a"]
+        return np.array([np.nan if (a == 0).all() else a.mean(), float(index["b"][0])])
+
+    low, high = _intervals(statistic, members, n_bootstrap=200, confidence=0.9, seed=0)
+    assert np.isfinite(low).all() and np.isfinite(high).all()
+    assert (low[0], high[0]) == (0.5, 1.0)  # the defined draws: means 0.5 and 1
+    assert (low[1], high[1]) == (2.0, 2.0)  # the fixed one-row group
+    point = _intervals(
+        lambda index: index["b"].astype(float), {"b": np.array([2])}, 5, confidence=0.9, seed=0
+    )
+    np.testing.assert_array_equal(point[0], point[1])  # nothing to resample
+
+
+def test_audit_with_a_one_row_group(simulation_model, simulation):
+    X, y = simulation.X_test.iloc[:41], simulation.y_test.iloc[:41]
+    group = np.array(["A"] * 20 + ["B"] * 20 + ["C"])
+    result = audit(simulation_model, X, y, group=group, n_bootstrap=20)
+    c = result.gaps[result.gaps["group"] == "C"]
+    assert len(c) == 5 and not c["flagged"].any()
+    assert c[["ci_low", "ci_high"]].notna().all().all()
 
 
 def test_group_column_that_is_not_a_feature(simulation_model, simulation):

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -26,16 +27,34 @@ DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 
 
 class _Values(HTMLParser):
-    """Collect ``data-value`` by element id, the group accuracies and root attributes."""
+    """Collect ``data-value`` by element id, the group accuracies, root attributes, the
+    visible text (outside ``<style>`` and ``<script>``) and a count of ``<span>`` classes."""
 
     def __init__(self) -> None:
         super().__init__()
         self.by_id: dict[str, str] = {}
         self.groups: dict[str, str] = {}
         self.root: dict[str, dict[str, str | None]] = {}
+        self.classes: Counter[str] = Counter()
+        self._text: list[str] = []
+        self._hidden = 0
+
+    @property
+    def text(self) -> str:
+        return "".join(self._text)
+
+    def handle_endtag(self, tag):
+        self._hidden -= tag in ("style", "script")
+
+    def handle_data(self, data):
+        if not self._hidden:
+            self._text.append(data)
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
+        self._hidden += tag in ("style", "script")
+        if tag == "span":
+            self.classes[attrs.get("class") or ""] += 1
         if tag in ("html", "body"):
             self.root[tag] = attrs
         if "id" in attrs and "data-value" in attrs:
@@ -112,6 +131,9 @@ def test_report_in_headless_chromium(tmp_path, auto_mpg, auto_mpg_model, chromiu
     assert not console, console
     parsed = _Values()
     parsed.feed(dump.stdout)
+    # what a reader sees is text, not markup: no tag or entity shows as characters
+    assert not re.search(r"<(span|b|td|img)\b|&lt;|&gt;|&amp;", parsed.text), parsed.text[:2000]
+    assert parsed.classes["pos"] + parsed.classes["neg"] >= 5  # the rows' coloured shares
     assert "data-js-errors" not in parsed.root["html"]
     assert parsed.root["body"].get("data-ready") == "1"
     loaded, total = parsed.root["body"]["data-images-loaded"].split("/")
@@ -134,6 +156,8 @@ def test_report_in_headless_chromium(tmp_path, auto_mpg, auto_mpg_model, chromiu
         assert float(parsed.groups[group]) == pytest.approx(correct[rows].mean(), abs=1e-12)
     expected = audit(clf, X, data["mpg"], group=data["origin"].to_numpy(), n_bootstrap=50)
     assert int(parsed.by_id["audit-flagged"]) == int(expected.gaps["flagged"].sum())
+    assert parsed.classes["flag"] == int(expected.gaps["flagged"].sum())  # one FLAG per gap
+    assert parsed.classes["flag"] + parsed.classes["ok"] == len(expected.gaps)
 
     shot = tmp_path / "report.png"
     result = _chromium(
@@ -215,22 +239,116 @@ def test_data_never_becomes_markup_and_dollars_stay_text():
     clf = AttentionMoEClassifier(epochs=2, random_state=0).fit(
         data[["<b>col</b>", "plain"]], data["y"]
     )
-    page, numbers = build_report(clf, data, target="y", group="grp", n_bootstrap=5)
-    for raw in (attack, "<b>col</b>", "<i>yes</i>", "<i>v</i>"):
+    data["<u>by</u>"] = data["grp"]
+    title = "<script>alert('title')</script> & co"
+    page, numbers = build_report(
+        clf, data, target="y", group="<u>by</u>", n_bootstrap=5, title=title, shift_data=data
+    )
+    for raw in (attack, "<b>col</b>", "<i>yes</i>", "<i>v</i>", "<u>by</u>", "<script>alert"):
         assert raw not in page
+    assert "&lt;script&gt;alert(&#39;title&#39;)&lt;/script&gt; &amp; co" in page
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "A&amp;B" in page and "&amp;amp;" not in page  # escaped once
     assert numbers["n_rows"] == n
     # no rows asked for: no rows section, no error
     quiet, _ = build_report(clf, data, target="y", group="grp", n_bootstrap=5, n_explained=0)
+    assert attack not in quiet
     assert "Why individual rows" not in quiet and "Why individual rows" in page
 
 
-def test_sentence_page_json_parses_and_escapes(tmp_path):
+def test_sentence_page_json_parses_and_escapes():
+    """The page's JSON cannot end its script element; tokens are text, never markup."""
     import json
 
-    from attnmoe.explain.sentence import _script_json
+    from attnmoe.explain.pages import _environment
+    from attnmoe.explain.sentence import _view_dict, build_sentence_report
 
-    text = _script_json({"tokens": ["</script><script>alert(1)</script>", "a&b", '"q"']})
+    attack = "</script><script>alert(1)</script>"
+    text = (
+        _environment()
+        .from_string("{{ data|tojson }}")
+        .render(data={"tokens": [attack, "a&b", '"q"']})
+    )
     assert "<" not in text  # cannot close the script element
-    assert json.loads(text)["tokens"][0] == "</script><script>alert(1)</script>"
+    assert json.loads(text)["tokens"][0] == attack
+
+    tokens = [attack, "a&b", "<b>w</b>"]
+    view = _view_dict(tokens, np.full((2, 3, 3), 1 / 3), k=2, check=None)
+    page, numbers = build_sentence_report({**view, "source": "<i>src</i>"})
+    assert attack not in page and "<b>w</b>" not in page and "<i>src</i>" not in page
+    assert "&lt;b&gt;w&lt;/b&gt;" in page and "a&amp;b" in page
+    data = re.search(r'<script type="application/json" id="view-data">(.*?)</script>', page)
+    assert json.loads(data.group(1)) == numbers == {"n_tokens": 3, "n_heads": 2}
+
+
+class _Section(HTMLParser):
+    """The text and the ``<span>`` classes of one ``<section>``, found by its heading."""
+
+    def __init__(self, heading: str) -> None:
+        super().__init__()
+        self.heading, self.depth, self.inside = heading, 0, False
+        self.text: list[str] = []
+        self.spans: list[str] = []
+        self._h2 = ""
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "section":
+            self.depth += 1
+        if self.inside and tag == "span":
+            self.spans.append(dict(attrs).get("class") or "")
+        self._h2 = "" if tag == "h2" else self._h2
+
+    def handle_endtag(self, tag):
+        if tag == "section":
+            self.depth -= 1
+            self.inside = self.inside and self.depth > 0
+
+    def handle_data(self, data):
+        if self.depth and data.startswith(self.heading):
+            self.inside = True
+        if self.inside:
+            self.text.append(data)
+
+
+def test_row_explanations_are_markup_not_text(auto_mpg, auto_mpg_model):
+    """The "why" table's coloured shares are real elements: under pandas 3 the cells
+    went through a string column and the page showed its own ``<span>`` tags as text."""
+    from attnmoe.explain import build_report
+
+    data = auto_mpg.X_test.assign(mpg=auto_mpg.y_test.to_numpy())
+    page, _ = build_report(auto_mpg_model, data, target="mpg", n_bootstrap=5, n_explained=4)
+    section = _Section("Why individual rows")
+    section.feed(page)
+    text = "".join(section.text)
+    assert "Why individual rows" in text
+    assert "<span" not in text and "&lt;" not in text and "&gt;" not in text
+    shares = [c for c in section.spans if c in ("pos", "neg")]
+    assert 4 <= len(shares) <= 12  # up to three experts for each of the four rows
+    assert re.search(r"\([+-]\d\.\d\d, gate \d\.\d\d\)", text)
+
+
+def test_report_data_holds_the_numbers_without_html(auto_mpg, auto_mpg_model):
+    """The computing step alone: tables and numbers, sections only where asked for."""
+    from attnmoe.explain import build_report
+    from attnmoe.explain.report import report_data
+
+    data = auto_mpg.X_test.assign(mpg=auto_mpg.y_test.to_numpy(), origin=auto_mpg.X_test.index % 2)
+    bare = report_data(auto_mpg_model, data, n_explained=0)
+    assert (bare.explained, bare.accuracy, bare.shift, bare.groups) == (None, None, None, None)
+    assert bare.numbers == {"n_rows": 140, "top_expert": bare.top_expert}
+    assert bare.usage["mean gate weight"].sum() == pytest.approx(1.0)
+
+    full = report_data(
+        auto_mpg_model, data, "mpg", "origin", auto_mpg.X_train, n_explained=3, n_bootstrap=10
+    )
+    a = full.accuracy
+    assert a.confusion.sum() == a.n_labelled == 140 and a.left_out == 0
+    assert a.reliability["rows"].sum() == 140
+    assert a.accuracy == pytest.approx(np.trace(a.confusion) / 140)
+    assert len(full.explained) == 3 and all(1 <= len(r.experts) <= 3 for r in full.explained)
+    assert all(r.true == str(data["mpg"].iloc[r.row]) for r in full.explained)
+    assert full.shift.accuracy is None and full.shift.usage_tv >= 0  # no target in shift data
+    assert full.groups.result.n_bootstrap == 10
+    assert set(full.numbers) >= {"accuracy", "ece", "shift_usage_tv", "audit_flagged"}
+    _, numbers = build_report(auto_mpg_model, data, n_explained=1)
+    assert numbers == bare.numbers  # the page shows what report_data computed

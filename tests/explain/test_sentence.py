@@ -40,6 +40,7 @@ def test_hf_sentence_page_in_headless_chromium(tmp_path, minilm_dir, chromium):
     values.feed(dump.stdout)
     assert values.root["body"].get("data-images-loaded") == "13/13"  # mean + one per head
     assert "data-js-errors" not in values.root["html"]
+    assert "&lt;" not in values.text and "<span" not in values.text  # no markup shown as text
     assert float(values.by_id["max-error"]) <= 1e-5  # experts x gates == the model's attention
     assert int(float(values.by_id["n-heads"])) == 12
 

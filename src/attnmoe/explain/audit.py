@@ -2,7 +2,8 @@
 
 For each group the audit measures accuracy, error rates, calibration (expected
 calibration error) and the distribution of expert usage; it then compares every
-group with the best one, with seeded bootstrap confidence intervals, and flags
+group with the best one, with seeded bootstrap confidence intervals
+(:func:`scipy.stats.bootstrap`, rows resampled within each group), and flags
 the gaps that are both larger than a threshold and distinguishable from zero.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import DegenerateDataWarning, bootstrap, quantile
 
 from ..tabular.encoding import label_indices
 from .usage import expert_names, target_gates
@@ -66,6 +68,96 @@ def _metrics(y: np.ndarray, pred: np.ndarray, conf: np.ndarray, n_classes: int) 
 def _tv(a: np.ndarray, b: np.ndarray) -> float:
     # total variation distance between two usage distributions over experts
     return 0.5 * float(np.abs(a - b).sum())
+
+
+def _best_groups(point: dict[str, dict], eligible: list[str]) -> dict[str, str]:
+    """Per metric of :data:`METRICS`, the eligible group with the best defined value."""
+    best = {}
+    for metric, higher in METRICS.items():
+        values = {g: point[g][metric] for g in eligible if not np.isnan(point[g][metric])}
+        if values:
+            best[metric] = (max if higher else min)(values, key=values.get)
+    return best
+
+
+def _gap_keys(best: dict[str, str], names: list[str]) -> list[tuple[str, str]]:
+    """(metric, group) of each entry of :func:`_gap_vector`, in its order."""
+    return [(m, g) for m in best for g in names] + [("expert_usage_tv", g) for g in names]
+
+
+def _gap_vector(metric: dict, tv: dict, best: dict[str, str], names: list[str]) -> np.ndarray:
+    """How much worse than the best group each group is per metric, then the usage distances."""
+    gaps = [
+        (1.0 if METRICS[m] else -1.0) * (metric[best[m]][m] - metric[g][m])
+        for m, g in _gap_keys(best, names)
+        if m != "expert_usage_tv"
+    ]
+    return np.array(gaps + [tv[g] for g in names], dtype=float)
+
+
+def _intervals(
+    statistic, members: dict[str, np.ndarray], n_bootstrap: int, confidence: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap interval of each entry of ``statistic``, rows resampled within
+    each group: :func:`scipy.stats.bootstrap` with one sample (row indices) per group,
+    resampled independently (``paired=False``).
+
+    scipy refuses one-row samples; a one-row group always resamples to itself, so it
+    is held fixed. A resample where a metric is undefined (a group drawn without
+    positives) is left out of that metric's interval, where scipy's would be NaN.
+    """
+    varying = [g for g in members if len(members[g]) > 1]
+    fixed = {g: i for g, i in members.items() if len(i) == 1}
+    if not varying:  # nothing to resample
+        point = statistic(members)
+        return point, point
+
+    def resampled(*samples: np.ndarray) -> np.ndarray:
+        return statistic({**fixed, **dict(zip(varying, samples, strict=True))})
+
+    n_rows = sum(len(i) for i in members.values())
+    with warnings.catch_warnings():  # NaN intervals are redone below
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        result = bootstrap(
+            [members[g] for g in varying],
+            resampled,
+            n_resamples=n_bootstrap,
+            batch=max(1, 2**22 // n_rows),  # memory: batch x rows indices at a time
+            vectorized=False,
+            paired=False,
+            confidence_level=confidence,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        )
+    low, high = (np.array(v, dtype=float, ndmin=1) for v in result.confidence_interval)
+    redo = np.isnan(low) | np.isnan(high)
+    if redo.any():
+        tail = (1.0 - confidence) / 2.0
+        draws = result.bootstrap_distribution[redo]
+        low[redo], high[redo] = quantile(draws, [tail, 1 - tail], axis=-1, nan_policy="omit").T
+    return low, high
+
+
+def _gap_record(metric, g, n, point, point_tv, best, gap, low, high, limits) -> dict[str, Any]:
+    """One row of :attr:`AuditResult.gaps`; ``limits``: threshold, usage_threshold, min size."""
+    threshold, usage_threshold, min_group_size = limits
+    tv = metric == "expert_usage_tv"
+    if tv:  # distinguishable from zero is not enough: the whole interval above the limit
+        flagged = low > usage_threshold
+    else:
+        flagged = gap > threshold and low > 0
+    return {
+        "group": g,
+        "n": n,
+        "metric": metric,
+        "value": point_tv[g] if tv else point[g][metric],
+        "best_group": "(other groups)" if tv else best[metric],
+        "best_value": 0.0 if tv else point[best[metric]][metric],
+        "gap": float(gap),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "flagged": bool(n >= min_group_size and flagged),
+    }
 
 
 @dataclass
@@ -154,8 +246,9 @@ def audit(
         An expert-usage distance (total variation, 0..1) is flagged when even
         the low end of its interval exceeds this.
     n_bootstrap, confidence, random_state
-        Bootstrap replicates (rows resampled within each group), interval level
-        and seed: the same seed gives the same intervals.
+        Bootstrap replicates (rows resampled within each group, by
+        :func:`scipy.stats.bootstrap`), level of the percentile intervals and
+        seed: the same seed gives the same intervals.
     min_group_size
         Smaller groups are reported but never flagged (too few rows to say).
     proba, gates
@@ -216,62 +309,21 @@ def audit(
         return metric, tv
 
     point, point_tv = evaluate(members)
-    rng = np.random.default_rng(random_state)
-    boot_metric, boot_tv = [], []
-    for _ in range(n_bootstrap):
-        sample = {g: rng.choice(i, size=len(i), replace=True) for g, i in members.items()}
-        m, t = evaluate(sample)
-        boot_metric.append(m)
-        boot_tv.append(t)
-
-    tail = (1.0 - confidence) / 2.0
     eligible = [g for g in names if len(members[g]) >= min_group_size] or names
-    records = []
-    for metric, higher in METRICS.items():
-        values = {g: point[g][metric] for g in eligible if not np.isnan(point[g][metric])}
-        if not values:
-            continue
-        best = max(values, key=values.get) if higher else min(values, key=values.get)
-        sign = 1.0 if higher else -1.0
-        for g in names:
-            value = point[g][metric]
-            gap = sign * (point[best][metric] - value)
-            draws = np.array([sign * (b[best][metric] - b[g][metric]) for b in boot_metric])
-            draws = draws[~np.isnan(draws)]
-            low, high = np.quantile(draws, [tail, 1 - tail]) if len(draws) else (np.nan, np.nan)
-            records.append(
-                {
-                    "group": g,
-                    "n": len(members[g]),
-                    "metric": metric,
-                    "value": value,
-                    "best_group": best,
-                    "best_value": point[best][metric],
-                    "gap": gap,
-                    "ci_low": float(low),
-                    "ci_high": float(high),
-                    "flagged": bool(
-                        len(members[g]) >= min_group_size and gap > threshold and low > 0
-                    ),
-                }
-            )
-    for g in names:
-        draws = np.array([b[g] for b in boot_tv])
-        low, high = np.quantile(draws, [tail, 1 - tail])
-        records.append(
-            {
-                "group": g,
-                "n": len(members[g]),
-                "metric": "expert_usage_tv",
-                "value": point_tv[g],
-                "best_group": "(other groups)",
-                "best_value": 0.0,
-                "gap": point_tv[g],
-                "ci_low": float(low),
-                "ci_high": float(high),
-                "flagged": bool(len(members[g]) >= min_group_size and low > usage_threshold),
-            }
+    best = _best_groups(point, eligible)
+
+    def statistic(index: dict[str, np.ndarray]) -> np.ndarray:
+        return _gap_vector(*evaluate(index), best, names)
+
+    low, high = _intervals(statistic, members, n_bootstrap, confidence, random_state)
+    gap = statistic(members)
+    limits = (threshold, usage_threshold, min_group_size)
+    records = [
+        _gap_record(
+            metric, g, len(members[g]), point, point_tv, best, gap[k], low[k], high[k], limits
         )
+        for k, (metric, g) in enumerate(_gap_keys(best, names))
+    ]
     table = pd.DataFrame([{"group": g, "n": len(members[g]), **point[g]} for g in names]).set_index(
         "group"
     )

@@ -11,7 +11,6 @@ masked, as in masked-word prediction).
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .report import _SCRIPT, _STYLE, _esc, _heatmap, _number, _table
+from .pages import Kpi, render, table
+from .plots import heatmap
 
 
 def attnmoe_sentence_view(model_dir: str | Path, sentence: str, k: int = 3) -> dict[str, Any]:
@@ -98,27 +98,25 @@ def sentence_view(model_dir: str | Path, sentence: str, layer: int = 0, k: int =
     return view
 
 
-def _script_json(data: Any) -> str:
-    """JSON to embed in a ``<script>`` element: parseable as is (no HTML entities,
-    which a script's text does not decode), and no ``<`` to end the element early."""
-    return json.dumps(data).replace("<", "\\u003c")
-
-
 def build_sentence_report(view: dict[str, Any], title: str = "Which words each word listens to"):
-    """HTML page for :func:`sentence_view`'s data; returns ``(page, numbers)``."""
+    """HTML page for :func:`sentence_view`'s data; returns ``(page, numbers)``.
+
+    The page (template ``sentence.html.j2``) also carries ``numbers`` as JSON in
+    ``<script id="view-data">``, encoded so that no token can end that element.
+    """
     tokens = [f"{i}:{t}" for i, t in enumerate(view["tokens"])]
     gates = np.asarray(view["gates"], dtype=float)
     numbers: dict[str, Any] = {"n_tokens": len(tokens), "n_heads": view["n_heads"]}
     kpis = [
-        _number("n-tokens", len(tokens), str(len(tokens)), "word locations", "one expert each"),
-        _number("n-heads", view["n_heads"], str(view["n_heads"]), "heads", "one mixture each"),
+        Kpi("n-tokens", len(tokens), str(len(tokens)), "word locations", "one expert each"),
+        Kpi("n-heads", view["n_heads"], str(view["n_heads"]), "heads", "one mixture each"),
     ]
     if view.get("check"):
         check = view["check"]
         error = float(max(check["output_max_abs_error"], check["gate_max_abs_error"]))
         numbers["max_reconstruction_error"] = error
         kpis.append(
-            _number(
+            Kpi(
                 "max-error",
                 error,
                 f"{error:.1e}",
@@ -127,30 +125,22 @@ def build_sentence_report(view: dict[str, Any], title: str = "Which words each w
             )
         )
     average = pd.DataFrame(gates.mean(0), index=tokens, columns=tokens)
-    sections = [
-        "<section><h2>All heads together</h2><p>Row <i>i</i>: when the model fills in the word "
-        "at location <i>i</i>, how much weight each location <i>j</i> (an expert) gets, averaged "
-        "over heads. Each row sums to 1.</p>"
-        + _heatmap(average, "Mean gate over heads", "expert (location j)", "predicted location i")
-        + "</section>"
-    ]
-    heads = "".join(
-        _heatmap(pd.DataFrame(g, index=tokens, columns=tokens), f"Head {h}", "expert j", "i")
-        for h, g in enumerate(gates)
+    page = render(
+        "sentence.html.j2",
+        title=title,
+        source=view.get("source", ""),
+        sentence=" ".join(view["tokens"]),
+        numbers=numbers,
+        numbers_shown=kpis,
+        mean_plot=heatmap(
+            average, "Mean gate over heads", "expert (location j)", "predicted location i"
+        ),
+        head_plots=[
+            heatmap(pd.DataFrame(g, index=tokens, columns=tokens), f"Head {h}", "expert j", "i")
+            for h, g in enumerate(gates)
+        ],
+        top=table(pd.DataFrame(view["top_experts_summed"])),
     )
-    sections.append(f"<section><h2>Each head</h2><div class='plots'>{heads}</div></section>")
-    top = pd.DataFrame(view["top_experts_summed"])
-    sections.append(f"<section><h2>Strongest experts per word</h2>{_table(top)}</section>")
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>
-<style>{_STYLE}</style><script>{_SCRIPT}</script></head>
-<body><main><h1>{_esc(title)}</h1>
-<p class="muted">{_esc(view.get("source", ""))}. Sentence: “{_esc(" ".join(view["tokens"]))}”.
-Nothing on this page needed the network.</p>
-<div class="kpis">{"".join(kpis)}</div>{"".join(sections)}
-<script type="application/json" id="view-data">{_script_json(numbers)}</script>
-</main></body></html>
-"""
     return page, numbers
 
 
