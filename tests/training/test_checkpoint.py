@@ -133,7 +133,7 @@ _SCRIPT = textwrap.dedent(
         )
         source = SlowSource(n_tokens=8 * 16 * 12, window=8, vocab_size=40, seed=3, chunk=50)
         train_mlm_distributed(
-            model, source, global_batch=16, steps=STEPS, lr=1e-2, nproc=2, threads=1,
+            model, source, global_batch=16, steps=STEPS, lr=1e-2, nproc=2, num_threads=1,
             checkpoint_dir=sys.argv[1], checkpoint_every=5,
         )
     """
@@ -164,7 +164,7 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert 10 <= killed_at < STEPS
 
     source = SyntheticSource(n_tokens=8 * 16 * 12, window=8, vocab_size=40, seed=3, chunk=50)
-    common = {"global_batch": 16, "steps": STEPS, "lr": 1e-2, "nproc": 2, "threads": 1}
+    common = {"global_batch": 16, "steps": STEPS, "lr": 1e-2, "nproc": 2, "num_threads": 1}
     resumed = _model()
     h = train_mlm_distributed(resumed, source, checkpoint_dir=ckpt, resume=True, **common)
     assert h.start_step == killed_at and h.steps == STEPS

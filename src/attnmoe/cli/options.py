@@ -2,7 +2,7 @@
 
 Every function adds one option (or one small set that belongs together) to a
 parser or argument group. The flag, its type and its action live here; where
-commands explain an option in their own words (``--out``, ``--threads``) the
+commands explain an option in their own words (``--out``, ``--num-threads``) the
 help text is an argument, so ``attnmoe COMMAND --help`` reads as before.
 """
 
@@ -36,9 +36,9 @@ def add_jobs(parser: Parser, help: str) -> None:
     parser.add_argument("--jobs", type=int, default=2, help=help)
 
 
-def add_threads(parser: Parser, *, default: int | None, help: str) -> None:
-    """``--threads``: torch threads (per process when several train)."""
-    parser.add_argument("--threads", type=int, default=default, help=help)
+def add_num_threads(parser: Parser, *, default: int | None, help: str) -> None:
+    """``--num-threads``: torch threads (per process when several train)."""
+    parser.add_argument("--num-threads", type=int, default=default, help=help)
 
 
 def add_device(

@@ -27,6 +27,7 @@ from .adam import KERAS_ADAM_EPS
 from .fused import DropoutStream, FusedAdam, FusedMLM, fused_supported
 from .losses import hide_context, mlm_loss
 from .options import (
+    Masking,
     check_adam,
     check_average_last,
     check_context_mask_rate,
@@ -48,7 +49,6 @@ from .steppers import (
 )
 from .threads import torch_threads
 
-Masking = Literal["auto", "all", "copies", "random"]
 Engine = Literal["auto", "torch", "fused"]
 AdamFlavour = Literal["torch", "keras"]
 
