@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .options import add_out, add_seed
+from .options import add_out, add_random_state
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -31,7 +31,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         shift_data=shift,
         n_explained=args.rows,
         n_bootstrap=args.bootstrap,
-        random_state=args.seed,
+        random_state=args.random_state,
     )
     print(f"report: {Path(args.out)} ({_scalars(numbers)})")
     return 0
@@ -68,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shift-data", default=None, help="CSV of new data to compare usage with")
     p.add_argument("--rows", type=int, default=5, help="rows whose top experts are listed")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of the audit")
-    add_seed(p, "bootstrap seed")
+    add_random_state(p, "bootstrap seed")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser(

@@ -19,6 +19,12 @@ def add_seed(parser: Parser, help: str | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help=help)
 
 
+def add_random_state(parser: Parser, help: str | None = None) -> None:
+    """``--random-state``: an integer seed, default 0 (for functions whose knob is
+    scikit-learn's ``random_state``)."""
+    parser.add_argument("--random-state", type=int, default=0, help=help)
+
+
 def add_out(
     parser: Parser, help: str | None, *, default: str | None = None, required: bool = False
 ) -> None:
