@@ -336,7 +336,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         ``"torch"``: torch's Adam (epsilon 1e-8 on the bias-corrected second
         moment). ``"keras"``: Adam exactly as the paper's Keras code ran it
         (epsilon 1e-7 on the uncorrected second moment, loss averaged over all
-        locations of each masked copy); see :func:`attnmoe.model.train_mlm`.
+        locations of each masked copy); see :func:`attnmoe.training.train_mlm`.
     n_bins : int
         Quantile bins for float columns.
     max_categories : int
@@ -365,7 +365,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         as one after the other); otherwise a fit uses this many torch threads
         (one uses a core well). None keeps torch's setting.
     engine : {"auto", "torch", "fused"}
-        Training engine (:func:`attnmoe.model.train_mlm`): ``"fused"`` is the
+        Training engine (:func:`attnmoe.training.train_mlm`): ``"fused"`` is the
         compiled kernel for small one-layer models (same loss and gradients as
         ``"torch"``, several times faster); ``"auto"`` uses it when the model allows.
     verbose : int
