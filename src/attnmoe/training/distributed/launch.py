@@ -66,6 +66,7 @@ def _spawned_rank(local_rank: int, job: Job, world: int) -> None:
 
 
 def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the rendezvous of spawned ranks)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
