@@ -52,7 +52,7 @@ from attnmoe.training.distributed import (
     shard_range,
     train_mlm_distributed,
 )
-from attnmoe.training.distributed.affinity import _core_slice
+from attnmoe.training.distributed.affinity import core_slice
 from attnmoe.training.distributed.memory import rss_mib as _rss_mib
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ddp" / "run1.md"
@@ -92,7 +92,7 @@ def _worker(args: argparse.Namespace) -> dict:
             "batches": n_batches,
         }
     if args.worker == "half" and args.bound:  # two of these run at once, each on its own cores
-        os.sched_setaffinity(0, _core_slice(args.half_index, 2, args.threads))
+        os.sched_setaffinity(0, core_slice(args.half_index, 2, args.threads))
     nproc = 1 if args.worker in ("one", "half") else 2
     tokens = args.corpus_tokens if args.worker == "stream" else args.bench_tokens
     steps = args.stream_steps if args.worker == "stream" else args.steps
@@ -108,7 +108,7 @@ def _worker(args: argparse.Namespace) -> dict:
         lr=1e-3,
         seed=args.seed,
         nproc=nproc,
-        threads=args.threads,
+        num_threads=args.threads,
         log_every=args.log_every,
         bind_cores=args.bound and args.worker != "half",
         poll_allreduce=args.polled and nproc > 1,

@@ -35,12 +35,12 @@ from attnmoe.bench.datasets import SIMULATION_SEEDS, make_simulation
 from attnmoe.bench.machine import machine_description
 from attnmoe.tabular import AttentionMoEClassifier
 
-# (engine, batching, masked predictions per step, threads, n_ensembles)
+# (engine, masking, masked predictions per step, threads, n_ensembles)
 CONFIGS = [
-    ("torch", "rows", 128, 1, 1),
+    ("torch", "all", 128, 1, 1),
     ("fused", "copies", 128, 1, 1),
-    ("fused", "rows", 128, 1, 1),
-    ("fused", "rows", 2048, 1, 1),
+    ("fused", "all", 128, 1, 1),
+    ("fused", "all", 2048, 1, 1),
     ("fused", "copies", 128, 2, 3),
     ("fused", "copies", 128, 2, 5),
 ]
@@ -54,8 +54,8 @@ KERAS_CONFIGS = [
 KERAS_STEPS_PER_CALL = dict(zip(KERAS_CONFIGS, (1, 16), strict=True))
 
 
-def fit(engine: str, batching: str, batch: int, threads, n_ensembles: int, X, y, seed: int):
-    config = (engine, batching, batch, threads, n_ensembles)
+def fit(engine: str, masking: str, batch: int, threads, n_ensembles: int, X, y, seed: int):
+    config = (engine, masking, batch, threads, n_ensembles)
     if config in KERAS_STEPS_PER_CALL:
         from attnmoe.bench.keras_paper import KerasPaperClassifier
 
@@ -66,7 +66,7 @@ def fit(engine: str, batching: str, batch: int, threads, n_ensembles: int, X, y,
         return clf, time.perf_counter() - start
     clf = AttentionMoEClassifier(
         batch_size=batch,
-        batching=batching,
+        masking=masking,
         n_threads=threads,
         n_ensembles=n_ensembles,
         engine=engine,
@@ -106,8 +106,8 @@ def main() -> None:
 
     machine_start = machine_description("at start")  # before this script adds its own load
     data = make_simulation(SIMULATION_SEEDS[0], k=5, corr=0.9, x_noise=0.0)
-    for batching in ("copies", "rows"):  # load (or compile) the kernels
-        fit("fused", batching, 128, 1, 1, data.X_train[:50], data.y_train[:50], 0)
+    for masking in ("copies", "all"):  # load (or compile) the kernels
+        fit("fused", masking, 128, 1, 1, data.X_train[:50], data.y_train[:50], 0)
     if args.keras:  # TensorFlow's start-up outside the timed fits (each fit traces anew)
         fit(*KERAS_CONFIGS[0], data.X_train[:50], data.y_train[:50], 0)
     times: dict[tuple, list[float]] = {c: [] for c in configs}
@@ -152,27 +152,27 @@ def main() -> None:
         f"training rows of the first {args.seeds} seeds, scored on the other 25 % "
         "(in-distribution; the shifted test split is not used).",
         "",
-        "| engine | batching | masked predictions per step | threads | models (n_ensembles) "
+        "| engine | masking | masked predictions per step | threads | models (n_ensembles) "
         "| fit time, median (s) | mean ± sd (s) | speed-up vs torch engine (medians) "
         f"| validation accuracy, mean ± sd{keras_head} |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if args.keras else ""),
     ]
     for config in configs:
-        engine, batching, batch, threads, n_models = config
+        engine, masking, batch, threads, n_models = config
         t = np.array(times[config])
         a = np.array(accuracy[config])
         sd_t = f"{t.std(ddof=1):.2f}" if len(t) > 1 else "n/a (1 run)"
         if config == KERAS_CONFIGS[1]:
             acc = "same model as keras"
         elif config[0] == "torch":
-            acc = "same model as fused, rows, 128"
+            acc = "same model as fused, all, 128"
         else:
             acc = f"{a.mean():.3f}" + (f" ± {a.std(ddof=1):.3f}" if len(a) > 1 else "")
         keras_ratio = (
             f" | {np.median(times[KERAS_CONFIGS[0]]) / np.median(t):.1f}x" if args.keras else ""
         )
         lines.append(
-            f"| {engine} | {batching} | {batch} | {threads} | {n_models} | {np.median(t):.2f} "
+            f"| {engine} | {masking} | {batch} | {threads} | {n_models} | {np.median(t):.2f} "
             f"| {t.mean():.2f} ± {sd_t} | {reference / np.median(t):.1f}x | {acc}{keras_ratio} |"
         )
     if args.keras:

@@ -61,7 +61,7 @@ TRAINED = ROOT / "runs" / "text_analogy"
 RESULT = HERE / "results" / "text" / "trained_on_text.md"
 CORPORA = {"head500": "head500.noblanks.cor", "enwiki": "enwiki-head.txt"}
 PARTS = {"attention": ["E", "experts", "rho"], "cbow": ["E", "rho"]}
-MODEL = {"length": 16, "layers": 1, "heads": 2, "d_model": 64, "min_count": 5}
+MODEL = {"length": 16, "n_layers": 1, "n_heads": 2, "d_model": 64, "min_count": 5}
 
 
 # --------------------------------------------------------------------------- corpora
@@ -119,8 +119,8 @@ def train_phase(args: argparse.Namespace) -> None:
                 path,
                 None,
                 length=MODEL["length"],
-                layers=MODEL["layers"],
-                heads=MODEL["heads"],
+                n_layers=MODEL["n_layers"],
+                n_heads=MODEL["n_heads"],
                 d_model=MODEL["d_model"],
                 epochs=args.epochs,
                 patience=2,
@@ -167,7 +167,7 @@ def word2vec(path: Path, seed: int) -> Embeddings:
     """gensim Word2Vec (CBOW, negative sampling) on the same tokens and width as attnmoe."""
     from gensim.models import Word2Vec
 
-    from attnmoe.text.embeddings import _stable_hash, from_gensim
+    from attnmoe.text.embeddings import from_gensim, stable_hash
 
     model = Word2Vec(
         _Sentences(path),
@@ -177,7 +177,7 @@ def word2vec(path: Path, seed: int) -> Embeddings:
         epochs=20,
         seed=seed + 1,
         workers=1,
-        hashfxn=_stable_hash,
+        hashfxn=stable_hash,
     )
     return from_gensim(model, "word2vec")
 

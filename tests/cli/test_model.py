@@ -27,11 +27,11 @@ def test_help_and_version():
 
 
 def test_check_equivalence_passes_and_fails_on_tolerance(capsys):
-    assert main(["check-equivalence", "--heads", "1", "2", "--layers", "1", "2"]) == 0
+    assert main(["check-equivalence", "--n-heads", "1", "2", "--n-layers", "1", "2"]) == 0
     out = capsys.readouterr().out
     assert "8/8 configurations within 1e-10" in out
     # an impossible tolerance must fail with a non-zero exit
-    assert main(["check-equivalence", "--heads", "2", "--layers", "2", "--tol", "0"]) == 1
+    assert main(["check-equivalence", "--n-heads", "2", "--n-layers", "2", "--tol", "0"]) == 1
     assert "FAIL" in capsys.readouterr().out
 
 

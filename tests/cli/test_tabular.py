@@ -210,6 +210,15 @@ def test_big_whole_number_labels_stay_exact(tmp_path):
     assert (pred["prediction"] == expected).mean() > 0.95
 
 
+def test_random_state_flag_sets_the_estimators_random_state(tmp_path):
+    path, model = tmp_path / "t.csv", tmp_path / "m"
+    pd.DataFrame({"a": list("xyxy") * 10, "y": list("uvuv") * 10}).to_csv(path, index=False)
+    fast = json.dumps({"epochs": 1, "batch_size": 256})
+    argv = ["fit", str(path), "--target", "y", "--out", str(model), "--params", fast]
+    assert main([*argv, "--random-state", "7"]) == 0
+    assert AttentionMoEClassifier.from_pretrained(model).random_state == 7
+
+
 def test_command_errors(tmp_path, table, capsys):
     _, path = table
     model = tmp_path / "model"
@@ -232,7 +241,7 @@ def test_command_errors(tmp_path, table, capsys):
     cases += [
         (["fit", str(one_class), "--target", "y", "--out", str(model)], "has one value only"),
         (["fit", str(path), "--target", "label", "--out", str(model), "--params",
-          '{"random_state": 3}'], "give the seed with --seed"),
+          '{"random_state": 3}'], "give the seed with --random-state"),
         (["fit", str(path), "--target", "label", "--out", str(project)], "not a saved model"),
         (["fit", str(path), "--target", "label", "--out", str(model), "--params",
           '{"epochs": "x"}'], "epochs must be a number, got 'x'"),

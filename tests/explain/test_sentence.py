@@ -67,7 +67,7 @@ def test_attnmoe_text_model_sentence_view(tmp_path):
         tmp_path / "model",
         length=8,
         d_model=8,
-        heads=2,
+        n_heads=2,
         epochs=1,
         min_count=1,
         validation=0.0,

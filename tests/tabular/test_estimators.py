@@ -1,5 +1,6 @@
 """The scikit-learn estimators: API contract, inputs, missing values, reproducibility."""
 
+import json
 import warnings
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 import torch
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from attnmoe.model.io import UnverifiedModelWarning
 from attnmoe.tabular import AttentionMoEClassifier, AttentionMoEImputer, TableEncoder
 
 FAST = dict(epochs=15, batch_size=256, learning_rate=1e-2, random_state=0)
@@ -153,7 +155,7 @@ def test_early_stopping_uses_a_training_split():
 
 def test_pure_block_deeper_models_and_row_batches():
     X, y = _rule_table()
-    for params in (dict(block="pure"), dict(n_layers=2, epochs=8), dict(batching="rows")):
+    for params in (dict(block="pure"), dict(n_layers=2, epochs=8), dict(masking="all")):
         clf = AttentionMoEClassifier(**{**FAST, **params}).fit(X, y)
         assert clf.score(X, y) > 0.7
 
@@ -205,8 +207,8 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="missing labels"):
         clf.fit(pd.DataFrame({"a": [1, 2, 3]}), np.array(["a", None, "b"], dtype=object))
     X, y = _rule_table(n=60)
-    with pytest.raises(ValueError, match="batching"):
-        AttentionMoEClassifier(**FAST, batching="columns").fit(X, y)
+    with pytest.raises(ValueError, match="masking"):
+        AttentionMoEClassifier(**FAST, masking="columns").fit(X, y)
     with pytest.raises(ValueError, match="adam must be"):
         AttentionMoEClassifier(**FAST, adam="sgd").fit(X, y)
     with pytest.raises(ValueError, match="n_ensembles must be a positive integer"):
@@ -216,8 +218,8 @@ def test_bad_inputs():
     for rate in (1.0, -0.1, "0.2", True):
         with pytest.raises(ValueError, match="context_mask_rate must be"):
             AttentionMoEClassifier(**FAST, context_mask_rate=rate).fit(X, y)
-    with pytest.raises(ValueError, match="needs batching='copies'"):
-        AttentionMoEClassifier(**FAST, context_mask_rate=0.2, batching="rows").fit(X, y)
+    with pytest.raises(ValueError, match="needs masking='copies'"):
+        AttentionMoEClassifier(**FAST, context_mask_rate=0.2, masking="all").fit(X, y)
     for average in (1.5, -0.1, "0.5", True):
         with pytest.raises(ValueError, match="average_last must be"):
             AttentionMoEClassifier(**FAST, average_last=average).fit(X, y)
@@ -448,6 +450,24 @@ def test_numpy_typed_parameters_save_and_object_arrays_bin_floats(tmp_path):
     np.testing.assert_array_equal(
         back.predict_proba(X.to_numpy(dtype=object)), clf.predict_proba(X.to_numpy(dtype=object))
     )
+
+
+@pytest.mark.parametrize(("old", "new"), [("rows", "all"), ("copies", "copies")])
+def test_a_classifier_saved_with_the_old_batching_knob_loads(tmp_path, old, new):
+    X, y = _rule_table(n=60)
+    clf = AttentionMoEClassifier(**{**FAST, "epochs": 1}, masking=new).fit(X, y)
+    clf.save_pretrained(tmp_path / "m")
+    meta_path = tmp_path / "m" / "classifier.json"
+    meta = json.loads(meta_path.read_text())
+    meta["params"]["batching"] = old  # as written before the knob was renamed
+    del meta["params"]["masking"]
+    meta_path.write_text(json.dumps(meta))
+    for manifest in (tmp_path / "m").rglob("manifest.json"):  # older than the manifests too
+        manifest.unlink()
+    with pytest.warns(UnverifiedModelWarning):
+        back = AttentionMoEClassifier.from_pretrained(tmp_path / "m")
+    assert back.get_params()["masking"] == new and "batching" not in back.get_params()
+    np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
 
 
 def test_unlabeled_rows_are_never_cast_lossily():

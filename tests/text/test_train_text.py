@@ -36,7 +36,7 @@ def trained(corpus: Path, tmp_path_factory: pytest.TempPathFactory):
         corpus,
         out,
         length=8,
-        heads=2,
+        n_heads=2,
         d_model=16,
         epochs=3,
         min_count=2,
@@ -64,6 +64,7 @@ def test_outputs_are_saved_and_load(trained):
     torch.testing.assert_close(attn.output.weight, res.attention.output.weight)
     log = json.loads((out / "training.json").read_text())
     assert log["settings"]["length"] == 8
+    assert log["settings"]["n_heads"] == 2 and log["settings"]["n_layers"] == 1  # the knobs' names
     assert log["data"]["train_examples"] > log["data"]["validation_examples"] > 0
     for name in ("attention", "cbow"):
         h = log["models"][name]
@@ -77,14 +78,14 @@ def test_rewriting_the_output_replaces_it_atomically(corpus: Path, tmp_path: Pat
     out.mkdir()
     (out / "vocab.json").write_text("{}")  # an earlier output
     (out / "stale.txt").write_text("old")
-    train_text(corpus, out, length=8, d_model=8, heads=1, epochs=1, patience=None, verbose=0)
+    train_text(corpus, out, length=8, d_model=8, n_heads=1, epochs=1, patience=None, verbose=0)
     assert not (out / "stale.txt").exists() and (out / "attention" / "config.json").is_file()
     # a folder that is not an earlier output is refused before training, and left alone
     project = tmp_path / "project"
     project.mkdir()
     (project / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match=r"holds no vocab\.json"):
-        train_text(corpus, project, length=8, d_model=8, heads=1, epochs=1, verbose=0)
+        train_text(corpus, project, length=8, d_model=8, n_heads=1, epochs=1, verbose=0)
     assert [p.name for p in project.iterdir()] == ["notes.txt"]
 
 
@@ -138,7 +139,7 @@ def test_cli_train_text(corpus: Path, tmp_path: Path, capsys):
     rc = cli_main(
         [
             *["train-text", str(corpus), "--out", str(out), "--length", "8", "--d-model", "8"],
-            *["--heads", "1", "--epochs", "1", "--min-count", "2", "--max-windows", "60"],
+            *["--n-heads", "1", "--epochs", "1", "--min-count", "2", "--max-windows", "60"],
         ]
     )
     assert rc == 0
@@ -154,8 +155,8 @@ def test_two_layers_use_random_masking_and_sentences_mode(corpus: Path):
         corpus,
         None,
         length=8,
-        layers=2,
-        heads=1,
+        n_layers=2,
+        n_heads=1,
         d_model=8,
         epochs=1,
         mode="sentences",
@@ -180,7 +181,7 @@ def test_train_text_data_parallel_matches_one_process(tmp_path):
     """`--nproc 2` trains with DDP; the weights equal a one-process run of the same engine."""
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(" ".join(f"w{i % 13} w{(i * 7) % 11}" for i in range(600)) + "\n")
-    common = dict(length=8, d_model=8, heads=2, epochs=1, batch_size=16, min_count=1, seed=0)
+    common = dict(length=8, d_model=8, n_heads=2, epochs=1, batch_size=16, min_count=1, seed=0)
     common |= dict(validation=0.0, patience=None, verbose=0)
     one = train_text(corpus, None, precision="fp32", checkpoint_dir=tmp_path / "c1", **common)
     two = train_text(corpus, None, nproc=2, **common)
@@ -214,7 +215,7 @@ def test_train_text_bind_cores_and_polling_reach_the_trainer(tmp_path, monkeypat
     cli_main(
         [
             "train-text", str(corpus), "--out", str(tmp_path / "out"), "--length", "8",
-            "--d-model", "8", "--heads", "2", "--epochs", "1", "--min-count", "1",
+            "--d-model", "8", "--n-heads", "2", "--epochs", "1", "--min-count", "1",
             "--validation", "0", "--bind-cores", "--poll-allreduce", "--quiet",
         ]
     )  # fmt: skip
@@ -228,7 +229,7 @@ def test_a_vocabulary_of_unk_only_is_refused(corpus: Path, tmp_path: Path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("bad", [{"heads": 0}, {"window": -3}])
+@pytest.mark.parametrize("bad", [{"n_heads": 0}, {"window": -3}])
 def test_a_bad_option_leaves_no_streamed_windows_behind(corpus: Path, tmp_path: Path, bad):
     checkpoints = tmp_path / "ck"
     with pytest.raises(ValueError):

@@ -134,7 +134,7 @@ _SCRIPT = textwrap.dedent(
         )
         source = SlowSource(n_tokens=8 * 16 * 12, window=8, vocab_size=40, seed=3, chunk=50)
         train_mlm_distributed(
-            model, source, global_batch=16, steps=STEPS, lr=1e-2, nproc=2, threads=1,
+            model, source, global_batch=16, steps=STEPS, lr=1e-2, nproc=2, num_threads=1,
             checkpoint_dir=sys.argv[1], checkpoint_every=5,
         )
     """
@@ -165,7 +165,7 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert 10 <= killed_at < STEPS
 
     source = SyntheticSource(n_tokens=8 * 16 * 12, window=8, vocab_size=40, seed=3, chunk=50)
-    common = {"global_batch": 16, "steps": STEPS, "lr": 1e-2, "nproc": 2, "threads": 1}
+    common = {"global_batch": 16, "steps": STEPS, "lr": 1e-2, "nproc": 2, "num_threads": 1}
     resumed = _model()
     h = train_mlm_distributed(resumed, source, checkpoint_dir=ckpt, resume=True, **common)
     assert h.start_step == killed_at and h.steps == STEPS
@@ -192,7 +192,13 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
 )
 def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, damage):
     source = SyntheticSource(n_tokens=8 * 16 * 4, window=8, vocab_size=40, seed=3)
-    common = {"global_batch": 16, "lr": 1e-2, "nproc": 1, "threads": 1, "checkpoint_dir": tmp_path}
+    common = {
+        "global_batch": 16,
+        "lr": 1e-2,
+        "nproc": 1,
+        "num_threads": 1,
+        "checkpoint_dir": tmp_path,
+    }
     train_mlm_distributed(_model(), source, steps=4, checkpoint_every=2, **common)
     assert [s for s, _ in list_checkpoints(tmp_path)] == [2, 4]
     damage(tmp_path / "step-000000004")

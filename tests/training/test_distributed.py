@@ -24,7 +24,7 @@ from attnmoe.training.distributed import (
     shard_range,
     train_mlm_distributed,
 )
-from attnmoe.training.distributed.affinity import _core_slice
+from attnmoe.training.distributed.affinity import core_slice
 
 
 def _model(
@@ -112,7 +112,9 @@ def test_two_processes_equal_one_process():
     """Issue 5: the same seed and global batch give the same weights (<= 1e-5)."""
     one, two = _model(), _model()
     h1 = train_mlm_distributed(one, SOURCE, global_batch=16, steps=24, lr=1e-2, nproc=1)
-    h2 = train_mlm_distributed(two, SOURCE, global_batch=16, steps=24, lr=1e-2, nproc=2, threads=1)
+    h2 = train_mlm_distributed(
+        two, SOURCE, global_batch=16, steps=24, lr=1e-2, nproc=2, num_threads=1
+    )
     # b_K has an exactly-zero gradient (it cancels in the softmax, docs/math.md 2.2); in
     # float32 Adam turns its rounding noise into lr-sized steps in either run, so it is
     # compared in the float64 run below instead
@@ -125,7 +127,9 @@ def test_two_processes_equal_one_process():
     # deeper model, BERT random masking drawn per global batch, float64: every parameter
     one, two = _model(2, torch.float64), _model(2, torch.float64)
     h1 = train_mlm_distributed(one, SOURCE, global_batch=16, steps=12, lr=1e-2, nproc=1)
-    h2 = train_mlm_distributed(two, SOURCE, global_batch=16, steps=12, lr=1e-2, nproc=2, threads=1)
+    h2 = train_mlm_distributed(
+        two, SOURCE, global_batch=16, steps=12, lr=1e-2, nproc=2, num_threads=1
+    )
     assert _max_diff(one, two) <= 1e-5
     assert h1.masked_predictions == h2.masked_predictions < 12 * 16 * 8
 
@@ -138,7 +142,7 @@ def test_polling_or_sleeping_ranks_give_the_same_weights(poll):
     one, two = _model(), _model()
     train_mlm_distributed(one, SOURCE, global_batch=16, steps=12, lr=1e-2, weight_decay=0.1)
     history = train_mlm_distributed(
-        two, SOURCE, global_batch=16, steps=12, lr=1e-2, weight_decay=0.1, nproc=2, threads=1,
+        two, SOURCE, global_batch=16, steps=12, lr=1e-2, weight_decay=0.1, nproc=2, num_threads=1,
         poll_allreduce=poll,
     )  # fmt: skip
     assert _max_diff(one, two, skip=("key.bias",)) <= 1e-5
@@ -171,23 +175,23 @@ def test_polling_by_default_only_where_the_ranks_fit(
 ):
     from attnmoe.training.distributed import launch as distributed
 
-    monkeypatch.setattr(distributed, "_usable_cpus", lambda: [0, 1, 2, 3])
-    assert distributed._resolve_polling(requested, gloo, ranks, threads) is expected
+    monkeypatch.setattr(distributed, "usable_cpus", lambda: [0, 1, 2, 3])
+    assert distributed.resolve_polling(requested, gloo, ranks, threads) is expected
 
 
 def test_gloo_on_cpu_reads_the_backend_or_the_callers_group(monkeypatch):
-    from attnmoe.training.distributed.launch import _free_port, _gloo_on_cpu
+    from attnmoe.training.distributed.launch import free_port, uses_gloo_on_cpu
 
-    assert _gloo_on_cpu("cpu", None, caller_group=False)
-    assert _gloo_on_cpu("cpu", "GLOO", caller_group=False)
-    assert not _gloo_on_cpu("cpu", "mpi", caller_group=False)
-    assert not _gloo_on_cpu("cuda", None, caller_group=False)
+    assert uses_gloo_on_cpu("cpu", None, caller_group=False)
+    assert uses_gloo_on_cpu("cpu", "GLOO", caller_group=False)
+    assert not uses_gloo_on_cpu("cpu", "mpi", caller_group=False)
+    assert not uses_gloo_on_cpu("cuda", None, caller_group=False)
     # a group made without naming a backend: gloo for CPU tensors
     torch.distributed.init_process_group(
-        init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1
+        init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1
     )
     try:
-        assert _gloo_on_cpu("cpu", None, caller_group=True)
+        assert uses_gloo_on_cpu("cpu", None, caller_group=True)
     finally:
         torch.distributed.destroy_process_group()
 
@@ -336,14 +340,14 @@ def _affinities() -> dict[int, set[int]]:
 @pytest.mark.skipif(not LINUX, reason="Linux only")
 def test_core_slices_are_disjoint_and_refuse_oversubscription(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {4, 5, 6, 7, 8, 9, 10, 11})
-    slices = [_core_slice(rank, 4, None) for rank in range(4)]
+    slices = [core_slice(rank, 4, None) for rank in range(4)]
     assert slices == [[4, 5], [6, 7], [8, 9], [10, 11]]
-    assert [_core_slice(rank, 2, 1) for rank in range(2)] == [[4], [5]]
+    assert [core_slice(rank, 2, 1) for rank in range(2)] == [[4], [5]]
     with pytest.raises(ValueError, match="need 9 CPUs"):
-        _core_slice(0, 3, 3)
+        core_slice(0, 3, 3)
     with pytest.raises(ValueError, match="need 9 CPUs"):  # refused before spawning
         train_mlm_distributed(
-            _model(), SOURCE, global_batch=18, steps=1, nproc=3, threads=3, bind_cores=True
+            _model(), SOURCE, global_batch=18, steps=1, nproc=3, num_threads=3, bind_cores=True
         )
 
 
@@ -370,9 +374,9 @@ def test_bind_cores_in_process_pins_every_thread_then_restores(tmp_path):
             return super().windows(start, stop)
 
     plain, bound = _model(), _model()
-    train_mlm_distributed(plain, SOURCE, global_batch=16, steps=4, lr=1e-2, threads=1)
+    train_mlm_distributed(plain, SOURCE, global_batch=16, steps=4, lr=1e-2, num_threads=1)
     train_mlm_distributed(
-        bound, Probe(SOURCE, tmp_path), global_batch=16, steps=4, lr=1e-2, threads=1,
+        bound, Probe(SOURCE, tmp_path), global_batch=16, steps=4, lr=1e-2, num_threads=1,
         bind_cores=True,
     )  # fmt: skip
     assert Probe(SOURCE, tmp_path).seen() == [[cpus[0]]]
@@ -385,7 +389,7 @@ def test_bind_cores_in_process_pins_every_thread_then_restores(tmp_path):
     with pytest.raises(RuntimeError, match="the source failed"):
         train_mlm_distributed(
             _model(), _AffinityRecorder(SOURCE, tmp_path, fail=True), global_batch=16,
-            steps=1, threads=1, bind_cores=True,
+            steps=1, num_threads=1, bind_cores=True,
         )  # fmt: skip
     assert os.sched_getaffinity(0) == set(cpus)
 
@@ -396,7 +400,7 @@ def test_bind_cores_gives_each_rank_its_own_core(tmp_path):
     train_mlm_distributed(one, SOURCE, global_batch=16, steps=6, lr=1e-2)
     recorder = _AffinityRecorder(SOURCE, tmp_path)
     train_mlm_distributed(
-        two, recorder, global_batch=16, steps=6, lr=1e-2, nproc=2, threads=1, bind_cores=True
+        two, recorder, global_batch=16, steps=6, lr=1e-2, nproc=2, num_threads=1, bind_cores=True
     )
     cpus = sorted(os.sched_getaffinity(0))
     assert recorder.seen() == [[cpus[0]], [cpus[1]]]
@@ -412,7 +416,9 @@ def test_bind_cores_under_torchrun_follows_the_local_rank(tmp_path, monkeypatch)
         train_mlm_distributed(_model(), SOURCE, global_batch=16, steps=1, bind_cores=True)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     recorder = _AffinityRecorder(SOURCE, tmp_path)
-    train_mlm_distributed(_model(), recorder, global_batch=16, steps=2, threads=1, bind_cores=True)
+    train_mlm_distributed(
+        _model(), recorder, global_batch=16, steps=2, num_threads=1, bind_cores=True
+    )
     assert recorder.seen() == [[cpus[1]]]
     assert os.sched_getaffinity(0) == set(cpus)
 
@@ -446,13 +452,13 @@ def test_cli_train_ddp(tmp_path, capsys, monkeypatch):
     from attnmoe.training.distributed import trainer as distributed
 
     binds: list[bool] = []
-    real_cores = distributed._cores
+    real_cores = distributed.pinned_cores
 
     def recording_cores(bind, *args):
         binds.append(bind)
         return real_cores(bind, *args)
 
-    monkeypatch.setattr(distributed, "_cores", recording_cores)
+    monkeypatch.setattr(distributed, "pinned_cores", recording_cores)
     polls: list[bool | None] = []
     real_train = distributed.train_mlm_distributed
 
@@ -486,7 +492,7 @@ def test_cli_train_ddp(tmp_path, capsys, monkeypatch):
             str(tmp_path / "model"),
             "--quiet",
             "--poll-allreduce",
-            *(["--bind-cores", "--threads", "1"] if hasattr(os, "sched_setaffinity") else []),
+            *(["--bind-cores", "--num-threads", "1"] if hasattr(os, "sched_setaffinity") else []),
         ]
     )
     assert code == 0

@@ -39,7 +39,7 @@ def test_loss_and_every_gradient_equal_the_reference(block, threads):
     expected_loss, expected = _reference(model, x, weights)
 
     model.zero_grad(set_to_none=True)
-    loss = fused_mlm_step(model, x, weights, threads=threads)
+    loss = fused_mlm_step(model, x, weights, num_threads=threads)
 
     assert abs(loss.item() - expected_loss) < 1e-10
     for name, param in model.named_parameters():
@@ -168,7 +168,7 @@ def test_compiled_epochs_refuse_bad_input_and_stop_at_empty_batches():
     assert adam.steps == 1  # the first batch was applied, then it stopped
     assert not torch.equal(model.output.weight, before)
     with pytest.raises(ValueError, match="one thread"):
-        FusedMLM(model, 6, 8, threads=2).train_epoch(x, np.arange(16), 8, adam)
+        FusedMLM(model, 6, 8, num_threads=2).train_epoch(x, np.arange(16), 8, adam)
 
 
 def test_one_and_two_threads_train_the_same_model():

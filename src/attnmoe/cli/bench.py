@@ -60,8 +60,8 @@ def _cmd_bench_cost(args: argparse.Namespace) -> int:
 
     grid = {
         "top_k": args.top_k,
-        "n_heads": args.heads,
-        "n_layers": args.layers,
+        "n_heads": args.n_heads,
+        "n_layers": args.n_layers,
         "seeds": args.seeds,
         "auto_mpg_seeds": args.auto_mpg_seeds,
         "epochs": args.epochs,
@@ -73,8 +73,8 @@ def _cmd_bench_cost(args: argparse.Namespace) -> int:
     top_k = " ".join("none" if k is None else str(k) for k in grid["top_k"])
     settings = " ".join(shlex.quote(s) for s in args.settings)
     command = (
-        f"attnmoe bench cost --top-k {top_k} --heads {' '.join(map(str, grid['n_heads']))} "
-        f"--layers {' '.join(map(str, grid['n_layers']))} --settings {settings} "
+        f"attnmoe bench cost --top-k {top_k} --n-heads {' '.join(map(str, grid['n_heads']))} "
+        f"--n-layers {' '.join(map(str, grid['n_layers']))} --settings {settings} "
         f"--seeds {grid['seeds']} --auto-mpg-seeds {grid['auto_mpg_seeds']} "
         f"--epochs {grid['epochs']} --jobs {args.jobs} --out {shlex.quote(str(args.out))}"
     )
@@ -150,7 +150,7 @@ def _register_bench_cost(bench_sub: argparse._SubParsersAction) -> None:
     )
 
     p = bench_sub.add_parser(
-        "cost", help="cost knobs (top_k, heads, layers): time, memory, accuracy, Pareto front"
+        "cost", help="cost knobs (top_k, n_heads, n_layers): time, memory, accuracy, Pareto front"
     )
     p.add_argument(
         "--top-k",
@@ -160,8 +160,8 @@ def _register_bench_cost(bench_sub: argparse._SubParsersAction) -> None:
         metavar="K",
         help="sparse gating values; 'none' = dense (default none 3 2 1)",
     )
-    p.add_argument("--heads", nargs="+", type=int, default=list(DEFAULT_HEADS))
-    p.add_argument("--layers", nargs="+", type=int, default=list(DEFAULT_LAYERS))
+    p.add_argument("--n-heads", nargs="+", type=int, default=list(DEFAULT_HEADS))
+    p.add_argument("--n-layers", nargs="+", type=int, default=list(DEFAULT_LAYERS))
     add_settings(
         p,
         default=[DEFAULT_SETTING],

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from .csv_files import add_sep, read_table
-from .options import add_out, add_seed
+from .options import add_out, add_random_state
 from .outputs import check_output, staged_path
 
 
@@ -34,7 +34,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
             shift_data=shift,
             n_explained=args.rows,
             n_bootstrap=args.bootstrap,
-            random_state=args.seed,
+            random_state=args.random_state,
         )
     print(f"report: {Path(args.out)} ({_scalars(numbers)})")
     return 0
@@ -74,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_sep(p)
     p.add_argument("--rows", type=int, default=5, help="rows whose top experts are listed")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of the audit")
-    add_seed(p, "bootstrap seed")
+    add_random_state(p, "bootstrap seed")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser(

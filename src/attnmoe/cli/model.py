@@ -61,8 +61,8 @@ def _cmd_check_equivalence(args: argparse.Namespace) -> int:
     dtype = {"float64": torch.float64, "float32": torch.float32}[args.dtype]
     tol = args.tol if args.tol is not None else (1e-10 if args.dtype == "float64" else 1e-5)
     cases = check_equivalence(
-        heads=tuple(args.heads),
-        layers=tuple(args.layers),
+        n_heads=tuple(args.n_heads),
+        n_layers=tuple(args.n_layers),
         blocks=tuple(args.blocks),
         dtype=dtype,
         std=args.std,
@@ -98,8 +98,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "check-equivalence",
         help="compare the attention and experts forms on random models",
     )
-    p.add_argument("--heads", type=int, nargs="+", default=[1, 2, 4])
-    p.add_argument("--layers", type=int, nargs="+", default=[1, 2, 3])
+    p.add_argument("--n-heads", type=int, nargs="+", default=[1, 2, 4])
+    p.add_argument("--n-layers", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--blocks", nargs="+", choices=["pure", "bert"], default=["pure", "bert"])
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     p.add_argument("--std", type=float, default=0.3, help="scale of the random weights")

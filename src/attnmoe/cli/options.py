@@ -2,7 +2,7 @@
 
 Every function adds one option (or one small set that belongs together) to a
 parser or argument group. The flag, its type and its action live here; where
-commands explain an option in their own words (``--out``, ``--threads``) the
+commands explain an option in their own words (``--out``, ``--num-threads``) the
 help text is an argument, so ``attnmoe COMMAND --help`` reads as before.
 """
 
@@ -17,6 +17,12 @@ Parser = argparse.ArgumentParser | argparse._ArgumentGroup
 def add_seed(parser: Parser, help: str | None = None) -> None:
     """``--seed``: an integer seed, default 0."""
     parser.add_argument("--seed", type=int, default=0, help=help)
+
+
+def add_random_state(parser: Parser, help: str | None = None) -> None:
+    """``--random-state``: an integer seed, default 0 (for functions whose knob is
+    scikit-learn's ``random_state``)."""
+    parser.add_argument("--random-state", type=int, default=0, help=help)
 
 
 def add_out(
@@ -36,9 +42,9 @@ def add_jobs(parser: Parser, help: str) -> None:
     parser.add_argument("--jobs", type=int, default=2, help=help)
 
 
-def add_threads(parser: Parser, *, default: int | None, help: str) -> None:
-    """``--threads``: torch threads (per process when several train)."""
-    parser.add_argument("--threads", type=int, default=default, help=help)
+def add_num_threads(parser: Parser, *, default: int | None, help: str) -> None:
+    """``--num-threads``: torch threads (per process when several train)."""
+    parser.add_argument("--num-threads", type=int, default=default, help=help)
 
 
 def add_device(

@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..tabular.params import parse_estimator_params
 from .csv_files import add_sep, empty_columns, labels_as_written, read_table, spell_filled
-from .options import add_out, add_seed
+from .options import add_out, add_random_state
 from .outputs import check_output, say_replaced, write_csv
 
 
@@ -44,11 +44,11 @@ def _without_empty(features: pd.DataFrame) -> pd.DataFrame:
     return features.drop(columns=empty)
 
 
-def _settings(text: str | None, estimator: type, seed: int) -> dict[str, Any]:
+def _settings(text: str | None, estimator: type, random_state: int) -> dict[str, Any]:
     params = parse_estimator_params(text, "--params", estimator)
     if "random_state" in params:
-        raise ValueError("--params: give the seed with --seed, not random_state")
-    return {"random_state": seed, "verbose": 1, **params}
+        raise ValueError("--params: give the seed with --random-state, not in --params")
+    return {"random_state": random_state, "verbose": 1, **params}
 
 
 def _fit(estimator, *data):
@@ -68,7 +68,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     check_replaceable(args.out, "classifier.json")  # before training, not after
     data, text = read_table(args.data, args.sep)
     _columns(data, [args.target, *args.drop], "--target/--drop")
-    params = _settings(args.params, AttentionMoEClassifier, args.seed)
+    params = _settings(args.params, AttentionMoEClassifier, args.random_state)
     labelled = data[args.target].notna().to_numpy()
     if not labelled.any():
         raise ValueError(f"the target column {args.target!r} has no labels")
@@ -185,7 +185,7 @@ def _cmd_impute(args: argparse.Namespace) -> int:
         raise ValueError(
             f"columns {empty} are empty: nothing to learn them from; add them to --keep"
         )
-    params = _settings(args.params, AttentionMoEImputer, args.seed)
+    params = _settings(args.params, AttentionMoEImputer, args.random_state)
     out = text.copy()  # every cell as written; only the missing ones change
     if holes.to_numpy().any():
         filled = _fit(AttentionMoEImputer(**params), data[columns])
@@ -204,7 +204,7 @@ def _cmd_impute(args: argparse.Namespace) -> int:
 
 
 def _model_options(p: argparse.ArgumentParser, estimator: str) -> None:
-    add_seed(p, "random_state of the model (default 0)")
+    add_random_state(p, "random_state of the model (default 0)")
     p.add_argument(
         "--params",
         default=None,

@@ -12,11 +12,11 @@ from .options import (
     add_ddp_options,
     add_device,
     add_nproc,
+    add_num_threads,
     add_out,
     add_precision,
     add_quiet,
     add_seed,
-    add_threads,
 )
 from .outputs import check_output, say_replaced
 from .train import warn_if_nothing_to_resume
@@ -36,8 +36,8 @@ def _cmd_train_text(args: argparse.Namespace) -> int:
         args.corpus,
         args.out,
         length=args.length,
-        layers=args.layers,
-        heads=args.heads,
+        n_layers=args.n_layers,
+        n_heads=args.n_heads,
         d_model=args.d_model,
         block=args.block,
         window=args.window,
@@ -54,7 +54,7 @@ def _cmd_train_text(args: argparse.Namespace) -> int:
         patience=args.patience if args.patience > 0 else None,
         also_cbow=args.also_cbow,
         seed=args.seed,
-        num_threads=args.threads,
+        num_threads=args.num_threads,
         device=args.device,
         nproc=args.nproc,
         precision=args.precision,
@@ -122,8 +122,8 @@ def _register_train_text(sub: argparse._SubParsersAction) -> None:
     )
     add_out(p, "output directory (written atomically)", required=True)
     p.add_argument("--length", type=int, default=16, help="window length L (default 16)")
-    p.add_argument("--layers", type=int, default=1, help="attention layers (default 1)")
-    p.add_argument("--heads", type=int, default=2, help="heads per layer (default 2)")
+    p.add_argument("--n-layers", type=int, default=1, help="attention layers (default 1)")
+    p.add_argument("--n-heads", type=int, default=2, help="heads per layer (default 2)")
     add_d_model(p, "model width (default 64)")
     add_block(p)
     p.add_argument("--window", type=int, default=None, help="experts within this distance")
@@ -144,7 +144,7 @@ def _register_train_text(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--patience", type=int, default=2, help="early-stopping patience (2)")
     p.add_argument("--also-cbow", action="store_true", help="also train a CBOW baseline")
     add_seed(p)
-    add_threads(p, default=1, help="torch threads (default 1)")
+    add_num_threads(p, default=1, help="torch threads (default 1)")
     add_device(p, default=None, help="torch device, e.g. cuda (default cpu)")
     add_nproc(p, "data-parallel processes (DistributedDataParallel)")
     add_precision(p)
@@ -159,7 +159,7 @@ def _register_train_text(sub: argparse._SubParsersAction) -> None:
         bind_cores_help="pin each process to its own CPUs (Linux; with --nproc, one core per "
         "process)",
         poll_allreduce_help="with --nproc on CPU: wait for the gradient all-reduce by polling, "
-        "not sleeping (default: on when the processes x threads fit in the CPUs)",
+        "not sleeping (default: on when the processes x --num-threads fit in the CPUs)",
     )
     add_quiet(p, "no progress output")
     p.set_defaults(func=_cmd_train_text)

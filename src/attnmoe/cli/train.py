@@ -13,11 +13,11 @@ from .options import (
     add_ddp_options,
     add_device,
     add_nproc,
+    add_num_threads,
     add_out,
     add_precision,
     add_quiet,
     add_seed,
-    add_threads,
 )
 from .outputs import check_output, say_replaced
 
@@ -106,7 +106,7 @@ def _cmd_train_ddp(args: argparse.Namespace) -> int:
         nproc=args.nproc,
         device=args.device,
         precision=args.precision,
-        threads=args.threads,
+        num_threads=args.num_threads,
         checkpoint_dir=args.checkpoint_dir,
         checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints,
@@ -167,12 +167,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     add_seed(p)
     add_nproc(p, "local processes (ignored under torchrun)")
-    add_threads(p, default=None, help="torch threads per process")
+    add_num_threads(p, default=None, help="torch threads per process")
     add_ddp_options(
         p,
         bind_cores_help="pin each local process to its own CPUs (Linux; see docs/scale.md)",
         poll_allreduce_help="wait for the gradient all-reduce by polling instead of sleeping "
-        "(gloo, CPU; default: on when the processes x threads fit in the CPUs; see "
+        "(gloo, CPU; default: on when the processes x --num-threads fit in the CPUs; see "
         "docs/scale.md)",
     )
     add_device(p, choices=["cpu", "cuda"], default="cpu")

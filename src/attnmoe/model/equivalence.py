@@ -64,8 +64,8 @@ def compare_forms(model: BidirectionalAttention, x: torch.Tensor) -> Equivalence
 
 
 def check_equivalence(
-    heads: tuple[int, ...] = (1, 2, 4),
-    layers: tuple[int, ...] = (1, 2, 3),
+    n_heads: tuple[int, ...] = (1, 2, 4),
+    n_layers: tuple[int, ...] = (1, 2, 3),
     blocks: tuple[str, ...] = ("pure", "bert"),
     vocab_size: int = 20,
     length: int = 8,
@@ -75,9 +75,13 @@ def check_equivalence(
     std: float = 0.5,
     seed: int = 0,
 ) -> list[EquivalenceCase]:
-    """Random models over a grid of configurations, each compared in both forms."""
+    """Random models over a grid of configurations, each compared in both forms.
+
+    The grid is every combination of ``blocks``, ``n_heads`` and ``n_layers``
+    (the :class:`AttentionConfig` fields, one list of values each).
+    """
     cases = []
-    for k, (block, h, n) in enumerate(itertools.product(blocks, heads, layers)):
+    for k, (block, h, n) in enumerate(itertools.product(blocks, n_heads, n_layers)):
         config = AttentionConfig(
             vocab_size=vocab_size,
             max_len=length,

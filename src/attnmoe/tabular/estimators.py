@@ -218,15 +218,15 @@ class _TableMLM(BaseEstimator):
     def _fit_models(self, tokens: np.ndarray, vocab_size: int, weights: torch.Tensor | None):
         if self.init not in ("keras", "torch"):
             raise ValueError(f"init must be 'keras' or 'torch', got {self.init!r}")
-        if self.batching not in ("copies", "rows"):
-            raise ValueError(f"batching must be 'copies' or 'rows', got {self.batching!r}")
+        if self.masking not in ("copies", "all"):
+            raise ValueError(f"masking must be 'copies' or 'all', got {self.masking!r}")
         count = self.n_ensembles
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
             raise ValueError(f"n_ensembles must be a positive integer, got {self.n_ensembles!r}")
         check_adam(self.adam)
-        copies = self.batching == "copies" and self.n_layers == 1
+        copies = self.masking == "copies" and self.n_layers == 1
         rate = check_context_mask_rate(
-            self.context_mask_rate, copies, "batching='copies' and n_layers=1 (masked copies)"
+            self.context_mask_rate, copies, "masking='copies' and n_layers=1 (masked copies)"
         )
         average = check_average_last(
             self.average_last, bool(self.validation_fraction), "validation_fraction > 0"
@@ -308,15 +308,16 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         Passes over the training rows; each pass masks every location once.
     batch_size : int
         Masked predictions per optimiser step.
-    batching : {"copies", "rows"}
-        How the masked predictions are grouped into steps. ``"copies"`` (the
-        paper's Keras training): every (row, column) masked copy is shuffled
-        across rows and columns, a step takes ``batch_size`` of them. ``"rows"``:
-        a step takes ``batch_size // n_columns`` rows with all their columns
-        masked in turn. The same predictions per epoch either way; models with
-        more than one layer always use rows.
+    masking : {"copies", "all"}
+        How the masked predictions are grouped into steps (``masking`` of
+        :func:`attnmoe.training.train_mlm`). ``"copies"`` (the paper's Keras
+        training): every (row, column) masked copy is shuffled across rows and
+        columns, a step takes ``batch_size`` of them. ``"all"``: a step takes
+        ``batch_size // n_columns`` rows with all their columns masked in turn.
+        The same predictions per epoch either way; models with more than one
+        layer always use ``"all"``.
     context_mask_rate : float
-        With ``batching="copies"``: each masked copy also hides each of its other
+        With ``masking="copies"``: each masked copy also hides each of its other
         columns behind the mask token with this probability, drawn afresh every
         epoch. The model learns to predict from partial rows (as it must when
         cells are missing at predict time) and cannot lean on one of several
@@ -340,7 +341,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         ``"torch"``: torch's Adam (epsilon 1e-8 on the bias-corrected second
         moment). ``"keras"``: Adam exactly as the paper's Keras code ran it
         (epsilon 1e-7 on the uncorrected second moment, loss averaged over all
-        locations of each masked copy); see :func:`attnmoe.model.train_mlm`.
+        locations of each masked copy); see :func:`attnmoe.training.train_mlm`.
     n_bins : int
         Quantile bins for float columns.
     max_categories : int
@@ -369,7 +370,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         as one after the other); otherwise a fit uses this many torch threads
         (one uses a core well). None keeps torch's setting.
     engine : {"auto", "torch", "fused"}
-        Training engine (:func:`attnmoe.model.train_mlm`): ``"fused"`` is the
+        Training engine (:func:`attnmoe.training.train_mlm`): ``"fused"`` is the
         compiled kernel for small one-layer models (same loss and gradients as
         ``"torch"``, several times faster); ``"auto"`` uses it when the model allows.
     verbose : int
@@ -410,7 +411,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         top_k: int | None = None,
         epochs: int = 200,
         batch_size: int = 128,
-        batching: str = "copies",
+        masking: str = "copies",
         context_mask_rate: float = 0.0,
         independent_rows: float = 0.0,
         learning_rate: float = 1e-3,
@@ -439,7 +440,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         self.top_k = top_k
         self.epochs = epochs
         self.batch_size = batch_size
-        self.batching = batching
+        self.masking = masking
         self.context_mask_rate = context_mask_rate
         self.independent_rows = independent_rows
         self.learning_rate = learning_rate
@@ -597,6 +598,18 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         check_is_fitted(self)
         return save_classifier(self, directory)
 
+    @staticmethod
+    def _upgrade_params(params: dict) -> dict:
+        """``params`` as saved by an older version, in today's names.
+
+        Classifiers saved before the knobs got one name each call the masking knob
+        ``batching``, with ``"rows"`` for ``"all"``.
+        """
+        if "batching" in params:
+            old = params.pop("batching")
+            params["masking"] = "all" if old == "rows" else old
+        return params
+
     @classmethod
     def from_pretrained(cls, directory) -> AttentionMoEClassifier:
         """Load a classifier written by :meth:`save_pretrained`.
@@ -612,7 +625,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
             A one-line message naming the file and the field at fault.
         """
         meta = read_classifier(directory, cls.__name__)
-        params = meta["params"]
+        params = cls._upgrade_params(meta["params"])
         clf = cls(**check_params(cls, params, Path(directory) / CLASSIFIER_NAME))
         return restore_classifier(clf, meta, directory)
 
@@ -646,7 +659,7 @@ class AttentionMoEImputer(TransformerMixin, _TableMLM):
         top_k: int | None = None,
         epochs: int = 200,
         batch_size: int = 128,
-        batching: str = "copies",
+        masking: str = "copies",
         context_mask_rate: float = 0.0,
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
@@ -673,7 +686,7 @@ class AttentionMoEImputer(TransformerMixin, _TableMLM):
         self.top_k = top_k
         self.epochs = epochs
         self.batch_size = batch_size
-        self.batching = batching
+        self.masking = masking
         self.context_mask_rate = context_mask_rate
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay

@@ -469,12 +469,12 @@ def train_word2vec(
         epochs=epochs,
         seed=seed,
         workers=workers,
-        **{"hashfxn": _stable_hash, **kwargs},
+        **{"hashfxn": stable_hash, **kwargs},
     )
     return from_gensim(model, name)
 
 
-def _stable_hash(text: str) -> int:
+def stable_hash(text: str) -> int:
     """Process-independent string hash for seeding Word2Vec's initial vectors."""
     return zlib.crc32(text.encode("utf-8"))
 

@@ -72,8 +72,8 @@ def train_text(
     out: str | os.PathLike[str] | None = None,
     *,
     length: int = 16,
-    layers: int = 1,
-    heads: int = 2,
+    n_layers: int = 1,
+    n_heads: int = 2,
     d_model: int = 64,
     block: str = "pure",
     window: int | None = None,
@@ -113,7 +113,7 @@ def train_text(
         Output directory (module docstring), written atomically; None: not saved.
     length : int
         Example (window) length ``L``: the model's ``max_len``.
-    layers, heads, d_model, block, window
+    n_layers, n_heads, d_model, block, window
         Model sizes and form (:class:`AttentionConfig`).
     epochs, batch_size, lr
         Adam budget per model (the same for CBOW).
@@ -194,8 +194,8 @@ def train_text(
         vocab_size=len(vocab),
         max_len=length,
         d_model=d_model,
-        n_heads=heads,
-        n_layers=layers,
+        n_heads=n_heads,
+        n_layers=n_layers,
         block=block,  # type: ignore[arg-type]
         window=window,
     )
@@ -260,7 +260,7 @@ def train_text(
             nproc=nproc,
             device="cuda" if (device or "cpu").startswith("cuda") else "cpu",
             precision=precision,  # type: ignore[arg-type]
-            threads=num_threads,
+            num_threads=num_threads,
             checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir) / name,
             checkpoint_every=checkpoint_every,
             resume=resume,
@@ -278,9 +278,9 @@ def train_text(
             )
         torch.manual_seed(seed)
         attention = BidirectionalAttention(config).to(device or "cpu")
-        masking = "all (one pass)" if layers == 1 else "random (15 %)"
+        masking = "all (one pass)" if n_layers == 1 else "random (15 %)"
         say(
-            f"training BidirectionalAttention ({layers} layer(s), {heads} head(s), "
+            f"training BidirectionalAttention ({n_layers} layer(s), {n_heads} head(s), "
             f"masking {masking})"
         )
         histories["attention"] = fit_model(attention, ATTENTION_DIR)
@@ -313,8 +313,8 @@ def train_text(
         "corpus": str(path),
         "settings": {
             "length": length,
-            "layers": layers,
-            "heads": heads,
+            "n_layers": n_layers,
+            "n_heads": n_heads,
             "d_model": d_model,
             "block": block,
             "window": window,

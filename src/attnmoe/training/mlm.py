@@ -27,6 +27,7 @@ from .adam import KERAS_ADAM_EPS
 from .fused import DropoutStream, FusedAdam, FusedMLM, fused_supported
 from .losses import hide_context, mlm_loss
 from .options import (
+    Masking,
     check_adam,
     check_average_last,
     check_context_mask_rate,
@@ -48,7 +49,6 @@ from .steppers import (
 )
 from .threads import torch_threads
 
-Masking = Literal["auto", "all", "copies", "random"]
 Engine = Literal["auto", "torch", "fused"]
 AdamFlavour = Literal["torch", "keras"]
 
@@ -425,10 +425,10 @@ def _stepper(
             train.weights,
             DropoutStream(0 if seed is None else seed),
             # copies run as whole compiled epochs only, on one thread
-            threads=1 if train.copies else (num_threads or torch.get_num_threads()),
+            num_threads=1 if train.copies else (num_threads or torch.get_num_threads()),
         )
         # the kernel runs its own threads; torch's GEMMs there are tiny: one torch thread
-        if fused.threads == 1:  # whole epochs in compiled code, Adam included
+        if fused.num_threads == 1:  # whole epochs in compiled code, Adam included
             adam_ = FusedAdam(fused, lr=lr, weight_decay=weight_decay, eps=eps, eps_hat=keras)
             return FusedEpochs(train, per_step, fused, adam_), 1
         optimizer = make_adam(model, lr, weight_decay, eps, keras, fused=True)

@@ -2,7 +2,7 @@
 :func:`~attnmoe.training.train_mlm_distributed` and the tabular estimators.
 
 Each check raises ``ValueError`` with a message naming the option; callers whose
-knob has another name (the estimators' ``batching``, ``validation_fraction``)
+knob has another name (the estimators' ``validation_fraction``, see ``docs/knobs.md``)
 pass the wording of their own requirement.
 """
 
@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
 from ..model.base import MaskedWordModel
+
+Masking = Literal["auto", "all", "copies", "random"]
+"""How a step's masked predictions are drawn: ``masking`` of
+:func:`~attnmoe.training.train_mlm`; :func:`~attnmoe.training.train_mlm_distributed`
+takes all but ``"copies"``."""
 
 ADAM_FLAVOURS = ("torch", "keras")
 ENGINES = ("auto", "torch", "fused")

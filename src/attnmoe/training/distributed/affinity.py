@@ -8,17 +8,17 @@ import threading
 from collections.abc import Iterable, Iterator
 
 
-def _usable_cpus() -> list[int]:
+def usable_cpus() -> list[int]:
     """The CPUs this process may run on (all of ``os.cpu_count()`` where unknown)."""
     if hasattr(os, "sched_getaffinity"):
         return sorted(os.sched_getaffinity(0))
     return list(range(os.cpu_count() or 1))
 
 
-def _core_slice(local_rank: int, local_world: int, threads: int | None) -> list[int]:
+def core_slice(local_rank: int, local_world: int, num_threads: int | None) -> list[int]:
     """The CPUs of one local rank: a contiguous, disjoint slice of those allowed here."""
-    cpus = _usable_cpus()
-    per_rank = threads if threads is not None else max(1, len(cpus) // local_world)
+    cpus = usable_cpus()
+    per_rank = num_threads if num_threads is not None else max(1, len(cpus) // local_world)
     if per_rank * local_world > len(cpus):
         raise ValueError(
             f"bind_cores: {local_world} process(es) x {per_rank} thread(s) need "
@@ -41,7 +41,9 @@ def _set_affinity(tid: int, cpus: Iterable[int]) -> None:
 
 
 @contextlib.contextmanager
-def _cores(bind: bool, local_rank: int, local_world: int, threads: int | None) -> Iterator[None]:
+def pinned_cores(
+    bind: bool, local_rank: int, local_world: int, num_threads: int | None
+) -> Iterator[None]:
     """Pin every thread of this process to its rank's CPUs for the duration; then restore.
 
     Why: with one process per core, the scheduler otherwise moves ranks and the
@@ -55,7 +57,7 @@ def _cores(bind: bool, local_rank: int, local_world: int, threads: int | None) -
         return
     if not hasattr(os, "sched_setaffinity"):
         raise OSError("bind_cores needs os.sched_setaffinity (Linux)")
-    mine = _core_slice(local_rank, local_world, threads)
+    mine = core_slice(local_rank, local_world, num_threads)
     before = {tid: os.sched_getaffinity(tid) for tid in _thread_ids()}
     for tid in before:
         _set_affinity(tid, mine)

@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 
 from ...model.auto import load_model
-from .affinity import _cores, _usable_cpus
+from .affinity import pinned_cores, usable_cpus
 from .rank import Job, run_rank
 
 
@@ -27,7 +27,7 @@ def _init_group(job: Job, rank: int, world: int) -> bool:
     return True
 
 
-def _gloo_on_cpu(device: str, backend: str | None, caller_group: bool) -> bool:
+def uses_gloo_on_cpu(device: str, backend: str | None, caller_group: bool) -> bool:
     """Whether CPU gradients go over gloo: in the caller's process group (``caller_group``,
     under a launcher), else in the one this call makes."""
     if device != "cpu":
@@ -37,22 +37,22 @@ def _gloo_on_cpu(device: str, backend: str | None, caller_group: bool) -> bool:
     return (backend or "gloo").lower() == "gloo"
 
 
-def _resolve_polling(
-    requested: bool | None, gloo_on_cpu: bool, local_world: int, threads: int
+def resolve_polling(
+    requested: bool | None, gloo_on_cpu: bool, local_world: int, num_threads: int
 ) -> bool:
     """``poll_allreduce``: as requested, else on when gloo runs on the CPU and this node's
-    ranks x threads fit in the CPUs it may use (a polling rank keeps its core busy)."""
+    ranks x ``num_threads`` fit in the CPUs it may use (a polling rank keeps its core busy)."""
     if requested is not None:
         return requested
-    return gloo_on_cpu and local_world * threads <= len(_usable_cpus())
+    return gloo_on_cpu and local_world * num_threads <= len(usable_cpus())
 
 
 def _spawned_rank(local_rank: int, job: Job, world: int) -> None:
     """Entry point of a process started by :func:`train_mlm_distributed` (``nproc > 1``)."""
     # bound first, before torch's thread pool and gloo's threads exist
-    with _cores(job.bind_cores, local_rank, world, job.threads):
-        if job.threads is not None:
-            torch.set_num_threads(job.threads)
+    with pinned_cores(job.bind_cores, local_rank, world, job.num_threads):
+        if job.num_threads is not None:
+            torch.set_num_threads(job.num_threads)
         model = load_model(job.model_dir)
         _init_group(job, local_rank, world)
         try:
@@ -65,7 +65,8 @@ def _spawned_rank(local_rank: int, job: Job, world: int) -> None:
             dist.destroy_process_group()
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the rendezvous of spawned ranks)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

@@ -128,7 +128,7 @@ class Job:
     shuffle: bool
     device: str
     precision: str
-    threads: int | None
+    num_threads: int | None
     checkpoint_dir: str | None
     checkpoint_every: int
     keep_checkpoints: int

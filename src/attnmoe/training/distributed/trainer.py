@@ -15,23 +15,22 @@ import torch.distributed as dist
 
 from ...model.auto import load_model
 from ...model.base import MaskedWordModel
-from ..options import check_lr, resolve_masking
+from ..options import Masking, check_lr, resolve_masking
 from ..threads import torch_threads
-from .affinity import _core_slice, _cores, _usable_cpus
+from .affinity import core_slice, pinned_cores, usable_cpus
 from .launch import (
-    _free_port,
-    _gloo_on_cpu,
     _init_group,
     _launched_by_torchrun,
-    _resolve_polling,
     _spawned_rank,
     _start_method,
+    free_port,
+    resolve_polling,
+    uses_gloo_on_cpu,
 )
 from .rank import DistributedHistory, Job, run_rank
 from .sources import TokenSource
 
 Precision = Literal["fp32", "bf16"]
-Masking = Literal["auto", "all", "random"]
 
 
 def train_mlm_distributed(
@@ -50,7 +49,7 @@ def train_mlm_distributed(
     nproc: int = 1,
     device: Literal["cpu", "cuda"] = "cpu",
     precision: Precision = "fp32",
-    threads: int | None = None,
+    num_threads: int | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_every: int = 0,
     keep_checkpoints: int = 2,
@@ -90,7 +89,8 @@ def train_mlm_distributed(
     masking
         ``"all"``: every location masked alone (one L x L pass for one-layer
         models); ``"random"``: BERT's 15 % / 80-10-10; ``"auto"``: ``"all"``
-        for one layer, else ``"random"``.
+        for one layer, else ``"random"``. ``"copies"`` (masked copies, of
+        :func:`~attnmoe.training.train_mlm` only) raises ``ValueError``.
     mask_prob
         Share of locations predicted under random masking.
     seed
@@ -104,7 +104,7 @@ def train_mlm_distributed(
         ``"cpu"`` (default) or ``"cuda"`` (rank ``r`` uses GPU ``LOCAL_RANK``).
     precision
         ``"fp32"`` or ``"bf16"`` (autocast; weights and optimizer stay fp32).
-    threads
+    num_threads
         Torch threads per process; default (the CPUs this process may use) //
         ``nproc`` for spawned processes, unchanged otherwise.
     checkpoint_dir, checkpoint_every, keep_checkpoints
@@ -123,7 +123,7 @@ def train_mlm_distributed(
         Process-group backend override (default ``nccl`` for CUDA, else ``gloo``).
     bind_cores
         Pin each local process to its own CPUs (Linux): local rank ``r`` gets
-        the ``r``-th slice of ``threads`` CPUs (default: the CPUs this process
+        the ``r``-th slice of ``num_threads`` CPUs (default: the CPUs this process
         may use // ``nproc``), so the scheduler cannot move ranks onto each
         other's cores. Every thread of the process is pinned for the duration
         of the call and gets its CPUs back afterwards. Under torchrun the slice
@@ -134,7 +134,7 @@ def train_mlm_distributed(
         with the whole gradient in one bucket: each rank keeps its core busy
         while it waits, and an idle core can be slow to come back (virtual
         machines). Same arithmetic, same weights. ``None`` (default): on with
-        gloo on the CPU when this node's processes x ``threads`` fit in the
+        gloo on the CPU when this node's processes x ``num_threads`` fit in the
         CPUs it may use, else off; ``True`` (gloo on CPU only) or ``False``
         to choose. No effect on one process (nothing is reduced).
         Measurements: ``docs/benchmarks.md``.
@@ -151,7 +151,7 @@ def train_mlm_distributed(
         If ``resume`` finds a checkpoint of a run with other data settings.
     """
     masking, total_steps = _check_options(
-        model, source, masking, global_batch, steps, epochs, lr, mask_prob, precision, threads,
+        model, source, masking, global_batch, steps, epochs, lr, mask_prob, precision, num_threads,
         checkpoint_dir, resume,
     )  # fmt: skip
     torchrun = _launched_by_torchrun()
@@ -160,7 +160,7 @@ def train_mlm_distributed(
         raise ValueError("nproc must be positive")
     if global_batch % world:
         raise ValueError(f"global_batch={global_batch} is not divisible by {world} processes")
-    gloo_on_cpu = _gloo_on_cpu(device, backend, caller_group=torchrun and dist.is_initialized())
+    gloo_on_cpu = uses_gloo_on_cpu(device, backend, caller_group=torchrun and dist.is_initialized())
     if poll_allreduce and not gloo_on_cpu:
         raise ValueError("poll_allreduce=True is for the gloo backend on CPU")
     job = Job(
@@ -175,7 +175,7 @@ def train_mlm_distributed(
         shuffle=shuffle,
         device=device,
         precision=precision,
-        threads=threads,
+        num_threads=num_threads,
         checkpoint_dir=None if checkpoint_dir is None else os.fspath(checkpoint_dir),
         checkpoint_every=checkpoint_every if checkpoint_dir is not None else 0,
         keep_checkpoints=keep_checkpoints,
@@ -192,8 +192,8 @@ def train_mlm_distributed(
     if world == 1:
         # fork_rng: per-step reseeding for dropout must not leak into the caller's stream
         with (
-            _cores(bind_cores, 0, 1, threads),
-            torch_threads(threads),
+            pinned_cores(bind_cores, 0, 1, num_threads),
+            torch_threads(num_threads),
             torch.random.fork_rng(devices=[]),
         ):
             return run_rank(model, job, 0, 1, 0, use_ddp=False)
@@ -210,7 +210,7 @@ def _check_options(
     lr: float,
     mask_prob: float,
     precision: str,
-    threads: int | None,
+    num_threads: int | None,
     checkpoint_dir: str | os.PathLike | None,
     resume: bool,
 ) -> tuple[str, int]:
@@ -227,8 +227,8 @@ def _check_options(
     check_lr(lr)
     if not 0.0 < mask_prob <= 1.0:
         raise ValueError(f"mask_prob must be in (0, 1], got {mask_prob!r}")
-    if threads is not None and threads < 1:
-        raise ValueError(f"threads must be None or >= 1, got {threads!r}")
+    if num_threads is not None and num_threads < 1:
+        raise ValueError(f"num_threads must be None or >= 1, got {num_threads!r}")
     n_batches = len(source) // global_batch
     if n_batches < 1:
         raise ValueError(f"the source has {len(source)} windows, fewer than one global batch")
@@ -251,13 +251,13 @@ def _run_under_launcher(
     if job.bind_cores and "LOCAL_WORLD_SIZE" not in os.environ:
         raise ValueError("bind_cores under a launcher needs LOCAL_WORLD_SIZE (torchrun sets it)")
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-    job.poll_allreduce = _resolve_polling(  # before binding narrows the usable CPUs
-        poll_allreduce, gloo_on_cpu, local_world, job.threads or torch.get_num_threads()
+    job.poll_allreduce = resolve_polling(  # before binding narrows the usable CPUs
+        poll_allreduce, gloo_on_cpu, local_world, job.num_threads or torch.get_num_threads()
     )
-    with _cores(job.bind_cores, local_rank, local_world, job.threads):
+    with pinned_cores(job.bind_cores, local_rank, local_world, job.num_threads):
         ours = _init_group(job, rank, world)
         try:
-            with torch_threads(job.threads), torch.random.fork_rng(devices=[]):
+            with torch_threads(job.num_threads), torch.random.fork_rng(devices=[]):
                 return run_rank(model, job, rank, world, local_rank, use_ddp=True)
         finally:
             if ours:
@@ -274,19 +274,19 @@ def _run_spawned(
         )
     import torch.multiprocessing as mp
 
-    if job.threads is None:
-        job.threads = max(1, len(_usable_cpus()) // world)
-    job.poll_allreduce = _resolve_polling(poll_allreduce, gloo_on_cpu, world, job.threads)
+    if job.num_threads is None:
+        job.num_threads = max(1, len(usable_cpus()) // world)
+    job.poll_allreduce = resolve_polling(poll_allreduce, gloo_on_cpu, world, job.num_threads)
     if job.bind_cores:  # refuse here rather than in every child
         if not hasattr(os, "sched_setaffinity"):
             raise OSError("bind_cores needs os.sched_setaffinity (Linux)")
         # children start from the forkserver's CPU set, taken when it first started:
         # the same as ours unless the caller changed its affinity since
-        _core_slice(world - 1, world, job.threads)
+        core_slice(world - 1, world, job.num_threads)
     with tempfile.TemporaryDirectory(prefix="attnmoe-ddp-") as tmp:
         job.model_dir = os.path.join(tmp, "initial")
         job.result_dir = tmp
-        job.init_method = f"tcp://127.0.0.1:{_free_port()}"
+        job.init_method = f"tcp://127.0.0.1:{free_port()}"
         model.save_pretrained(job.model_dir)
         mp.start_processes(
             _spawned_rank, args=(job, world), nprocs=world, join=True, start_method=_start_method()

@@ -187,7 +187,7 @@ class FusedMLM:
         ``(L,)`` loss weight per location; uniform when None.
     dropout
         Dropout generator; needed when the model trains with dropout > 0.
-    threads
+    num_threads
         The batch's sentences are split into this many slices computed at once
         on as many threads (the compiled parts release the GIL); results equal
         one thread's up to the order of floating-point sums.
@@ -200,13 +200,13 @@ class FusedMLM:
         max_rows: int,
         position_weights: Tensor | None = None,
         dropout: DropoutStream | None = None,
-        threads: int = 1,
+        num_threads: int = 1,
     ) -> None:
         if not fused_supported(model, length):
             raise ValueError("this model is not supported by the fused kernel (fused_supported)")
         cfg = model.config
         self.model, self.length, self.max_rows = model, length, max_rows
-        self.dropout, self.threads = dropout, max(1, min(int(threads), max_rows))
+        self.dropout, self.num_threads = dropout, max(1, min(int(num_threads), max_rows))
         self.dtype = model.output.weight.dtype
         self.np_dtype = np.float32 if self.dtype == torch.float32 else np.float64
         self.eps = float(cfg.layer_norm_eps)
@@ -274,8 +274,8 @@ class FusedMLM:
         # every location of every sentence: prediction p = sentence * L + location
         self.pred_rows = np.repeat(np.arange(max_rows), length)
         self.pred_locs = np.tile(np.arange(length), max_rows)
-        per_thread = -(-max_rows // self.threads)
-        self.workspaces = [_Workspace(self, per_thread) for _ in range(self.threads)]
+        per_thread = -(-max_rows // self.num_threads)
+        self.workspaces = [_Workspace(self, per_thread) for _ in range(self.num_threads)]
 
     def _dropout_rate(self) -> float:
         cfg = self.model.config
@@ -301,7 +301,7 @@ class FusedMLM:
         kernels.tables_forward(self.weight_arrays, cfg.mask_id, self.scale, self.tables)
 
         # each thread takes a contiguous slice of sentences (and their dropout masks)
-        bounds = [n * k // self.threads for k in range(self.threads + 1)]
+        bounds = [n * k // self.num_threads for k in range(self.num_threads + 1)]
         jobs = [
             (ws, tokens[lo:hi])
             for ws, lo, hi in zip(self.workspaces, bounds, bounds[1:], strict=False)
@@ -312,7 +312,7 @@ class FusedMLM:
         if len(jobs) == 1:
             losses = [jobs[0][0].run(self, jobs[0][1], 1.0 / total)]
         else:
-            pool = _thread_pool(self.threads)
+            pool = _thread_pool(self.num_threads)
             futures = [pool.submit(ws.run, self, t, 1.0 / total) for ws, t in jobs]
             losses = [f.result() for f in futures]
         spaces = [job[0] for job in jobs]
@@ -362,8 +362,8 @@ class FusedMLM:
         ValueError
             If a batch holds nothing to predict (every target masked).
         """
-        if self.threads != 1:
-            raise ValueError("train_epoch runs on one thread; use step() with threads > 1")
+        if self.num_threads != 1:
+            raise ValueError("train_epoch runs on one thread; use step() with num_threads > 1")
         limit = self.max_rows * self.length if copies else self.max_rows
         if not 1 <= per_step <= limit:
             raise ValueError(f"per_step must be in [1, {limit}], got {per_step}")
@@ -458,7 +458,7 @@ def fused_mlm_step(
     x: Tensor,
     position_weights: Tensor | None = None,
     dropout: DropoutStream | None = None,
-    threads: int = 1,
+    num_threads: int = 1,
 ) -> Tensor:
     """One-off :meth:`FusedMLM.step`: the loss of every location of ``x`` masked
     alone, its gradients written to ``.grad`` (replacing what was there).
@@ -467,5 +467,5 @@ def fused_mlm_step(
     (in training mode the dropout masks come from ``dropout``). Training loops
     should build one :class:`FusedMLM` and call its ``step``.
     """
-    fused = FusedMLM(model, x.shape[1], len(x), position_weights, dropout, threads)
+    fused = FusedMLM(model, x.shape[1], len(x), position_weights, dropout, num_threads)
     return torch.tensor(fused.step(x), dtype=model.output.weight.dtype)
