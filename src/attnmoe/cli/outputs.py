@@ -110,27 +110,13 @@ def write_atomically(
     existing ``path`` is left as it was. Unless ``quiet``, a replaced file is
     said in one line (``replaced PATH``).
     """
-    target = Path(path)
-    if target.is_dir():
-        raise IsADirectoryError(f"{target} is a folder; give a file name")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    existed = target.exists()
-    fd, staging = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        mode = "wb" if binary else "w"
-        kwargs = {} if binary else {"encoding": "utf-8", "newline": ""}
-        with os.fdopen(fd, mode, **kwargs) as fh:
+    kwargs = {} if binary else {"encoding": "utf-8", "newline": ""}
+    with staged_path(path, quiet=quiet) as staging:
+        with open(staging, "wb" if binary else "w", **kwargs) as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
-        _private_to_usual(staging)
-        os.replace(staging, target)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
-    if existed and not quiet:
-        print(f"replaced {target}")
-    return target
+    return Path(path)
 
 
 def write_text(path: PathLike, text: str, *, quiet: bool = False) -> Path:
