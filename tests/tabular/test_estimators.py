@@ -638,3 +638,21 @@ def test_sample_weight_checks_and_engines(capsys):
     assert clf.histories_[0].validation_loss
     imputer = AttentionMoEImputer(**params, masking="all").fit(X, sample_weight=weights)
     assert imputer.transform(X).shape == X.shape
+
+
+def test_weighted_ensembles_train_one_member_after_the_other(monkeypatch):
+    # weights per row train with torch, whose dropout draws from its global generator:
+    # members trained at once on threads would not be reproducible
+    import attnmoe.tabular.estimators as E
+
+    X, y = _rule_table(n=60)
+    params = {**FAST, "epochs": 2, "n_ensembles": 2, "n_threads": 2}
+    weights = np.arange(len(y)) % 3
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("members trained at once")
+
+    monkeypatch.setattr(E, "ThreadPoolExecutor", refuse)
+    a = AttentionMoEClassifier(**params).fit(X, y, sample_weight=weights)
+    b = AttentionMoEClassifier(**params).fit(X, y, sample_weight=weights)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))

@@ -354,8 +354,10 @@ class _TableMLM(BaseEstimator):
 
         # the fused engine's epochs run without the GIL and draw nothing from torch's
         # global generator: ensemble members can train at once, one thread each
+        # (weights per row train with torch, whose dropout draws from that generator)
         workers = min(self.n_threads or 1, len(models))
-        concurrent = workers > 1 and self.engine != "torch" and fused_supported(models[0], length)
+        fused = self.engine != "torch" and (weights is None or weights.dim() == 1)
+        concurrent = workers > 1 and fused and fused_supported(models[0], length)
         if concurrent:
             with torch_threads(1), ThreadPoolExecutor(workers) as pool:
                 histories = list(pool.map(fit_one, models, seeds, [1] * len(models)))
