@@ -616,7 +616,7 @@ def test_zero_weight_on_a_class_moves_predictions_away_from_it():
     assert "zero" not in set(weighted.predict(X))
 
 
-def test_sample_weight_checks_and_engines(capsys):
+def test_sample_weight_checks():
     X, y = _rule_table(n=60)
     params = {**FAST, "epochs": 2}
     weights = np.arange(len(y)) % 3
@@ -628,10 +628,6 @@ def test_sample_weight_checks_and_engines(capsys):
         AttentionMoEClassifier(**params).fit(X, y, sample_weight=np.zeros(len(y)))
     with pytest.raises(ValueError, match=r"sample_weight.shape"):
         AttentionMoEClassifier(**params).fit(X, y, sample_weight=np.ones(3))
-    with pytest.raises(ValueError, match="engine='fused' takes no sample_weight"):
-        AttentionMoEClassifier(**params, engine="fused").fit(X, y, sample_weight=weights)
-    AttentionMoEClassifier(**params, verbose=1).fit(X, y, sample_weight=weights)
-    assert "sample_weight: the torch engine trains" in capsys.readouterr().out
     # the weights follow their rows through the validation split and beside extra rows
     clf = AttentionMoEClassifier(**params, validation_fraction=0.2, independent_rows=0.5)
     clf.fit(X, y, X_unlabeled=X.iloc[:10], sample_weight=weights)
@@ -640,19 +636,27 @@ def test_sample_weight_checks_and_engines(capsys):
     assert imputer.transform(X).shape == X.shape
 
 
-def test_weighted_ensembles_train_one_member_after_the_other(monkeypatch):
-    # weights per row train with torch, whose dropout draws from its global generator:
-    # members trained at once on threads would not be reproducible
-    import attnmoe.tabular.estimators as E
-
-    X, y = _rule_table(n=60)
-    params = {**FAST, "epochs": 2, "n_ensembles": 2, "n_threads": 2}
-    weights = np.arange(len(y)) % 3
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("members trained at once")
-
-    monkeypatch.setattr(E, "ThreadPoolExecutor", refuse)
-    a = AttentionMoEClassifier(**params).fit(X, y, sample_weight=weights)
-    b = AttentionMoEClassifier(**params).fit(X, y, sample_weight=weights)
-    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+@pytest.mark.parametrize("masking", ["all", "copies"])
+def test_both_engines_take_sample_weights(masking):
+    # the fused kernel weighs each prediction as the torch engine does: the same first
+    # loss (one batch, no dropout), the same kind of fit after
+    X, y = _category_table(n=60)
+    weights = np.random.default_rng(1).integers(0, 4, len(y)).astype(float)
+    params = dict(
+        epochs=3, batch_size=10**6, dropout=0.0, random_state=0, masking=masking,
+        learning_rate=1e-2, target_weight=2.0, init="torch",
+    )  # fmt: skip
+    fits = {
+        engine: AttentionMoEClassifier(**params, engine=engine).fit(X, y, sample_weight=weights)
+        for engine in ("torch", "fused")
+    }
+    losses = [fits[e].histories_[0].train_loss for e in ("torch", "fused")]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    np.testing.assert_allclose(
+        fits["torch"].predict_proba(X), fits["fused"].predict_proba(X), atol=1e-4
+    )
+    # a weighted fused ensemble trains its members at once: the same as one by one
+    ensemble = {**params, "batch_size": 64, "dropout": 0.1, "n_ensembles": 2, "engine": "fused"}
+    one = AttentionMoEClassifier(**ensemble, n_threads=1).fit(X, y, sample_weight=weights)
+    two = AttentionMoEClassifier(**ensemble, n_threads=2).fit(X, y, sample_weight=weights)
+    np.testing.assert_array_equal(one.predict_proba(X), two.predict_proba(X))

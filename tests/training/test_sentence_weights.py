@@ -5,6 +5,8 @@ import pytest
 import torch
 
 from attnmoe import AttentionConfig, BidirectionalAttention, train_mlm
+from attnmoe.training.fused import fused_mlm_step
+from attnmoe.training.losses import mlm_loss
 
 CONFIG = AttentionConfig(vocab_size=4, max_len=3, d_model=8, n_heads=2, block="bert", dropout=0.0)
 
@@ -13,9 +15,10 @@ def _tokens(n=12):
     return torch.randint(0, 4, (n, 3), generator=torch.Generator().manual_seed(1))
 
 
-def _fit(x, weights, **options):
+def _fit(x, weights, double=False, **options):
     torch.manual_seed(0)
     model = BidirectionalAttention(CONFIG)
+    model = model.double() if double else model
     options = {"epochs": 3, "batch_size": 5, "verbose": 0, "engine": "torch", **options}
     return model, train_mlm(model, x, position_weights=weights, **options)
 
@@ -43,19 +46,46 @@ def test_sentences_weighted_zero_are_left_out(masking):
     assert history.validation_loss
 
 
-def test_weights_per_sentence_are_checked_and_not_fused():
+def test_weights_per_sentence_are_checked():
     x = _tokens()
     with pytest.raises(ValueError, match="must have 12 rows, got 5"):
         _fit(x, torch.ones(5, 3))
     with pytest.raises(ValueError, match=r"shape \(3,\) or \(12, 3\)"):
         _fit(x, torch.ones(12, 2))
-    with pytest.raises(ValueError, match="not per sentence"):
-        _fit(x, torch.ones(12, 3), engine="fused")
 
 
-def test_auto_engine_trains_weights_per_sentence_with_torch():
-    x = _tokens()
+@pytest.mark.parametrize(
+    ("masking", "threads"), [("all", 1), ("all", 2), ("copies", 1)]
+)  # fused: whole compiled epochs on one thread, batches split across threads on two
+def test_the_fused_engine_weighs_sentences_as_torch(masking, threads):
+    x = _tokens(40)
     weights = torch.rand(len(x), 3, generator=torch.Generator().manual_seed(2))
-    _, auto = _fit(x, weights, engine="auto", masking="copies")
-    _, torch_engine = _fit(x, weights, engine="torch", masking="copies")
-    assert auto.train_loss == torch_engine.train_loss
+    weights[:5] = 0.0
+    options = {"masking": masking, "num_threads": threads, "batch_size": 8, "double": True}
+    fused_model, fused = _fit(x, weights.double(), engine="fused", **options)
+    torch_model, reference = _fit(x, weights.double(), engine="torch", **options)
+    # the same trajectory (float64; only Adam's implementation differs)
+    assert fused.train_loss == pytest.approx(reference.train_loss, rel=1e-6)
+    for p, q in zip(fused_model.parameters(), torch_model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
+    # equal rows of weights: the very numbers of weights per location
+    locations = torch.tensor([1.0, 0.5, 2.0])
+    _, per_location = _fit(x, locations, engine="fused", **options)
+    _, per_sentence = _fit(x, locations.expand(len(x), 3).clone(), engine="fused", **options)
+    assert per_sentence.train_loss == per_location.train_loss
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_loss_and_gradients_with_weights_per_sentence_equal_the_reference(threads):
+    torch.manual_seed(0)
+    model = BidirectionalAttention(CONFIG).double()
+    x = _tokens(9)
+    weights = torch.rand(9, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    model.zero_grad(set_to_none=True)
+    expected = mlm_loss(model, x, position_weights=weights)
+    expected.backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    loss = fused_mlm_step(model, x, weights, num_threads=threads)
+    torch.testing.assert_close(loss, expected.detach(), rtol=0, atol=1e-10)
+    for p, g in zip(model.parameters(), grads, strict=True):
+        torch.testing.assert_close(p.grad, g, rtol=0, atol=1e-10)

@@ -263,13 +263,6 @@ class _TableMLM(BaseEstimator):
                                        ensure_non_negative=True)  # fmt: skip
         if (weights == 1).all():
             return None
-        if self.engine == "fused":
-            raise ValueError(
-                "engine='fused' takes no sample_weight (its kernel weighs locations, not "
-                "rows); use engine='auto' or 'torch'"
-            )
-        if self.verbose and self.engine == "auto":
-            print("sample_weight: the torch engine trains (the fused one weighs locations only)")
         return weights
 
     @staticmethod
@@ -354,10 +347,8 @@ class _TableMLM(BaseEstimator):
 
         # the fused engine's epochs run without the GIL and draw nothing from torch's
         # global generator: ensemble members can train at once, one thread each
-        # (weights per row train with torch, whose dropout draws from that generator)
         workers = min(self.n_threads or 1, len(models))
-        fused = self.engine != "torch" and (weights is None or weights.dim() == 1)
-        concurrent = workers > 1 and fused and fused_supported(models[0], length)
+        concurrent = workers > 1 and self.engine != "torch" and fused_supported(models[0], length)
         if concurrent:
             with torch_threads(1), ThreadPoolExecutor(workers) as pool:
                 histories = list(pool.map(fit_one, models, seeds, [1] * len(models)))
@@ -581,8 +572,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
             table would teach both. Rows of ``X_unlabeled`` and
             ``independent_rows`` weigh 1, so the scale of the weights sets how much
             the labelled rows count beside them. None or all ones: unweighted.
-            Early stopping's validation loss is unweighted. Weighted fits train
-            with the torch engine (the fused kernel weighs locations only).
+            Early stopping's validation loss is unweighted.
 
         Returns
         -------

@@ -150,7 +150,7 @@ def train_mlm(
         mean over a batch's predictions, so an integer weight on a sentence
         counts it as that many copies; predictions weighted 0 are left out.
         ``(N, L)`` weights follow their sentences through a validation split;
-        the validation loss is unweighted. The fused engine takes ``(L,)`` only.
+        the validation loss is unweighted.
     validation
         A fraction of ``data`` held out (seeded), or separate ``(M, L)`` token ids.
         The validation loss always uses all-locations masking, so it is comparable
@@ -214,11 +214,9 @@ def train_mlm(
         are left out of the epochs, so no batch consists of them only.
     """
     tokens = _as_tokens(data)
-    per_sentence = position_weights is not None and position_weights.dim() == 2
     masking, engine = _check_options(
-        model, tokens, key_mask, epochs, batch_size, lr, masking, context_mask_rate, engine, adam,
-        per_sentence,
-    )  # fmt: skip
+        model, tokens, key_mask, epochs, batch_size, lr, masking, context_mask_rate, engine, adam
+    )
     if seed is not None:
         torch.manual_seed(seed)  # dropout draws from the global generator
     generator = torch.Generator().manual_seed(0 if seed is None else seed)
@@ -288,7 +286,6 @@ def _check_options(
     context_mask_rate: float,
     engine: str,
     adam: str,
-    per_sentence_weights: bool = False,
 ) -> tuple[str, str]:
     """Check the options that need no data split; return the masking and engine chosen."""
     cfg = model.config
@@ -306,7 +303,6 @@ def _check_options(
     fusable = (
         masking in ("all", "copies")
         and key_mask is None
-        and not per_sentence_weights  # the kernel weighs locations only
         and fused_supported(model, tokens.shape[1])
     )
     check_adam(adam)
@@ -316,8 +312,8 @@ def _check_options(
     if engine == "fused" and not fusable:
         raise ValueError(
             "engine='fused' needs a small one-layer BidirectionalAttention on CPU (ReLU, "
-            "biases, dense gates), all-locations or copies masking, no key_mask, position "
-            "weights per location (not per sentence), and numba installed"
+            "biases, dense gates), all-locations or copies masking, no key_mask, and numba "
+            "installed"
         )
     return masking, engine
 

@@ -146,7 +146,7 @@ class FusedBatches(BatchStepper):
 
     def loss(self, idx: Tensor, copies: np.ndarray | None) -> tuple[Tensor, int]:
         x = self.data.x[idx]
-        return torch.tensor(self.fused.step(x)), int(x.numel())
+        return torch.tensor(self.fused.step(x, self.data.sentence_weights(idx))), int(x.numel())
 
 
 class FusedEpochs:
