@@ -259,8 +259,9 @@ class _TableMLM(BaseEstimator):
         None when absent or all ones, which weigh nothing differently."""
         if sample_weight is None:
             return None
-        weights = _check_sample_weight(sample_weight, frame, dtype=np.float64,
-                                       ensure_non_negative=True)  # fmt: skip
+        weights = _check_sample_weight(
+            sample_weight, frame, dtype=np.float64, ensure_non_negative=True
+        )
         if (weights == 1).all():
             return None
         return weights
@@ -541,7 +542,6 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         self.engine = engine
         self.verbose = verbose
 
-    # X_unlabeled is data, not a parameter: validated by fit itself
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, X_unlabeled=None, sample_weight=None) -> AttentionMoEClassifier:
         """Train on rows ``X`` and their labels ``y``, and on rows without a label.
