@@ -156,6 +156,44 @@ def test_save_and_markdown(tmp_path):
     assert "toy:predicted" in pd.read_csv(paths[3]).columns
 
 
+@pytest.mark.parametrize("crash_at", ["making", "writing", "renaming"])
+def test_save_crashing_midway_leaves_the_old_results(tmp_path, monkeypatch, crash_at):
+
+    q = _q(("man", "woman", "king", "queen", "family"), ("man", "woman", "boy", "girl", "gram-g"))
+    res = A.evaluate_analogies(_toy(), q, progress=False, batch_size=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")  # not one of the results: never touched
+    paths = res.save(out)
+    for p in paths:  # old results, recognisable
+        p.write_bytes(b"old " + p.name.encode())
+    old = {p.name: p.read_bytes() for p in paths}
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt  # e.g. Ctrl-C
+
+    if crash_at == "making":
+        monkeypatch.setattr(A.AnalogyResult, "per_question", crash)
+    elif crash_at == "writing":  # while the third staged file is flushed to disk
+        synced = []
+
+        def fsync(fd):
+            synced.append(fd)
+            if len(synced) == 3:
+                crash()
+
+        monkeypatch.setattr(A.os, "fsync", fsync)
+    else:
+        monkeypatch.setattr(A.os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        res.save(out)
+    assert {p.name: p.read_bytes() for p in paths} == old
+    assert sorted(f.name for f in out.iterdir()) == sorted([*old, "notes.txt"])  # no staging left
+    monkeypatch.undo()
+    assert res.save(out) == paths
+    assert (out / "tables.md").read_text() != "old tables.md"
+
+
 def test_format_markdown():
     df = pd.DataFrame({"x": [0.12345, np.nan], "long name": [1.0, 2.0]}, index=["r1", "row two"])
     lines = A.format_markdown(df, 2).splitlines()

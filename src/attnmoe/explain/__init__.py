@@ -6,12 +6,12 @@
 - :func:`audit`: per-group accuracy, error rates, calibration and expert usage,
   with bootstrap confidence intervals for the gaps;
 - :func:`write_report`: one self-contained HTML page for non-specialists
-  (``attnmoe report``).
+  (``attnmoe report``); :func:`report_data` the page's content as plain data.
 """
 
 from .attribution import explain, top_experts
 from .audit import AuditResult, audit, expected_calibration_error
-from .report import build_report, write_report
+from .report import build_report, report_data, write_report
 from .usage import ExpertUsageLog, expert_names, target_gates
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "expected_calibration_error",
     "expert_names",
     "explain",
+    "report_data",
     "target_gates",
     "top_experts",
     "write_report",

@@ -10,15 +10,19 @@ from __future__ import annotations
 import math
 import numbers
 from concurrent.futures import ThreadPoolExecutor
+from numbers import Integral, Real
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     _check_feature_names_in,
+    _check_sample_weight,
     check_is_fitted,
     check_random_state,
     column_or_1d,
@@ -30,10 +34,10 @@ from ..model.attention import MultiHeadSelfAttention
 from ..training import TrainingHistory, torch_threads, train_mlm
 from ..training.fused import fused_supported
 from ..training.options import (
-    check_adam,
-    check_average_last,
-    check_context_mask_rate,
-    check_number,
+    ADAM_FLAVOURS,
+    ENGINES,
+    check_averaging_without_stopping,
+    check_context_needs_copies,
 )
 from .encoding import TableEncoder
 from .model_files import (
@@ -45,6 +49,25 @@ from .model_files import (
 )
 
 _PREDICT_CHUNK = 4096
+
+
+class _NotBool(Interval):
+    """scikit-learn's ``Interval`` that refuses ``True`` and ``False``: a flag is no
+    count or rate here (``n_ensembles=True`` is a slip, not one model)."""
+
+    def is_satisfied_by(self, val) -> bool:
+        return not isinstance(val, (bool, np.bool_)) and super().is_satisfied_by(val)
+
+
+def _at_least(low: int) -> _NotBool:
+    return _NotBool(Integral, low, None, closed="left")
+
+
+def _share(closed: str = "left") -> _NotBool:
+    return _NotBool(Real, 0, 1, closed=closed)
+
+
+_NON_NEGATIVE = _NotBool(Real, 0, math.inf, closed="left")  # finite, >= 0
 
 
 def _target_labels(y) -> np.ndarray:
@@ -184,6 +207,77 @@ def _filled_column(column: pd.Series, positions: np.ndarray, values: np.ndarray)
 class _TableMLM(BaseEstimator):
     """Shared fitting machinery of the classifier and the imputer."""
 
+    # each parameter's type and range, checked by scikit-learn when ``fit`` starts
+    # (``_fit_context``); what depends on two parameters is in _check_combinations
+    _parameter_constraints: ClassVar[dict] = {
+        "block": [StrOptions({"bert", "pure"})],
+        "n_heads": [_at_least(1)],
+        "d_head": [_at_least(1), None],
+        "d_model": [_at_least(1)],
+        "d_ff": [_at_least(1), None],
+        "n_layers": [_at_least(1)],
+        "dropout": [_share()],
+        "top_k": [_at_least(1), None],
+        "epochs": [_at_least(1)],
+        "batch_size": [_at_least(1)],
+        "masking": [StrOptions({"copies", "all"})],
+        "context_mask_rate": [_share()],
+        "learning_rate": [_NotBool(Real, 0, math.inf, closed="neither")],
+        "weight_decay": [_NON_NEGATIVE],
+        "adam": [StrOptions(set(ADAM_FLAVOURS))],
+        "n_bins": [_at_least(1)],
+        "max_categories": [_at_least(0)],
+        "n_ensembles": [_at_least(1)],
+        "validation_fraction": [_share()],
+        "patience": [_at_least(1), None],
+        "average_last": [_share(closed="both")],
+        "init": [StrOptions({"keras", "torch"})],
+        "random_state": ["random_state"],
+        "n_threads": [_at_least(1), None],
+        "engine": [StrOptions(set(ENGINES))],
+        "verbose": ["verbose"],
+    }
+
+    def _check_combinations(self) -> None:
+        """The requirements that tie two parameters together (the constraints check
+        each one alone)."""
+        check_context_needs_copies(
+            self.context_mask_rate,
+            self._copies(),
+            "masking='copies' and n_layers=1 (masked copies)",
+        )
+        check_averaging_without_stopping(
+            self.average_last, bool(self.validation_fraction), "validation_fraction > 0"
+        )
+
+    def _copies(self) -> bool:
+        """Whether training takes masked copies (one layer only), else whole rows."""
+        return self.masking == "copies" and self.n_layers == 1
+
+    def _sample_weight(self, sample_weight, frame: pd.DataFrame) -> np.ndarray | None:
+        """``sample_weight`` checked (one finite weight >= 0 per row, not all 0);
+        None when absent or all ones, which weigh nothing differently."""
+        if sample_weight is None:
+            return None
+        weights = _check_sample_weight(
+            sample_weight, frame, dtype=np.float64, ensure_non_negative=True
+        )
+        if (weights == 1).all():
+            return None
+        return weights
+
+    @staticmethod
+    def _loss_weights(
+        row_weights: np.ndarray | None, n_rows: int, location_weights: np.ndarray
+    ) -> torch.Tensor | None:
+        """The MLM loss weight of every location of every row: ``(L,)`` without row
+        weights, else ``(n_rows, L)``; rows beyond ``row_weights`` weigh 1."""
+        if row_weights is None:
+            return torch.as_tensor(location_weights, dtype=torch.float32)
+        rows = np.ones(n_rows)
+        rows[: len(row_weights)] = row_weights
+        return torch.as_tensor(rows[:, None] * location_weights[None, :], dtype=torch.float32)
+
     def _frame(self, X, reset: bool) -> pd.DataFrame:
         if isinstance(X, pd.DataFrame):
             validate_data(self, X, reset=reset, skip_check_array=True)
@@ -216,21 +310,7 @@ class _TableMLM(BaseEstimator):
         )
 
     def _fit_models(self, tokens: np.ndarray, vocab_size: int, weights: torch.Tensor | None):
-        if self.init not in ("keras", "torch"):
-            raise ValueError(f"init must be 'keras' or 'torch', got {self.init!r}")
-        if self.masking not in ("copies", "all"):
-            raise ValueError(f"masking must be 'copies' or 'all', got {self.masking!r}")
-        count = self.n_ensembles
-        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
-            raise ValueError(f"n_ensembles must be a positive integer, got {self.n_ensembles!r}")
-        check_adam(self.adam)
-        copies = self.masking == "copies" and self.n_layers == 1
-        rate = check_context_mask_rate(
-            self.context_mask_rate, copies, "masking='copies' and n_layers=1 (masked copies)"
-        )
-        average = check_average_last(
-            self.average_last, bool(self.validation_fraction), "validation_fraction > 0"
-        )
+        copies = self._copies()
         rng = check_random_state(self.random_state)
         seeds = [int(s) for s in rng.randint(0, 2**31 - 1, size=self.n_ensembles)]
         length = tokens.shape[1]
@@ -255,11 +335,11 @@ class _TableMLM(BaseEstimator):
                 weight_decay=self.weight_decay,
                 adam=self.adam,
                 masking="copies" if copies else "all",
-                context_mask_rate=float(rate),
+                context_mask_rate=float(self.context_mask_rate),
                 position_weights=weights,
                 validation=self.validation_fraction,
                 patience=self.patience if self.validation_fraction else None,
-                average_last=float(average),
+                average_last=float(self.average_last),
                 seed=seed,
                 verbose=self.verbose,
                 num_threads=threads,
@@ -331,10 +411,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         training rows (the product of the columns' distributions; seeded by
         ``random_state``), with the target masked: rows whose values do not go
         together as in the training rows; no target is learnt from them. 0 (the
-        paper's training) adds none; training time grows in proportion. On the
-        paper's shift benchmark it lowered the strongly shifted settings, where
-        passing the real rows to predict as ``X_unlabeled`` raised them
-        (docs/benchmarks.md).
+        paper's training) adds none; training time grows in proportion.
     learning_rate, weight_decay : float
         Adam settings.
     adam : {"torch", "keras"}
@@ -399,6 +476,12 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
     (140,)
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **_TableMLM._parameter_constraints,
+        "independent_rows": [_NON_NEGATIVE],
+        "target_weight": [_NON_NEGATIVE],
+    }
+
     def __init__(
         self,
         block: str = "bert",
@@ -459,7 +542,8 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         self.engine = engine
         self.verbose = verbose
 
-    def fit(self, X, y, X_unlabeled=None) -> AttentionMoEClassifier:
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, X_unlabeled=None, sample_weight=None) -> AttentionMoEClassifier:
         """Train on rows ``X`` and their labels ``y``, and on rows without a label.
 
         Parameters
@@ -477,6 +561,18 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
             (categories, quantile bins) are learnt on ``X`` and ``X_unlabeled``
             together; each column of ``X_unlabeled`` is read with the dtype of
             ``X``'s (categories of ``X`` first). Empty or None: no such rows.
+        sample_weight : array-like of shape (n_samples,), optional
+            A finite weight >= 0 per row of ``X`` (not all 0). It multiplies every
+            masked prediction of the row in the MLM loss: its target's (the class
+            prediction) and its columns'. The loss is a weighted mean, so an
+            integer weight counts the row as that many copies of it, and a row
+            weighted 0 trains nothing (its values still enter the column
+            encodings, as ``X_unlabeled``'s do). The columns are weighted too
+            because they are the same row's evidence: a row duplicated in the
+            table would teach both. Rows of ``X_unlabeled`` and
+            ``independent_rows`` weigh 1, so the scale of the weights sets how much
+            the labelled rows count beside them. None or all ones: unweighted.
+            Early stopping's validation loss is unweighted.
 
         Returns
         -------
@@ -501,8 +597,8 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         if pd.isna(y).any():
             raise ValueError("y contains missing labels")
         _check_target_labels(y)
-        check_number("target_weight", self.target_weight, 0.0)
-        share = check_number("independent_rows", self.independent_rows, 0.0)
+        self._check_combinations()
+        row_weights = self._sample_weight(sample_weight, frame)
         table = self._with_unlabeled(frame, X_unlabeled)
         self.classes_, y_codes = _unique_labels(y)
         self.encoder_ = TableEncoder(self.n_bins, self.max_categories).fit(table)
@@ -512,15 +608,16 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         targets = np.full(len(table), self.mask_id_)
         targets[: len(frame)] = y_codes
         tokens = np.column_stack([codes, targets]).astype(np.int64)
-        n_extra = round(share * len(frame))
+        n_extra = round(self.independent_rows * len(frame))
         if n_extra:  # each column's cells drawn from the labelled rows, independently
             rng = check_random_state(self.random_state)
             picks = rng.randint(0, len(frame), size=(n_extra, codes.shape[1]))
             extra = np.take_along_axis(codes[: len(frame)], picks, axis=0)
             extra = np.column_stack([extra, np.full(n_extra, self.mask_id_)])
             tokens = np.vstack([tokens, extra.astype(np.int64)])
-        weights = torch.ones(tokens.shape[1])
-        weights[-1] = self.target_weight
+        locations = np.ones(tokens.shape[1])
+        locations[-1] = self.target_weight
+        weights = self._loss_weights(row_weights, len(tokens), locations)
         self.models_, self.histories_ = self._fit_models(tokens, self.mask_id_, weights)
         return self
 
@@ -703,16 +800,28 @@ class AttentionMoEImputer(TransformerMixin, _TableMLM):
         self.engine = engine
         self.verbose = verbose
 
-    def fit(self, X, y=None) -> AttentionMoEImputer:
-        """Train the row model on ``X`` (missing cells allowed)."""
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, sample_weight=None) -> AttentionMoEImputer:
+        """Train the row model on ``X`` (missing cells allowed).
+
+        ``sample_weight`` (one finite weight >= 0 per row, not all 0) multiplies
+        every masked prediction of the row in the MLM loss, as in
+        :meth:`AttentionMoEClassifier.fit`: an integer weight counts the row as
+        that many copies; None or all ones is unweighted.
+        """
         frame = self._frame(X, reset=True)
+        self._check_combinations()
+        row_weights = self._sample_weight(sample_weight, frame)
         empty = [str(c) for c in frame.columns[frame.isna().all().to_numpy()]]
         if empty:  # no value to learn or to fill with
             raise ValueError(f"columns {empty} have no observed values; drop them before fitting")
         self.encoder_ = TableEncoder(self.n_bins, self.max_categories).fit(frame)
         self.mask_id_ = self.encoder_.n_codes
         tokens = self.encoder_.encode(frame, self.mask_id_, warn=False)
-        self.models_, self.histories_ = self._fit_models(tokens, self.mask_id_, None)
+        weights = self._loss_weights(row_weights, len(tokens), np.ones(tokens.shape[1]))
+        if row_weights is None:
+            weights = None  # unweighted, as before sample weights existed
+        self.models_, self.histories_ = self._fit_models(tokens, self.mask_id_, weights)
         return self
 
     @torch.no_grad()

@@ -26,6 +26,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -294,6 +296,11 @@ class AnalogyResult:
     def save(self, directory: str | os.PathLike[str]) -> list[Path]:
         """Write the tables (CSV and ``tables.md``) and ``per_question.csv``.
 
+        All four are made in memory, written in full to a staging folder inside
+        ``directory`` (``.analogy-*``) and then renamed over the old ones, so a
+        failure or a crash while writing leaves the previous results as they were.
+        Other files in ``directory`` are left alone.
+
         Parameters
         ----------
         directory : path-like
@@ -304,19 +311,31 @@ class AnalogyResult:
         list of pathlib.Path
             The files written.
         """
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = [
-            out / "table1_accuracy.csv",
-            out / "table2_cosine.csv",
-            out / "tables.md",
-            out / "per_question.csv",
-        ]
-        self.accuracy_table().to_csv(paths[0], index_label="questions")
-        self.cosine_table().to_csv(paths[1], index_label="questions")
-        paths[2].write_text(self.to_markdown(), encoding="utf-8")
-        self.per_question().to_csv(paths[3], index=False)
-        return paths
+        files = {
+            "table1_accuracy.csv": self.accuracy_table().to_csv(index_label="questions"),
+            "table2_cosine.csv": self.cosine_table().to_csv(index_label="questions"),
+            "tables.md": self.to_markdown(),
+            "per_question.csv": self.per_question().to_csv(index=False),
+        }
+        return _replace_files(Path(directory), files)
+
+
+def _replace_files(directory: Path, files: dict[str, str]) -> list[Path]:
+    """Write ``files`` (name -> UTF-8 text) into ``directory``: each staged whole in a
+    hidden folder there (same file system: the renames are atomic), then renamed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".analogy-", dir=directory))
+    try:
+        for name, text in files.items():
+            with open(staging / name, "wb") as fh:
+                fh.write(text.encode("utf-8"))
+                fh.flush()
+                os.fsync(fh.fileno())
+        for name in files:
+            os.replace(staging / name, directory / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [directory / name for name in files]
 
 
 def format_markdown(df: pd.DataFrame, digits: int = 3) -> str:

@@ -37,7 +37,8 @@ def mlm_loss(
         but not predicted.
     position_weights
         ``(L,)`` weight of each location in the loss (e.g. to stress a target
-        column); uniform when None.
+        column), or ``(B, L)`` weight of each location of each sentence (e.g.
+        a per-sentence weight times the location's); uniform when None.
     method
         Passed to :meth:`MaskedWordModel.masked_logits`.
     """
@@ -73,18 +74,20 @@ def masked_copies_loss(
     """Mean cross-entropy of masked copies: sentence ``b`` of ``x`` with its
     location ``locations[b]`` masked (one-layer models: from one pass).
 
-    Weights as in :func:`mlm_loss`: ``position_weights[location]``, and 0 where
-    the true token is the mask (a missing value)."""
+    Weights as in :func:`mlm_loss`: ``position_weights[location]`` (``(L,)``) or
+    ``position_weights[b, location]`` (``(B, L)``, a weight per copy's sentence and
+    location), and 0 where the true token is the mask (a missing value)."""
     rows = torch.arange(len(x), device=x.device)
     logits = model.masked_logits(x)[rows, locations]  # (B, V): one pass, then select
     targets = x[rows, locations]
     unknown = targets == model.config.mask_id
     losses = F.cross_entropy(logits, targets.masked_fill(unknown, 0), reduction="none")  # (B,)
-    weights = (
-        torch.ones_like(losses)
-        if position_weights is None
-        else position_weights.to(losses.dtype)[locations]
-    )
+    if position_weights is None:
+        weights = torch.ones_like(losses)
+    elif position_weights.dim() == 1:
+        weights = position_weights.to(losses.dtype)[locations]
+    else:
+        weights = position_weights.to(losses.dtype)[rows, locations]
     weights = weights.masked_fill(unknown, 0.0)
     return (losses * weights).sum() / weights.sum().clamp_min(1e-12)
 

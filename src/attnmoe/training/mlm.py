@@ -144,7 +144,13 @@ def train_mlm(
         (``N * L * L`` tokens) of an epoch in memory. The validation loss still
         reads whole sentences.
     position_weights
-        ``(L,)`` loss weight per location under ``"all"`` or ``"copies"`` masking.
+        Loss weights under ``"all"`` or ``"copies"`` masking: ``(L,)`` per
+        location, or ``(N, L)`` per sentence and location (e.g. a sample weight
+        per sentence times each location's weight). The loss is the weighted
+        mean over a batch's predictions, so an integer weight on a sentence
+        counts it as that many copies; predictions weighted 0 are left out.
+        ``(N, L)`` weights follow their sentences through a validation split;
+        the validation loss is unweighted.
     validation
         A fraction of ``data`` held out (seeded), or separate ``(M, L)`` token ids.
         The validation loss always uses all-locations masking, so it is comparable
@@ -214,8 +220,8 @@ def train_mlm(
     if seed is not None:
         torch.manual_seed(seed)  # dropout draws from the global generator
     generator = torch.Generator().manual_seed(0 if seed is None else seed)
-    train_x, train_keys, val_x, val_keys = _split(
-        model, tokens, key_mask, validation, validation_key_mask, generator
+    train_x, train_keys, val_x, val_keys, train_weights = _split(
+        model, tokens, key_mask, validation, validation_key_mask, generator, position_weights
     )
     if len(train_x) == 0:
         raise ValueError("no training sentences left after the validation split")
@@ -223,7 +229,7 @@ def train_mlm(
     average_last = check_average_last(average_last, patience is not None)
     # the last n_average epochs' weights are summed (float64) and their mean returned
     n_average = 0 if average_last == 0 else max(1, math.floor(average_last * epochs + 0.5))
-    train = _training_set(model, train_x, train_keys, position_weights, masking)
+    train = _training_set(model, train_x, train_keys, train_weights, masking)
     stepper, num_threads = _stepper(
         model, train, engine, masking, batch_size, lr, weight_decay, adam, mask_prob,
         generator, seed, num_threads,
@@ -319,14 +325,20 @@ def _split(
     validation: float | Tensor | np.ndarray,
     validation_key_mask: Tensor | None,
     generator: torch.Generator,
-) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
-    """Training rows and keys, validation rows and keys (None when there are none)."""
+    weights: Tensor | None = None,
+) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
+    """Training rows and keys, validation rows and keys (None when there are none), and
+    the training rows' loss weights (per-sentence weights follow their sentences)."""
+    if weights is not None and weights.dim() == 2 and len(weights) != len(tokens):
+        raise ValueError(
+            f"position_weights per sentence must have {len(tokens)} rows, got {len(weights)}"
+        )
     if not isinstance(validation, (int, float, np.integer, np.floating)) or isinstance(
         validation, bool
     ):  # token ids; a number (0 or 0.2, numpy's too) is a fraction
         val_x = _as_tokens(validation)
         _check_ids(val_x, model.config.mask_id, "validation")
-        return tokens, key_mask, val_x, validation_key_mask
+        return tokens, key_mask, val_x, validation_key_mask, weights
     validation = float(validation)
     if not 0.0 <= validation < 1.0:
         raise ValueError(f"validation fraction must be in [0, 1), got {validation}")
@@ -341,7 +353,9 @@ def _split(
     val_x = tokens[val_idx] if n_val else None
     val_keys = None if key_mask is None or not n_val else key_mask[val_idx]
     train_keys = None if key_mask is None else key_mask[train_idx]
-    return tokens[train_idx], train_keys, val_x, val_keys
+    if weights is not None and weights.dim() == 2:
+        weights = weights[train_idx]
+    return tokens[train_idx], train_keys, val_x, val_keys, weights
 
 
 def _training_set(
@@ -355,7 +369,7 @@ def _training_set(
     device = next(model.parameters()).device
     x = x.to(device)
     keys = None if keys is None else keys.to(device)
-    weights = _position_weights(model, position_weights, x.shape[1], masking)
+    weights = _position_weights(model, position_weights, tuple(x.shape), masking)
     # targets with nothing to predict (the mask token, e.g. a missing cell; padding;
     # loss weight 0) are left out of the epochs: a batch of only those has no loss
     predictable = x != model.config.mask_id  # (N, L)
@@ -370,6 +384,8 @@ def _training_set(
     elif not copies and not bool(predictable.any(1).all()):
         rows = predictable.any(1)
         x, keys = x[rows], None if keys is None else keys[rows]
+        if weights is not None and weights.dim() == 2:
+            weights = weights[rows]
     # copies: order numbers (sentence, location) pairs as sentence * L + location
     n_items = len(items) if items is not None else x.numel() if copies else len(x)
     if n_items == 0:
@@ -381,16 +397,18 @@ def _training_set(
 
 
 def _position_weights(
-    model: MaskedWordModel, position_weights: Tensor | None, length: int, masking: str
+    model: MaskedWordModel, position_weights: Tensor | None, shape: tuple[int, int], masking: str
 ) -> Tensor | None:
     if position_weights is None:
         return None
     weights = position_weights.to(next(model.parameters()).device, model.output.weight.dtype)
     if not bool(((weights >= 0) & torch.isfinite(weights)).all()):
         raise ValueError("position_weights must be finite and >= 0")
-    if tuple(weights.shape) != (length,):
+    n, length = shape
+    if tuple(weights.shape) not in ((length,), (n, length)):
         raise ValueError(
-            f"position_weights must have shape ({length},), got {tuple(weights.shape)}"
+            f"position_weights must have shape ({length},) or ({n}, {length}), "
+            f"got {tuple(weights.shape)}"
         )
     if masking == "random":
         raise ValueError(

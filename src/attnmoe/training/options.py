@@ -71,17 +71,30 @@ def resolve_masking(masking: str, model: MaskedWordModel, allowed: Sequence[str]
 def check_context_mask_rate(rate, copies: bool, needs: str = "masking='copies'") -> float:
     """A rate in ``[0, 1)``; above 0 only with masked copies (``needs`` says how to get them)."""
     rate = check_number("context_mask_rate", rate, 0.0, 1.0)
+    check_context_needs_copies(rate, copies, needs)
+    return rate
+
+
+def check_context_needs_copies(rate: float, copies: bool, needs: str = "masking='copies'") -> None:
+    """Hiding context (``rate > 0``) needs masked copies (``needs`` says how to get them)."""
     if rate > 0 and not copies:
         raise ValueError(f"context_mask_rate > 0 needs {needs}")
-    return rate
 
 
 def check_average_last(share, early_stopping: bool, stopping: str = "patience") -> float:
     """A share in ``[0, 1]``; above 0 not with early stopping (``stopping`` names its knob)."""
     share = check_number("average_last", share, 0.0, 1.0, closed=True)
+    check_averaging_without_stopping(share, early_stopping, stopping)
+    return share
+
+
+def check_averaging_without_stopping(
+    share: float, early_stopping: bool, stopping: str = "patience"
+) -> None:
+    """Weight averaging (``share > 0``) and early stopping (``stopping`` names its knob)
+    exclude each other: one keeps the best epoch's weights, the other the last ones'."""
     if share > 0 and early_stopping:
         raise ValueError(f"average_last > 0 cannot be combined with early stopping ({stopping})")
-    return share
 
 
 def check_patience(patience: int | None, has_validation: bool) -> None:

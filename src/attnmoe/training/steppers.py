@@ -29,7 +29,7 @@ class TrainingSet:
 
     x: Tensor  # (N, L) token ids
     keys: Tensor | None  # (N, L) bool, False at padding
-    weights: Tensor | None  # (L,) loss weight per location
+    weights: Tensor | None  # (L,) loss weight per location, or (N, L) per sentence and location
     copies: bool  # items are masked copies (sentence * L + location), else sentences
     items: Tensor | None  # copies: the items drawn from, when not all of them
     n_items: int
@@ -37,6 +37,12 @@ class TrainingSet:
     @property
     def length(self) -> int:
         return self.x.shape[1]
+
+    def sentence_weights(self, sentences: Tensor) -> Tensor | None:
+        """The loss weights of these sentences' locations: ``(L,)`` or ``(B, L)``."""
+        if self.weights is None or self.weights.dim() == 1:
+            return self.weights
+        return self.weights[sentences]
 
 
 def non_finite(loss: float, epoch: int) -> FloatingPointError:
@@ -99,7 +105,7 @@ class AllLocations(BatchStepper):
         self.optimizer.zero_grad(set_to_none=True)
         x, keys = self.rows(idx)
         made = int(x.numel() if keys is None else keys.sum())
-        return mlm_loss(self.model, x, keys, self.data.weights), made
+        return mlm_loss(self.model, x, keys, self.data.sentence_weights(idx)), made
 
 
 class MaskedCopies(BatchStepper):
@@ -112,7 +118,8 @@ class MaskedCopies(BatchStepper):
             x = torch.from_numpy(copies[idx.cpu().numpy()]).to(self.data.x.device)
         else:
             x = self.data.x[idx // length]
-        return masked_copies_loss(self.model, x, idx % length, self.data.weights), len(idx)
+        weights = self.data.sentence_weights(idx // length)
+        return masked_copies_loss(self.model, x, idx % length, weights), len(idx)
 
 
 class RandomMasking(BatchStepper):
@@ -139,7 +146,7 @@ class FusedBatches(BatchStepper):
 
     def loss(self, idx: Tensor, copies: np.ndarray | None) -> tuple[Tensor, int]:
         x = self.data.x[idx]
-        return torch.tensor(self.fused.step(x)), int(x.numel())
+        return torch.tensor(self.fused.step(x, self.data.sentence_weights(idx))), int(x.numel())
 
 
 class FusedEpochs:

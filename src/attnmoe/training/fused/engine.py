@@ -156,14 +156,17 @@ class _Workspace:
         elif self.drop[0] != 1:  # a kept unit is 1 / (1 - p), never 1
             self.drop.fill(1.0)
 
-    def run(self, fused: FusedMLM, tokens: np.ndarray, inv_total: float) -> float:
+    def run(
+        self, fused: FusedMLM, tokens: np.ndarray, weights: np.ndarray, inv_total: float
+    ) -> float:
         """Forward and backward of every location of ``tokens`` (a slice of the batch)
-        masked alone; returns its loss share."""
+        masked alone, each weighted by ``weights`` (flat, sentence-major); returns its
+        loss share."""
         n_pred = tokens.size
         return kernels.rows_step(
             tokens, fused.pred_rows[:n_pred], fused.pred_locs[:n_pred], fused.weight_arrays,
             self.row_grads, fused.tables, self.row_arrays, self.columns, self.table_grads,
-            fused.position_weights, fused.model.config.mask_id, inv_total, fused.bert, fused.eps,
+            weights, fused.model.config.mask_id, inv_total, fused.bert, fused.eps,
         )  # fmt: skip
 
 
@@ -184,7 +187,9 @@ class FusedMLM:
     max_rows
         Largest batch (sentences) :meth:`step` will see.
     position_weights
-        ``(L,)`` loss weight per location; uniform when None.
+        ``(L,)`` loss weight per location, or ``(N, L)`` per sentence and location
+        of the ``tokens`` :meth:`train_epoch` takes (:meth:`step` then takes each
+        batch's own); uniform when None.
     dropout
         Dropout generator; needed when the model trains with dropout > 0.
     num_threads
@@ -250,7 +255,8 @@ class FusedMLM:
             p.grad = torch.zeros_like(p)
         self.grads = {k: p.grad.numpy() for k, p in named.items()}
         weights = torch.ones(length) if position_weights is None else position_weights
-        self.position_weights = weights.detach().to(self.dtype).contiguous().numpy()
+        # (1, L) per location or (N, L) per sentence: the kernel's rows of weights
+        self.loss_weights = weights.detach().to(self.dtype).reshape(-1, length).numpy().copy()
 
         h, dh, d = cfg.n_heads, cfg.d_head, cfg.d_model
         n_words, z = cfg.vocab_size + 1, self.np_dtype
@@ -285,15 +291,27 @@ class FusedMLM:
             raise ValueError("a model training with dropout needs a DropoutStream")
         return cfg.dropout
 
-    def step(self, x: Tensor) -> float:
+    def step(self, x: Tensor, weights: Tensor | None = None) -> float:
         """Set every parameter's ``.grad`` to the gradient of the batch's mean
-        weighted loss (each location of ``x`` masked alone); return the loss."""
+        weighted loss (each location of ``x`` masked alone); return the loss.
+
+        ``weights``: the batch's loss weights, ``(L,)`` or ``(n, L)``; None takes
+        those given at construction (per location, or per sentence when ``x`` has
+        as many sentences)."""
         cfg = self.model.config
         n, length = x.shape
         if length != self.length or n > self.max_rows:
             raise ValueError(f"batch {tuple(x.shape)} exceeds ({self.max_rows}, {self.length})")
         tokens = x.contiguous().numpy()
-        total = float(((tokens != cfg.mask_id) * self.position_weights).sum())
+        if weights is None:
+            batch_weights = self.loss_weights
+        else:
+            batch_weights = weights.detach().to(self.dtype).numpy()
+        if batch_weights.shape not in ((length,), (1, length), (n, length)):
+            raise ValueError(f"weights of shape {batch_weights.shape} for a batch {(n, length)}")
+        batch_weights = np.broadcast_to(batch_weights, tokens.shape)
+        flat_weights = np.ascontiguousarray(batch_weights).reshape(-1)  # p = sentence * L + j
+        total = float(((tokens != cfg.mask_id) * batch_weights).sum())
         if total <= 0:
             raise ValueError("nothing to predict: every location holds the mask token")
         rate = self._dropout_rate()
@@ -303,17 +321,18 @@ class FusedMLM:
         # each thread takes a contiguous slice of sentences (and their dropout masks)
         bounds = [n * k // self.num_threads for k in range(self.num_threads + 1)]
         jobs = [
-            (ws, tokens[lo:hi])
+            (ws, tokens[lo:hi], flat_weights[lo * length : hi * length])
             for ws, lo, hi in zip(self.workspaces, bounds, bounds[1:], strict=False)
             if hi > lo
         ]
-        for ws, t in jobs:  # drawn in slice order: the stream does not depend on timing
+        for ws, t, _ in jobs:  # drawn in slice order: the stream does not depend on timing
             ws.fill_dropout(self, t.size, rate)
         if len(jobs) == 1:
-            losses = [jobs[0][0].run(self, jobs[0][1], 1.0 / total)]
+            ws, t, w = jobs[0]
+            losses = [ws.run(self, t, w, 1.0 / total)]
         else:
             pool = _thread_pool(self.num_threads)
-            futures = [pool.submit(ws.run, self, t, 1.0 / total) for ws, t in jobs]
+            futures = [pool.submit(ws.run, self, t, w, 1.0 / total) for ws, t, w in jobs]
             losses = [f.result() for f in futures]
         spaces = [job[0] for job in jobs]
 
@@ -380,6 +399,12 @@ class FusedMLM:
         stride = self.length if copies and not expanded else 1
         if order.size and (order.min() < 0 or order.max() >= bound):
             raise ValueError(f"order must index [0, {bound}), got [{order.min()}, {order.max()}]")
+        n_sentences = len(tokens) // self.length if expanded else len(tokens)
+        if len(self.loss_weights) not in (1, n_sentences):
+            raise ValueError(
+                f"position_weights per sentence have {len(self.loss_weights)} rows for "
+                f"{n_sentences} sentences"
+            )
         rate = self._dropout_rate()
         ws = self.workspaces[0]
         ws.fill_dropout(self, 0, 0.0)  # all ones, in case the stream is not used
@@ -390,7 +415,7 @@ class FusedMLM:
         losses = np.zeros(-(-len(order) // per_step))
         steps, status = kernels.train_epoch(
             tokens, order, per_step, copies, stride, self.weight_arrays, grads, groups, self.tables,
-            ws.row_arrays, ws.columns, ws.table_grads, self.position_weights,
+            ws.row_arrays, ws.columns, ws.table_grads, self.loss_weights,
             self.model.config.mask_id, self.bert, self.eps, self.scale, state, threshold,
             65536.0 / (65536 - threshold), adam.hyper(), losses,
         )  # fmt: skip

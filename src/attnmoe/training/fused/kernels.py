@@ -196,8 +196,9 @@ if HAVE_NUMBA:
         _layer_norm(HF, g2, b2, eps, N2, HF, INV[1])
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
-    def _softmax_loss(x, rows, locs, pos_w, mask_id, inv_total, GL):  # pragma: no cover
-        # GL holds the logits; returns the mean weighted loss, leaves d loss / d logits
+    def _softmax_loss(x, rows, locs, pred_w, mask_id, inv_total, GL):  # pragma: no cover
+        # GL holds the logits; returns the mean weighted loss (pred_w[p]: prediction p's
+        # loss weight), leaves d loss / d logits
         n_out = GL.shape[1]
         total = 0.0
         for p in range(rows.size):
@@ -216,8 +217,8 @@ if HAVE_NUMBA:
                 e = GL[p, v] - top
                 GL[p, v] = math.exp(e) if e > -60.0 else 0.0
                 z += GL[p, v]
-            total += pos_w[i] * (math.log(z) + top - target_logit)
-            scale = pos_w[i] * inv_total
+            total += pred_w[p] * (math.log(z) + top - target_logit)
+            scale = pred_w[p] * inv_total
             for v in range(n_out):
                 GL[p, v] *= scale / z
             GL[p, target] -= scale
@@ -452,11 +453,12 @@ if HAVE_NUMBA:
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
     def rows_step(  # pragma: no cover - compiled
-        x, rows, locs, W, G, T, R, columns, g_tables, pos_w, mask_id, inv_total, bert, eps
+        x, rows, locs, W, G, T, R, columns, g_tables, pred_w, mask_id, inv_total, bert, eps
     ):
         # forward and backward of the predictions (sentence rows[p] of x, location
-        # locs[p] masked), given the tables: writes the per-prediction weights'
-        # gradients G (in _ROW_GRADIENTS order) and the tables'; returns the loss share
+        # locs[p] masked, loss weight pred_w[p]), given the tables: writes the
+        # per-prediction weights' gradients G (in _ROW_GRADIENTS order) and the
+        # tables'; returns the loss share
         Wo, bo, Wout, bout = W[8], W[9], W[10], W[11]
         g1, b1, W1, c1, W2, c2, g2, b2 = W[12], W[13], W[14], W[15], W[16], W[17], W[18], W[19]
         gWo, gbo, gWout, gbout, gg1, gb1, gW1, gc1, gW2, gc2, gg2, gb2 = G
@@ -487,7 +489,7 @@ if HAVE_NUMBA:
         )  # fmt: skip
         np.dot(HF.T, Wout.T, GL)  # (P, d) @ (d, V)
         _add_rows(GL, bout)
-        loss = _softmax_loss(x, rows, locs, pos_w, mask_id, inv_total, GL)
+        loss = _softmax_loss(x, rows, locs, pred_w, mask_id, inv_total, GL)
         # backward: the same path in reverse; weight gradients are GEMMs over predictions
         np.dot(Wout.T, GL.T, GH)  # (d, V) @ (V, P)
         np.dot(GL.T, HF.T, gWout)
@@ -527,7 +529,7 @@ if HAVE_NUMBA:
 
     @numba.njit(cache=True, nogil=True, error_model="numpy")
     def train_epoch(  # pragma: no cover - compiled
-        tokens, order, per_step, copies, stride, W, G, groups, T, R, columns, g_tables, pos_w,
+        tokens, order, per_step, copies, stride, W, G, groups, T, R, columns, g_tables, weights,
         mask_id, bert, eps, scale, state, threshold, keep, hyper, losses,
     ):  # fmt: skip
         # every step of one pass: batch gather, dropout, tables, rows, tables'
@@ -535,13 +537,17 @@ if HAVE_NUMBA:
         # them and predicts every location. Copies: order permutes (sentence,
         # location) pairs as sentence * L + location, a step takes per_step pairs.
         # An item's input is row order[.] // stride of tokens (stride L: sentences,
-        # 1: every copy written out).
+        # 1: every copy written out). weights: (1, L) loss weight per location, or
+        # (N, L) per sentence and location.
         # Returns (steps applied, 0 | 1 non-finite loss | 2 nothing to predict)
         length = tokens.shape[1]
         max_pred = per_step if copies else per_step * length
         batch = np.empty((per_step, length), tokens.dtype)
         rows = np.empty(max_pred, np.int64)
         locs = np.empty(max_pred, np.int64)
+        pred_w = np.empty(max_pred, weights.dtype)
+        sentences = np.zeros(per_step, np.int64)  # each batch row's row of weights
+        per_sentence = weights.shape[0] > 1
         if not copies:
             for p in range(max_pred):
                 rows[p] = p // length
@@ -555,16 +561,20 @@ if HAVE_NUMBA:
             x = batch[:n]
             n_pred = n if copies else n * length
             for r in range(n):
-                source = order[first + r] // stride
+                item = order[first + r]
+                source = item // stride
                 for j in range(length):
                     x[r, j] = tokens[source, j]
                 if copies:
                     rows[r] = r
-                    locs[r] = order[first + r] % length
+                    locs[r] = item % length
+                if per_sentence:  # items are sentences, or copies sentence * L + location
+                    sentences[r] = item // length if copies else item
             total = 0.0
             for p in range(n_pred):
+                pred_w[p] = weights[sentences[rows[p]], locs[p]]
                 if x[rows[p], locs[p]] != mask_id:
-                    total += pos_w[locs[p]]
+                    total += pred_w[p]
             if total <= 0.0:
                 return steps, 2
             mark_used(x, mask_id, T[7])
@@ -572,8 +582,8 @@ if HAVE_NUMBA:
                 dropout_masks(state, columns[12][: 2 * W[8].shape[0] * n_pred], threshold, keep)
             tables_forward(W, mask_id, scale, T)
             loss = rows_step(
-                x, rows[:n_pred], locs[:n_pred], W, row_grads, T, R, columns, g_tables, pos_w,
-                mask_id, 1.0 / total, bert, eps,
+                x, rows[:n_pred], locs[:n_pred], W, row_grads, T, R, columns, g_tables,
+                pred_w[:n_pred], mask_id, 1.0 / total, bert, eps,
             )  # fmt: skip
             losses[steps] = loss
             if not math.isfinite(loss):
