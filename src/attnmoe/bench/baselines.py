@@ -670,8 +670,7 @@ class FTTransformerClassifier(ClassifierMixin, BaseEstimator):
         # fork_rng: seed torch for init/dropout without disturbing the caller's RNG.
         with self._threads(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model, optimizer = self._build()
-            model = model.to(device)
+            model, optimizer = self._build(device)
             loss_fn = self._loss_function()
             batch_gen = torch.Generator().manual_seed(seed)
             n_train = len(train_idx)
@@ -711,8 +710,8 @@ class FTTransformerClassifier(ClassifierMixin, BaseEstimator):
         self.best_val_loss_ = best_loss
         return self
 
-    def _build(self) -> tuple[Any, Any]:
-        """The untrained network and its optimizer (the package's defaults)."""
+    def _build(self, device: Any) -> tuple[Any, Any]:
+        """The untrained network on ``device`` and its optimizer (the package's defaults)."""
         from rtdl_revisiting_models import FTTransformer
 
         kwargs = FTTransformer.get_default_kwargs(self.n_blocks)
@@ -721,7 +720,7 @@ class FTTransformerClassifier(ClassifierMixin, BaseEstimator):
             cat_cardinalities=self.cat_cardinalities_,
             d_out=len(self.classes_),
             **kwargs,
-        )
+        ).to(device)
         return model, model.make_default_optimizer()
 
     def _loss_function(self) -> Any:
@@ -862,7 +861,7 @@ class TabMClassifier(FTTransformerClassifier):
             device=device,
         )
 
-    def _build(self) -> tuple[Any, Any]:
+    def _build(self, device: Any) -> tuple[Any, Any]:
         import torch
         from tabm import TabM
 
@@ -870,7 +869,7 @@ class TabMClassifier(FTTransformerClassifier):
             n_num_features=len(self.cont_columns_),
             cat_cardinalities=self.cat_cardinalities_ or None,
             d_out=len(self.classes_),
-        )
+        ).to(device)
         return model, torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=3e-4)
 
     def _loss_function(self) -> Any:
