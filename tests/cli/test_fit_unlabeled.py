@@ -8,7 +8,7 @@ import pandas as pd
 from attnmoe.cli import main
 from attnmoe.tabular import AttentionMoEClassifier
 
-FAST = {"epochs": 30, "batch_size": 256, "learning_rate": 1e-2}
+FAST = {"epochs": 10, "batch_size": 256, "learning_rate": 1e-2}
 
 
 def _frame(n: int, seed: int) -> pd.DataFrame:
