@@ -32,8 +32,8 @@ def test_the_command_list_is_complete():
     names = {" ".join(c) for c in COMMANDS}
     expected = {
         "version", "convert", "check-equivalence", "demo", "bench", "bench tabular",
-        "bench cost", "fit", "predict", "impute", "report", "report-sentence", "experts-hf",
-        "train-text", "analogy", "train-ddp",
+        "bench real", "bench cost", "fit", "predict", "impute", "report", "report-sentence",
+        "experts-hf", "train-text", "analogy", "train-ddp",
     }  # fmt: skip
     assert names == expected
 

@@ -13,7 +13,13 @@ accepts the integer-coded categorical DataFrames of
 - ``catboost``: CatBoost with native categorical features;
 - ``ft_transformer``: the FT-Transformer of Gorishniy et al. (2021) from the
   ``rtdl_revisiting_models`` package, with the package's default
-  hyperparameters and optimizer.
+  hyperparameters and optimizer;
+- ``tabm``: TabM (Gorishniy et al., 2025) from the ``tabm`` package, defaults.
+
+:data:`MIXED_BASELINES` holds the real-table benchmark's models, for frames of
+pandas categoricals and numbers, each with its library's defaults (no grid
+search): majority class, logistic regression, random forest,
+HistGradientBoosting, LightGBM, CatBoost, FT-Transformer and TabM.
 
 All factories share the keywords ``random_state`` and ``n_jobs``; use
 :func:`make_baseline` to build one by name.
@@ -46,20 +52,29 @@ from ..training.threads import torch_threads
 
 __all__ = [
     "BASELINES",
+    "FROM_DTYPE",
     "GB_GRID",
+    "MIXED_BASELINES",
     "MLP_GRID",
     "RF_GRID",
     "CatBoostCategoricalClassifier",
     "FTTransformerClassifier",
     "LegacyLogisticRegression",
+    "TabMClassifier",
     "catboost",
     "ft_transformer",
     "gradient_boosting",
+    "hist_gradient_boosting",
+    "lightgbm",
     "logistic_regression",
+    "majority",
     "make_baseline",
+    "make_mixed_baseline",
+    "mixed_frame_pipeline",
     "mlp",
     "one_hot_pipeline",
     "random_forest",
+    "tabm",
 ]
 
 # The paper's grids (paper Section 3, "Baselines").
@@ -380,6 +395,20 @@ def _as_frame(X: Any) -> pd.DataFrame:
     return pd.DataFrame(np.asarray(X))
 
 
+#: ``cat_features`` value that picks the columns of pandas ``category`` dtype
+FROM_DTYPE = "from_dtype"
+
+
+def _categorical_columns(frame: pd.DataFrame, cat_features: Any) -> list:
+    """The categorical columns: all (``None``), the ``category`` dtype ones
+    (:data:`FROM_DTYPE`), or the given ones."""
+    if cat_features is None:
+        return list(frame.columns)
+    if isinstance(cat_features, str) and cat_features == FROM_DTYPE:
+        return [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    return list(cat_features)
+
+
 class CatBoostCategoricalClassifier(ClassifierMixin, BaseEstimator):
     """CatBoost with native categorical features, as a plain scikit-learn estimator.
 
@@ -391,8 +420,9 @@ class CatBoostCategoricalClassifier(ClassifierMixin, BaseEstimator):
     ----------
     iterations : int or None, default None
         Boosting rounds; ``None`` keeps CatBoost's default (1000).
-    cat_features : sequence of str or int, optional
-        Categorical columns; default all columns.
+    cat_features : sequence of str or int, or "from_dtype", optional
+        Categorical columns; default all columns; ``"from_dtype"``: the columns
+        of pandas ``category`` dtype.
     random_state : int or None, default 0
         CatBoost ``random_seed``.
     thread_count : int or None, default 1
@@ -433,7 +463,7 @@ class CatBoostCategoricalClassifier(ClassifierMixin, BaseEstimator):
         from catboost import CatBoostClassifier
 
         frame = _as_frame(X)
-        cat_features = list(frame.columns) if self.cat_features is None else self.cat_features
+        cat_features = _categorical_columns(frame, self.cat_features)
         kwargs: dict[str, Any] = {
             "verbose": 0,
             # CatBoost writes a catboost_info/ directory by default; benchmarks
@@ -525,8 +555,9 @@ class FTTransformerClassifier(ClassifierMixin, BaseEstimator):
         and keeps the best epoch.
     validation_fraction : float, default 0.2
         Share of the training rows held out for early stopping.
-    cat_features : sequence of str or int, optional
-        Categorical columns; default all columns.
+    cat_features : sequence of str or int, or "from_dtype", optional
+        Categorical columns; default all columns; ``"from_dtype"``: the columns
+        of pandas ``category`` dtype.
     random_state : int or None, default None
         Seed of initialisation, dropout, batching and the validation split.
     n_threads : int or None, default None
@@ -596,11 +627,10 @@ class FTTransformerClassifier(ClassifierMixin, BaseEstimator):
             The fitted estimator.
         """
         import torch
-        from rtdl_revisiting_models import FTTransformer
 
         frame = _as_frame(X)
         columns = list(frame.columns)
-        self.cat_columns_ = columns if self.cat_features is None else list(self.cat_features)
+        self.cat_columns_ = _categorical_columns(frame, self.cat_features)
         self.cont_columns_ = [c for c in columns if c not in self.cat_columns_]
         self.n_features_in_ = len(columns)
         label_encoder = LabelEncoder().fit(y)
@@ -640,15 +670,8 @@ class FTTransformerClassifier(ClassifierMixin, BaseEstimator):
         # fork_rng: seed torch for init/dropout without disturbing the caller's RNG.
         with self._threads(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            kwargs = FTTransformer.get_default_kwargs(self.n_blocks)
-            model = FTTransformer(
-                n_cont_features=len(self.cont_columns_),
-                cat_cardinalities=self.cat_cardinalities_,
-                d_out=len(self.classes_),
-                **kwargs,
-            ).to(device)
-            optimizer = model.make_default_optimizer()
-            loss_fn = torch.nn.CrossEntropyLoss()
+            model, optimizer = self._build(device)
+            loss_fn = self._loss_function()
             batch_gen = torch.Generator().manual_seed(seed)
             n_train = len(train_idx)
             best_loss, best_state, best_epoch, stale = math.inf, None, -1, 0
@@ -687,6 +710,30 @@ class FTTransformerClassifier(ClassifierMixin, BaseEstimator):
         self.best_val_loss_ = best_loss
         return self
 
+    def _build(self, device: Any) -> tuple[Any, Any]:
+        """The untrained network on ``device`` and its optimizer (the package's defaults)."""
+        from rtdl_revisiting_models import FTTransformer
+
+        kwargs = FTTransformer.get_default_kwargs(self.n_blocks)
+        model = FTTransformer(
+            n_cont_features=len(self.cont_columns_),
+            cat_cardinalities=self.cat_cardinalities_,
+            d_out=len(self.classes_),
+            **kwargs,
+        ).to(device)
+        return model, model.make_default_optimizer()
+
+    def _loss_function(self) -> Any:
+        """The training loss of the network's output and the class codes."""
+        import torch
+
+        return torch.nn.CrossEntropyLoss()
+
+    def _probabilities(self, logits: Any) -> Any:
+        import torch
+
+        return torch.softmax(logits, dim=1)
+
     def _loss(self, model: Any, data: tuple[Any, Any, Any], loss_fn: Any) -> float:
         import torch
 
@@ -724,7 +771,7 @@ class FTTransformerClassifier(ClassifierMixin, BaseEstimator):
                 None if x_cont is None else x_cont.to(device),
                 None if x_cat is None else x_cat.to(device),
             )
-            return torch.softmax(logits, dim=1).cpu().numpy()
+            return self._probabilities(logits).cpu().numpy()
 
     def predict(self, X: Any) -> np.ndarray:
         """Most probable class."""
@@ -772,6 +819,212 @@ def ft_transformer(
     )
 
 
+class TabMClassifier(FTTransformerClassifier):
+    """TabM (``tabm`` package; Gorishniy et al., ICLR 2025) behind a scikit-learn interface.
+
+    One network that holds ``k`` MLPs sharing most of their weights, trained
+    together. The data handling, training loop and early stopping are those of
+    :class:`FTTransformerClassifier` (numbers standardised, categorical columns
+    as codes that TabM one-hot encodes, a spare code for categories unseen in
+    training); the model is ``TabM.make`` with the package's defaults and the
+    optimizer the package's documentation uses, AdamW with ``lr=2e-3`` and
+    ``weight_decay=3e-4``. The training loss is the mean cross-entropy of the
+    ``k`` members; a prediction is the mean of their class probabilities.
+
+    Parameters
+    ----------
+    max_epochs, batch_size, patience, validation_fraction, cat_features, random_state,
+    n_threads, device
+        See :class:`FTTransformerClassifier` (``batch_size`` defaults to 256 here,
+        as in the package's example).
+    """
+
+    def __init__(
+        self,
+        max_epochs: int = 100,
+        batch_size: int = 256,
+        patience: int | None = 16,
+        validation_fraction: float = 0.2,
+        cat_features: Sequence[str | int] | str | None = None,
+        random_state: int | None = None,
+        n_threads: int | None = None,
+        device: str = "cpu",
+    ) -> None:
+        super().__init__(
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            patience=patience,
+            validation_fraction=validation_fraction,
+            cat_features=cat_features,
+            random_state=random_state,
+            n_threads=n_threads,
+            device=device,
+        )
+
+    def _build(self, device: Any) -> tuple[Any, Any]:
+        import torch
+        from tabm import TabM
+
+        model = TabM.make(
+            n_num_features=len(self.cont_columns_),
+            cat_cardinalities=self.cat_cardinalities_ or None,
+            d_out=len(self.classes_),
+        ).to(device)
+        return model, torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=3e-4)
+
+    def _loss_function(self) -> Any:
+        import torch
+
+        cross_entropy = torch.nn.CrossEntropyLoss()
+
+        def members_loss(logits: Any, targets: Any) -> Any:
+            # logits (batch, k, classes): every member learns every row
+            k = logits.shape[1]
+            return cross_entropy(logits.flatten(0, 1), targets.repeat_interleave(k))
+
+        return members_loss
+
+    def _probabilities(self, logits: Any) -> Any:
+        import torch
+
+        return torch.softmax(logits, dim=-1).mean(dim=1)
+
+
+def tabm(
+    random_state: int | None = 0,
+    n_jobs: int | None = 1,
+    *,
+    max_epochs: int = 100,
+    batch_size: int = 256,
+    patience: int | None = 16,
+    cat_features: Sequence[str | int] | str | None = FROM_DTYPE,
+    device: str = "cpu",
+) -> TabMClassifier:
+    """Return a TabM classifier with the package's defaults (see :class:`TabMClassifier`).
+
+    Parameters
+    ----------
+    random_state : int or None, default 0
+        Seed of initialisation, dropout, batching and the validation split.
+    n_jobs : int or None, default 1
+        Torch CPU threads while fitting and predicting.
+    max_epochs, batch_size, patience, cat_features, device
+        See :class:`TabMClassifier`; categorical columns default to the pandas
+        ``category`` ones.
+
+    Returns
+    -------
+    TabMClassifier
+        Unfitted.
+    """
+    return TabMClassifier(
+        max_epochs=max_epochs,
+        batch_size=batch_size,
+        patience=patience,
+        cat_features=cat_features,
+        random_state=random_state,
+        n_threads=n_jobs,
+        device=device,
+    )
+
+
+# -- models for mixed frames (pandas categoricals and numbers) ----------------------------
+
+
+def mixed_frame_pipeline(estimator: BaseEstimator, scale: bool = False) -> Pipeline:
+    """One-hot encode the ``category`` columns, pass (or standardise) the numbers, then fit.
+
+    Parameters
+    ----------
+    estimator : estimator
+        The classifier (step name ``"clf"``).
+    scale : bool, default False
+        Standardise the numeric columns (for linear models).
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+        ``encode -> clf``; a test category unseen in training is all zeros.
+    """
+    from sklearn.compose import ColumnTransformer, make_column_selector
+
+    onehot = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+    numbers = StandardScaler() if scale else "passthrough"
+    encode = ColumnTransformer(
+        [
+            ("categorical", onehot, make_column_selector(dtype_include="category")),
+            ("numeric", numbers, make_column_selector(dtype_exclude="category")),
+        ]
+    )
+    return Pipeline([("encode", encode), ("clf", estimator)])
+
+
+def majority(random_state: int | None = 0, n_jobs: int | None = 1) -> BaseEstimator:
+    """Return the majority-class classifier (the training rows' most frequent class)."""
+    from sklearn.dummy import DummyClassifier
+
+    del random_state, n_jobs
+    return DummyClassifier(strategy="most_frequent")
+
+
+def logistic_regression_mixed(random_state: int | None = 0, n_jobs: int | None = 1) -> Pipeline:
+    """Return scikit-learn's default logistic regression (``max_iter=2000``) on one-hot
+    categoricals and standardised numbers."""
+    del n_jobs
+    clf = LogisticRegression(max_iter=2000, random_state=random_state)
+    return mixed_frame_pipeline(clf, scale=True)
+
+
+def random_forest_mixed(random_state: int | None = 0, n_jobs: int | None = 1) -> Pipeline:
+    """Return scikit-learn's default random forest on one-hot categoricals and raw numbers."""
+    return mixed_frame_pipeline(RandomForestClassifier(random_state=random_state, n_jobs=n_jobs))
+
+
+def hist_gradient_boosting(random_state: int | None = 0, n_jobs: int | None = 1) -> BaseEstimator:
+    """Return scikit-learn's default HistGradientBoosting, ``category`` columns native."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    del n_jobs
+    return HistGradientBoostingClassifier(
+        categorical_features="from_dtype", random_state=random_state
+    )
+
+
+def lightgbm(random_state: int | None = 0, n_jobs: int | None = 1) -> BaseEstimator:
+    """Return LightGBM's default classifier; pandas ``category`` columns are native."""
+    from lightgbm import LGBMClassifier
+
+    return LGBMClassifier(random_state=random_state, n_jobs=n_jobs, verbose=-1)
+
+
+def catboost_mixed(
+    random_state: int | None = 0, n_jobs: int | None = 1
+) -> CatBoostCategoricalClassifier:
+    """Return CatBoost's defaults with the ``category`` columns native (see :func:`catboost`)."""
+    return catboost(random_state, n_jobs, cat_features=FROM_DTYPE)
+
+
+def ft_transformer_mixed(
+    random_state: int | None = 0, n_jobs: int | None = 1
+) -> FTTransformerClassifier:
+    """Return the FT-Transformer (:func:`ft_transformer`), the ``category`` columns embedded."""
+    return ft_transformer(random_state, n_jobs, cat_features=FROM_DTYPE)
+
+
+#: Baselines of the real-table benchmark (frames of pandas categoricals and numbers),
+#: each with its library's defaults; each factory takes ``random_state`` and ``n_jobs``.
+MIXED_BASELINES: dict[str, Callable[..., BaseEstimator]] = {
+    "majority": majority,
+    "logistic_regression": logistic_regression_mixed,
+    "random_forest": random_forest_mixed,
+    "hist_gradient_boosting": hist_gradient_boosting,
+    "lightgbm": lightgbm,
+    "catboost": catboost_mixed,
+    "ft_transformer": ft_transformer_mixed,
+    "tabm": tabm,
+}
+
+
 #: Baseline factories by name; each takes ``random_state`` and ``n_jobs``.
 BASELINES: dict[str, Callable[..., BaseEstimator]] = {
     "logistic_regression": logistic_regression,
@@ -781,6 +1034,19 @@ BASELINES: dict[str, Callable[..., BaseEstimator]] = {
     "catboost": catboost,
     "ft_transformer": ft_transformer,
 }
+
+
+def make_mixed_baseline(
+    name: str, random_state: int | None = 0, n_jobs: int | None = 1
+) -> BaseEstimator:
+    """Build an unfitted baseline of :data:`MIXED_BASELINES` by name."""
+    try:
+        factory = MIXED_BASELINES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown baseline {name!r}; choose from {sorted(MIXED_BASELINES)}"
+        ) from None
+    return factory(random_state=random_state, n_jobs=n_jobs)
 
 
 def make_baseline(

@@ -134,6 +134,46 @@ def plan_runs(
     return runs
 
 
+def check_params_file(out_csv: Path, attnmoe_params: dict[str, Any] | None) -> None:
+    """Keep attnmoe's fixed parameters beside ``out_csv``; refuse to resume with others.
+
+    ``verbose`` is not a configuration and is left out.
+    """
+    params_file = out_csv.with_name(out_csv.stem + ".params.json")
+    fixed = {k: v for k, v in (attnmoe_params or {}).items() if k != "verbose"}
+    params_text = json.dumps(fixed, sort_keys=True)
+    if params_file.exists() and params_file.read_text().strip() != params_text:
+        raise ValueError(
+            f"{out_csv} was written with --attnmoe-params {params_file.read_text().strip()}; "
+            "resume it with the same parameters or use another output folder"
+        )
+    params_file.write_text(params_text + "\n")
+
+
+def recorded_runs(out_csv: str | Path, columns: Sequence[str]) -> set[tuple[str, ...]]:
+    """The runs already in ``out_csv``: their ``columns``' values, as strings."""
+    out_csv = Path(out_csv)
+    if not out_csv.exists():
+        return set()
+    done = pd.read_csv(out_csv, dtype=str, keep_default_na=False)
+    if not len(done):
+        return set()
+    return set(done[list(columns)].itertuples(index=False, name=None))
+
+
+def append_runs(
+    tasks: Sequence[Any], out_csv: str | Path, jobs: int = 1, progress: bool = True
+) -> None:
+    """Run joblib ``delayed`` tasks, each returning one row (a dict), ``jobs`` at a time;
+    append every row to ``out_csv`` as soon as its run finishes (the header with the first)."""
+    out_csv = Path(out_csv)
+    bar = tqdm(total=len(tasks), desc="runs", unit="fit", disable=not progress)
+    for row in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks):
+        pd.DataFrame([row]).to_csv(out_csv, mode="a", header=not out_csv.exists(), index=False)
+        bar.update(1)
+    bar.close()
+
+
 def run_benchmark(
     runs: Iterable[Run],
     out_csv: str | Path,
@@ -180,28 +220,11 @@ def run_benchmark(
         grid_file.write_text(json.dumps(attnmoe_search, sort_keys=True) + "\n")
     # so are the fixed parameters: one runs.csv, one configuration (folders written
     # before this file existed cannot be checked)
-    params_file = out_csv.with_name(out_csv.stem + ".params.json")
-    fixed = {k: v for k, v in (attnmoe_params or {}).items() if k != "verbose"}
-    params_text = json.dumps(fixed, sort_keys=True)
-    if params_file.exists() and params_file.read_text().strip() != params_text:
-        raise ValueError(
-            f"{out_csv} was written with --attnmoe-params {params_file.read_text().strip()}; "
-            "resume it with the same parameters or use another output folder"
-        )
-    params_file.write_text(params_text + "\n")
-    seen = set()
-    if len(done):
-        seen = {
-            Run(d, int(s), m)
-            for d, s, m in done[["dataset", "seed", "model"]].itertuples(index=False)
-        }
-    todo = [r for r in runs if r not in seen]
-    bar = tqdm(total=len(todo), desc="runs", unit="fit", disable=not progress)
-    tasks = (delayed(run_one)(r, attnmoe_params, attnmoe_search, unlabeled_test) for r in todo)
-    for row in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks):
-        pd.DataFrame([row]).to_csv(out_csv, mode="a", header=not out_csv.exists(), index=False)
-        bar.update(1)
-    bar.close()
+    check_params_file(out_csv, attnmoe_params)
+    seen = recorded_runs(out_csv, ["dataset", "seed", "model"])
+    todo = [r for r in runs if (r.dataset, str(r.seed), r.model) not in seen]
+    tasks = [delayed(run_one)(r, attnmoe_params, attnmoe_search, unlabeled_test) for r in todo]
+    append_runs(tasks, out_csv, jobs=jobs, progress=progress)
     # the planned runs only (a folder may hold others), each once
     results = pd.read_csv(out_csv).drop_duplicates(["dataset", "seed", "model"], keep="first")
     planned = {(r.dataset, r.seed, r.model) for r in runs}

