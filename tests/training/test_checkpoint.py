@@ -178,6 +178,13 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert h.train_loss == pytest.approx(h_ref.train_loss, abs=1e-6)
 
 
+def _flip_byte(path, at: int) -> None:
+    """Change one byte in place: the file keeps its size and its header stays whole."""
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
 @pytest.mark.parametrize(
     "damage",
     [
@@ -187,8 +194,17 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
         lambda p: (p / "optimizer.safetensors").write_bytes(b"\xff" * 12),
         lambda p: (p / "trainer_state.json").write_text('{"format": "attnmoe-chec'),
         lambda p: (p / "config.json").unlink(),
+        lambda p: _flip_byte(p / "model.safetensors", -5),
+        lambda p: _flip_byte(p / "optimizer.safetensors", -5),
     ],
-    ids=["truncated weights", "garbled optimizer", "torn state", "missing config"],
+    ids=[
+        "truncated weights",
+        "garbled optimizer",
+        "torn state",
+        "missing config",
+        "flipped weight byte",
+        "flipped optimizer byte",
+    ],
 )
 def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, damage):
     source = SyntheticSource(n_tokens=8 * 16 * 4, window=8, vocab_size=40, seed=3)

@@ -36,9 +36,12 @@ from .._version import __version__
 from ..model.io import (
     CONFIG_NAME,
     FORMAT_VERSION,
+    MANIFEST_NAME,
     WEIGHTS_NAME,
     ModelFileError,
+    check_files,
     model_facts,
+    read_manifest,
     verify_manifest,
     with_manifest,
     write_directory_atomically,
@@ -142,8 +145,9 @@ def checkpoint_problem(path: str | os.PathLike) -> str | None:
     """Why the checkpoint at ``path`` cannot be resumed from (one line), or None.
 
     Checks that every file is there, the JSON files parse as a checkpoint of
-    this format, and the safetensors files are whole (their headers match their
-    sizes); the tensors themselves are checked when :func:`load_checkpoint` reads them.
+    this format, the safetensors files are whole (their headers match their
+    sizes), and every file matches its size and SHA-256 in ``manifest.json``; the
+    tensors' values are checked when :func:`load_checkpoint` reads them.
     """
     root = Path(path)
     try:
@@ -159,6 +163,11 @@ def checkpoint_problem(path: str | os.PathLike) -> str | None:
         problem = _safetensors_problem(root / name)
         if problem:
             return problem
+    if (root / MANIFEST_NAME).exists():  # a flipped byte keeps the frame whole: hash the files
+        try:
+            check_files(root, read_manifest(root))
+        except ModelFileError as err:
+            return str(err)
     return None
 
 
