@@ -44,9 +44,30 @@ def test_comma_files_stay_comma_files(tmp_path, capsys):
     assert sniff_separator(str(path)) == ","
     path.write_text("x;y\n1,5;2\n3,25;4\n")
     assert sniff_separator(str(path)) == ";"
-    typed, _ = read_table(str(path), sep="|")  # an explicit --sep is used as given, silently
-    assert list(typed.columns) == ["x;y"]
+    typed, _ = read_table(str(path), sep=";")  # an explicit --sep is used as given, silently
+    assert list(typed.columns) == ["x", "y"]
     assert capsys.readouterr().out == ""
+
+
+def test_a_wrong_sep_that_reads_one_column_is_refused(tmp_path, capsys):
+    # read with the wrong --sep, a ';' table is one column: imputing it filled nothing, exit 0
+    path, out = tmp_path / "data.csv", tmp_path / "filled.csv"
+    frame = _frame()
+    frame.loc[::5, "colour"] = None
+    frame.to_csv(path, index=False, sep=";")
+    with pytest.raises(ValueError, match=r"one column 'colour;weight;label'.*--sep ';'"):
+        read_table(str(path), sep=",")
+    assert main(["impute", str(path), "--out", str(out), "--sep", ","]) == 2
+    assert "did you mean --sep ';'?" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("typed", ["\\t", "tab"])
+def test_a_tab_can_be_typed_as_backslash_t(tmp_path, typed):
+    path = tmp_path / "data.tsv"
+    _frame().to_csv(path, index=False, sep="\t")
+    frame, _ = read_table(str(path), sep=typed)
+    assert list(frame.columns) == ["colour", "weight", "label"]
 
 
 def test_fit_and_predict_read_a_semicolon_csv(tmp_path, capsys):

@@ -45,6 +45,7 @@ def sniff_separator(path: str) -> str:
 
 def _separator(path: str, sep: str | None) -> str:
     if sep is not None:
+        sep = {"\\t": "\t", "tab": "\t"}.get(sep, sep)  # a tab is hard to type in a shell
         if len(sep) != 1:
             raise ValueError(f"--sep must be one character, got {sep!r}")
         return sep
@@ -87,8 +88,21 @@ def read_table(path: str, sep: str | None = None) -> tuple[pd.DataFrame, pd.Data
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:  # pandas would rename them (a, a.1): the output could not keep them
         raise ValueError(f"{path}: repeated column names {repeated}; make them unique")
+    _check_split(names, sep, path)
     _warn_infinite(typed, path)
     return typed, text
+
+
+def _check_split(names: list[str], sep: str, path: str) -> None:
+    """A table read as one column whose name holds another delimiter was split wrongly."""
+    if len(names) != 1:
+        return
+    others = [c for c in _SEPARATORS if c != sep and c in str(names[0])]
+    if others:
+        raise ValueError(
+            f"{path} reads as one column {names[0]!r} with --sep {sep!r}: "
+            f"did you mean --sep {others[0]!r}?"
+        )
 
 
 def _warn_infinite(typed: pd.DataFrame, path: str) -> None:
