@@ -90,6 +90,12 @@ def sentence_view(model_dir: str | Path, sentence: str, layer: int = 0, k: int =
         view = attnmoe_sentence_view(root, sentence, k)
         view["source"] = f"attnmoe model {root}"
         return view
+    if (root.parent / "vocab.json").is_file() and (root / "config.json").is_file():
+        # an attnmoe model folder inside a train-text output: its vocabulary is one level up
+        raise ValueError(
+            f"{root} is a model inside a train-text output; give that output folder "
+            f"({root.parent}, the one with vocab.json)"
+        )
     from .huggingface import hf_expert_view
 
     data = hf_expert_view(root, sentence, layer=layer, k=k)
