@@ -85,6 +85,6 @@ def test_attnmoe_text_model_sentence_view(tmp_path):
     assert main(["report-sentence", str(tmp_path / "model"), "w1 w2 w3", "--out", str(out)]) == 0
     assert "All heads together" in out.read_text()
     # the model folder inside the output (no vocab.json of its own): pointed to its parent
-    inner = [p for p in (tmp_path / "model").iterdir() if (p / "config.json").is_file()][0]
+    inner = next(p for p in (tmp_path / "model").iterdir() if (p / "config.json").is_file())
     with pytest.raises(ValueError, match="give that output folder"):
         sentence_view(inner, "w1 w2")
