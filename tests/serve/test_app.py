@@ -112,7 +112,9 @@ def test_the_bearer_token_is_required_and_never_written(model_dir, rows, tmp_pat
         assert answer.status_code == 401
         assert TOKEN not in answer.text
     assert client.get("/model").status_code == 401
-    good = client.post("/predict", json={"rows": rows}, headers={"Authorization": f"Bearer {TOKEN}"})
+    good = client.post(
+        "/predict", json={"rows": rows}, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
     assert good.status_code == 200 and TOKEN not in good.text
     assert PredictionLog(str(db)).count() == len(rows)
     written = b"".join(p.read_bytes() for p in tmp_path.iterdir())
@@ -131,9 +133,7 @@ def test_every_row_is_logged_with_its_request_and_groups(model_dir, rows, tmp_pa
     assert list(logged["row"]) == list(range(len(rows)))
     assert list(logged["predicted"]) == [p["class"] for p in body["predictions"]]
     assert list(logged["probability"]) == [p["probability"] for p in body["predictions"]]
-    assert [json.loads(e) for e in logged["experts"]] == [
-        p["experts"] for p in body["predictions"]
-    ]
+    assert [json.loads(e) for e in logged["experts"]] == [p["experts"] for p in body["predictions"]]
     assert [json.loads(g) for g in logged["groups"]] == [
         {"colour": r["colour"], "region": "north"} for r in rows
     ]

@@ -27,10 +27,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from ..serve import create_app
 
     token = None if args.token_file is None else _read_token(args.token_file)
-    app = create_app(
-        args.model, log=args.log, token=token, groups=args.group, max_rows=args.max_rows,
-        max_bytes=args.max_bytes,
-    )  # fmt: skip
+    limits = {"max_rows": args.max_rows, "max_bytes": args.max_bytes}
+    app = create_app(args.model, log=args.log, token=token, groups=args.group, **limits)
     state = app.state.predictor
     logged = "not logged" if args.log is None else f"logged to {app.state.log.name}"
     print(
@@ -61,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve",
         help="serve a saved classifier over HTTP (JSON), logging every prediction",
-        description="Answer POST /predict ({\"rows\": [{column: value, ...}]}: class, "
+        description='Answer POST /predict ({"rows": [{column: value, ...}]}: class, '
         "probabilities and the top experts per head), GET /model and GET /health for the "
         "model in MODEL (written by `attnmoe fit`), loaded once and checked against its "
         "manifest. Needs the serve extra (pip install attnmoe[serve]).",
@@ -88,7 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="COL",
         help="columns logged with each prediction for audits per group: model columns, or "
-        "keys of the request's per-row \"groups\"",
+        'keys of the request\'s per-row "groups"',
     )
     p.add_argument("--max-rows", type=int, default=1000, help="rows per request (default 1000)")
     p.add_argument(

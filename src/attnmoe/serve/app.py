@@ -45,7 +45,9 @@ def _groups(body: PredictRequest, rows: list, names: Sequence[str]) -> list[dict
     extra = body.groups or [{} for _ in rows]
     if len(extra) != len(rows):
         raise RowError("groups", f"expected {len(rows)} objects (one per row), got {len(extra)}")
-    return [{n: {**row, **more}.get(n) for n in names} for row, more in zip(rows, extra)]
+    return [
+        {n: {**row, **more}.get(n) for n in names} for row, more in zip(rows, extra, strict=True)
+    ]
 
 
 def create_app(
@@ -143,8 +145,6 @@ def create_app(
                 return _problem(503, f"{err}; nothing was logged, try again")
         rows = [{"row": i, **a} for i, a in enumerate(answers)]
         payload = PredictResponse(request_id=request_id, predictions=rows)
-        return JSONResponse(
-            payload.model_dump(by_alias=True), headers={"X-Request-ID": request_id}
-        )
+        return JSONResponse(payload.model_dump(by_alias=True), headers={"X-Request-ID": request_id})
 
     return app

@@ -220,7 +220,8 @@ class PredictionLog:
             return int(conn.execute(sa.select(sa.func.count()).select_from(PREDICTIONS)).scalar())
 
     def labelled(self) -> pd.DataFrame:
-        """Every prediction with its latest label (None where none arrived)."""
+        """Every prediction (one row each, in the order logged) with its latest label
+        (missing where none arrived)."""
         label = (
             sa.select(LABELS.c.label)
             .where(LABELS.c.request_id == PREDICTIONS.c.request_id)

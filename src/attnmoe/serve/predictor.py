@@ -81,8 +81,8 @@ class Predictor:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise RowError(where, f"expected a number or null, got {type(value).__name__}")
         elif not isinstance(value, (str, int, float, bool)):
-            raise RowError(where, f"expected a string, number, bool or null, "
-                           f"got {type(value).__name__}")  # fmt: skip
+            kind = type(value).__name__
+            raise RowError(where, f"expected a string, number, bool or null, got {kind}")
         if isinstance(value, float) and not math.isfinite(value):
             raise RowError(where, "expected a finite number")
 
@@ -99,8 +99,8 @@ class Predictor:
                 raise RowError(f"rows[{i}]", "expected an object of column: value")
             unknown = [c for c in row if c not in self.columns]
             if unknown:
-                raise RowError(f"rows[{i}].{unknown[0]}",
-                               f"unknown column; the model's columns are {self.columns}")  # fmt: skip
+                known = f"unknown column; the model's columns are {self.columns}"
+                raise RowError(f"rows[{i}].{unknown[0]}", known)
             missing = [c for c in self.columns if c not in row]
             if missing:
                 raise RowError(f"rows[{i}].{missing[0]}", "missing column (null if unknown)")
@@ -114,8 +114,9 @@ class Predictor:
             warnings.simplefilter("ignore", UserWarning)
             frame = explain(self.clf, X, classes=list(predicted))
         frame = frame[frame["kind"] == "expert"]
-        heads = np.where(frame["path"].astype(str) != "", frame["path"].astype(str),
-                         frame["head"].astype(str))  # fmt: skip
+        # a deeper pure model's experts sit on head paths; one layer's on heads
+        path = frame["path"].astype(str)
+        heads = np.where(path != "", path, frame["head"].astype(str))
         out: list[dict[str, list]] = [{} for _ in range(len(X))]
         for head in pd.unique(heads):
             ranked = top_experts(frame[heads == head], n=TOP_EXPERTS)
