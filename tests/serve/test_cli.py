@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import socket
+import subprocess
+import sys
+import time
 
 import pandas as pd
 import pytest
@@ -70,3 +75,38 @@ def test_predict_log_options_are_checked_first(model_dir, table, tmp_path, capsy
         main(["predict", str(model_dir), str(tmp_path / "new.csv"), "--out", str(out), *extra]) == 2
     )
     assert message in capsys.readouterr().err and not out.exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_real_server_on_loopback_answers_and_logs(model_dir, rows, tmp_path):
+    import httpx
+
+    token, db, port = "tok-real-9c2b", tmp_path / "log.db", _free_port()
+    (tmp_path / "token").write_text(token)
+    command = [sys.executable, "-m", "attnmoe.cli", "serve", str(model_dir), "--port", str(port)]
+    command += ["--log", str(db), "--token-file", str(tmp_path / "token")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    url, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert httpx.get(f"{url}/health", headers=auth).status_code == 200
+                break
+            except httpx.TransportError:
+                assert server.poll() is None and time.monotonic() < deadline
+                time.sleep(0.2)
+        answer = httpx.post(f"{url}/predict", json={"rows": rows}, headers=auth)
+        assert answer.status_code == 200 and len(answer.json()["predictions"]) == len(rows)
+        assert httpx.post(f"{url}/predict", json={"rows": rows}).status_code == 401
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0].decode()
+    assert f"http://127.0.0.1:{port}" in output and token not in output
+    assert PredictionLog(str(db)).count() == len(rows)
