@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from attnmoe.tabular import AttentionMoEClassifier
+from tests.explain.conftest import chromium  # noqa: F401  (the monitor page's browser)
 
 pytest.importorskip("fastapi")
 pytest.importorskip("sqlalchemy")

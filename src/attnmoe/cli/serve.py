@@ -54,8 +54,26 @@ def _cmd_log_labels(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_monitor(args: argparse.Namespace) -> int:
+    from ..serve import PredictionLog, monitor_data, write_monitor
+    from .outputs import check_output
+
+    check_output(args.out, inputs=[None if "://" in args.db else args.db])
+    log = PredictionLog(args.db)
+    try:
+        data = monitor_data(log, args.threshold)
+        write_monitor(log, args.out, args.threshold)
+    finally:
+        log.close()
+    print(
+        f"{data['n']:,} predictions over {len(data['days'])} days, "
+        f"{len(data['alerts'])} drift alerts; written to {args.out}"
+    )
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``serve`` and ``log-labels``."""
+    """Add ``serve``, ``log-labels`` and ``monitor``."""
     p = sub.add_parser(
         "serve",
         help="serve a saved classifier over HTTP (JSON), logging every prediction",
@@ -103,6 +121,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("db", metavar="DB_URL", help="the log: a path (SQLite) or an SQLAlchemy URL")
     p.add_argument("labels", help="CSV with columns request_id, row, label")
     p.set_defaults(func=_cmd_log_labels)
+
+    p = sub.add_parser(
+        "monitor",
+        help="the prediction log as one HTML page: usage, drift and accuracy per day",
+        description="Write a self-contained HTML page from the prediction log DB: predictions "
+        "and each column's share of the gates per day (UTC), the columns whose share moved "
+        "past --threshold from the first day, and the accuracy once labels arrived.",
+    )
+    p.add_argument("db", metavar="DB_URL", help="the log: a path (SQLite) or an SQLAlchemy URL")
+    p.add_argument("--out", required=True, help="HTML file to write")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.05,
+        help="flag a column whose gate share moves by more than this (default 0.05)",
+    )
+    p.set_defaults(func=_cmd_monitor)
 
 
 __all__ = ["register"]

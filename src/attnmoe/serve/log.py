@@ -156,13 +156,15 @@ class PredictionLog:
         model_checksum: str | None,
         request_id: str,
         groups: Iterable[Mapping[str, Any]] | None = None,
+        time: str | None = None,
     ) -> int:
         """Append one record per prediction (``class``, ``probability``, ``experts`` as
         :meth:`Predictor.predict <attnmoe.serve.Predictor.predict>` gives them); rows are
-        numbered from 0 in order. Returns how many were written."""
+        numbered from 0 in order. ``time``: ISO 8601 UTC (default now; for imports of
+        older predictions). Returns how many were written."""
         predictions = list(predictions)
         groups = [{} for _ in predictions] if groups is None else list(groups)
-        now = utc_now()
+        now = utc_now() if time is None else time
         records = [
             {
                 "time": now,
