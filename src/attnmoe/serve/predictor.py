@@ -116,17 +116,18 @@ class Predictor:
         frame = frame[frame["kind"] == "expert"]
         # a deeper pure model's experts sit on head paths; one layer's on heads
         path = frame["path"].astype(str)
-        heads = np.where(path != "", path, frame["head"].astype(str))
+        codes, heads = pd.factorize(np.where(path != "", path, frame["head"].astype(str)))
+        # one top_experts call for every (row, head): each pair ranked as a row of its own
+        ranked = top_experts(frame.assign(row=frame["row"] * len(heads) + codes), n=TOP_EXPERTS)
         out: list[dict[str, list]] = [{} for _ in range(len(X))]
-        for head in pd.unique(heads):
-            ranked = top_experts(frame[heads == head], n=TOP_EXPERTS)
-            for r in ranked.itertuples(index=False):
-                out[int(r.row)].setdefault(str(head), []).append({
-                    "feature": str(r.feature),
-                    "value": str(r.value),
-                    "gate": float(r.gate),
-                    "share": float(r.share),
-                })  # fmt: skip
+        for r in ranked.itertuples(index=False):
+            row, head = divmod(int(r.row), len(heads))
+            out[row].setdefault(str(heads[head]), []).append({
+                "feature": str(r.feature),
+                "value": str(r.value),
+                "gate": float(r.gate),
+                "share": float(r.share),
+            })  # fmt: skip
         return out
 
     def predict(self, X: pd.DataFrame, proba: np.ndarray | None = None) -> list[dict[str, Any]]:
