@@ -110,3 +110,9 @@ def test_a_real_server_on_loopback_answers_and_logs(model_dir, rows, tmp_path):
         output = server.communicate(timeout=30)[0].decode()
     assert f"http://127.0.0.1:{port}" in output and token not in output
     assert PredictionLog(str(db)).count() == len(rows)
+
+
+def test_without_the_serve_extra_one_line_says_what_to_install(model_dir, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "attnmoe.serve", None)  # as if sqlalchemy were missing
+    assert main(["log-labels", "log.db", "labels.csv"]) == 2
+    assert "pip install 'attnmoe[serve]'" in capsys.readouterr().err

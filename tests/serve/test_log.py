@@ -21,8 +21,7 @@ def _append_many(target: str, writer: int, n: int) -> None:
 
 
 def test_four_writer_processes_lose_nothing(tmp_path):
-    target = str(tmp_path / "log.db")
-    PredictionLog(target).close()
+    target = str(tmp_path / "log.db")  # a new log: the writers also race to create it
     context = multiprocessing.get_context("fork")  # the children need no fresh imports
     workers = [context.Process(target=_append_many, args=(target, w, 200)) for w in range(4)]
     for worker in workers:

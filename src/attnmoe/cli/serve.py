@@ -8,9 +8,22 @@ uvicorn; ``log-labels`` appends labels that arrived later to a prediction log
 from __future__ import annotations
 
 import argparse
+import importlib
 from pathlib import Path
 
 import pandas as pd
+
+
+def serve_package():
+    """:mod:`attnmoe.serve`, or one line saying to install the ``serve`` extra."""
+    try:
+        serve = importlib.import_module("attnmoe.serve")
+    except ImportError as err:  # fastapi, uvicorn or sqlalchemy missing
+        raise ValueError(
+            f"this command needs the serve extra ({err.name} is missing): "
+            "pip install 'attnmoe[serve]'"
+        ) from None
+    return serve
 
 
 def _read_token(path: str) -> str:
@@ -22,9 +35,8 @@ def _read_token(path: str) -> str:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    create_app = serve_package().create_app
     import uvicorn
-
-    from ..serve import create_app
 
     token = None if args.token_file is None else _read_token(args.token_file)
     limits = {"max_rows": args.max_rows, "max_bytes": args.max_bytes}
@@ -41,8 +53,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_log_labels(args: argparse.Namespace) -> int:
-    from ..serve import PredictionLog
-
+    PredictionLog = serve_package().PredictionLog
     labels = pd.read_csv(args.labels, dtype={"request_id": str, "label": str})
     log = PredictionLog(args.db)
     try:
@@ -55,8 +66,12 @@ def _cmd_log_labels(args: argparse.Namespace) -> int:
 
 
 def _cmd_monitor(args: argparse.Namespace) -> int:
-    from ..serve import PredictionLog, monitor_data, write_monitor
     from .outputs import check_output
+
+    serve = serve_package()
+    PredictionLog, monitor_data, write_monitor = (
+        serve.PredictionLog, serve.monitor_data, serve.write_monitor
+    )  # fmt: skip
 
     check_output(args.out, inputs=[None if "://" in args.db else args.db])
     log = PredictionLog(args.db)

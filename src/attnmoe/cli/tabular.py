@@ -194,9 +194,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _open_log(target: str):
-    from ..serve import PredictionLog
+    from .serve import serve_package
 
-    return PredictionLog(target)
+    return serve_package().PredictionLog(target)
 
 
 def _log_predictions(log, args: argparse.Namespace, clf, data: pd.DataFrame, X, proba) -> None:

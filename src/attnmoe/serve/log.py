@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -124,7 +125,14 @@ class PredictionLog:
             raise LogUnavailableError(f"the log {self.name} is unavailable: {err.orig}") from None
 
     def _prepare(self) -> None:
-        _META.create_all(self.engine, checkfirst=True)
+        for attempt in range(5):  # processes opening a new log at once race to create it
+            try:
+                _META.create_all(self.engine, checkfirst=True)
+                break
+            except OperationalError:
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
         with self.engine.begin() as conn:
             found = conn.execute(sa.select(SCHEMA.c.version)).scalar()
         if found is None:
