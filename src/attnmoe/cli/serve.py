@@ -1,8 +1,9 @@
-"""``attnmoe serve`` and ``log-labels``: the HTTP prediction service and its log's labels.
+"""``attnmoe serve``, ``log-labels`` and ``monitor``: the HTTP service and its log.
 
 ``serve`` loads a saved classifier once and answers ``POST /predict`` on
-uvicorn; ``log-labels`` appends labels that arrived later to a prediction log
-(see :mod:`attnmoe.serve`).
+uvicorn; ``log-labels`` appends labels that arrived later to a prediction log;
+``monitor`` writes the log as one HTML page (see :mod:`attnmoe.serve`). The
+library is imported when a command runs: the ``serve`` extra is optional.
 """
 
 from __future__ import annotations
@@ -53,9 +54,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_log_labels(args: argparse.Namespace) -> int:
-    PredictionLog = serve_package().PredictionLog
+    serve = serve_package()
     labels = pd.read_csv(args.labels, dtype={"request_id": str, "label": str})
-    log = PredictionLog(args.db)
+    log = serve.PredictionLog(args.db)
     try:
         written, unmatched = log.add_labels(labels)
     finally:
@@ -69,15 +70,12 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     from .outputs import check_output
 
     serve = serve_package()
-    PredictionLog, monitor_data, write_monitor = (
-        serve.PredictionLog, serve.monitor_data, serve.write_monitor
-    )  # fmt: skip
 
     check_output(args.out, inputs=[None if "://" in args.db else args.db])
-    log = PredictionLog(args.db)
+    log = serve.PredictionLog(args.db)
     try:
-        data = monitor_data(log, args.threshold)
-        write_monitor(log, args.out, args.threshold)
+        data = serve.monitor_data(log, args.threshold)
+        serve.write_monitor(log, args.out, args.threshold)
     finally:
         log.close()
     print(
