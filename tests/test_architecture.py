@@ -18,8 +18,9 @@ ROOT = "attnmoe"
 
 # package -> the packages it must not import (at any depth)
 LAYERS = {
-    "attnmoe.model": ("training", "cli", "bench", "explain", "tabular", "text"),
-    "attnmoe.training": ("cli", "bench", "explain", "tabular", "text"),
+    "attnmoe.model": ("training", "cli", "bench", "explain", "tabular", "text", "serve"),
+    "attnmoe.training": ("cli", "bench", "explain", "tabular", "text", "serve"),
+    "attnmoe.serve": ("cli", "bench", "text"),
 }
 
 

@@ -33,7 +33,8 @@ def test_the_command_list_is_complete():
     expected = {
         "version", "convert", "check-equivalence", "demo", "bench", "bench tabular",
         "bench real", "bench cost", "fit", "predict", "impute", "report", "report-sentence",
-        "experts-hf", "train-text", "analogy", "train-ddp",
+        "experts-hf", "train-text", "analogy", "train-ddp", "serve", "log-labels",
+        "monitor",
     }  # fmt: skip
     assert names == expected
 

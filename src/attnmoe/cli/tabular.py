@@ -152,12 +152,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from ..tabular import AttentionMoEClassifier
 
     check_output(args.out, inputs=[args.data], model_dirs=[args.model])
+    if args.group and args.log is None:
+        raise ValueError("--group names the columns --log records: give --log too")
     clf = AttentionMoEClassifier.from_pretrained(args.model)
     features = getattr(clf, "feature_names_in_", None)
     if features is None:
         raise ValueError("the model was fitted without column names; predict needs them")
     data, text = read_table(args.data, args.sep)
     _columns(data, [str(c) for c in features], "the model's columns")
+    _columns(data, args.group, "--group")
+    log = None if args.log is None else _open_log(args.log)  # a bad log fails before predicting
     for name in empty_columns(data, [str(c) for c in features]):
         warnings.warn(
             f"column {name!r} is empty in DATA: every row is predicted without it", stacklevel=2
@@ -184,7 +188,37 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     counts = new[args.column].value_counts()
     shown = ", ".join(f"{label}: {n:,}" for label, n in counts.items())
     print(f"predicted {len(out):,} rows ({shown}); written to {args.out}")
+    if log is not None:
+        _log_predictions(log, args, clf, data, X, proba)
     return 0
+
+
+def _open_log(target: str):
+    from .serve import serve_package
+
+    return serve_package().PredictionLog(target)
+
+
+def _log_predictions(log, args: argparse.Namespace, clf, data: pd.DataFrame, X, proba) -> None:
+    """``predict --log``: one record per row, under one request id (said, for labels)."""
+    import uuid
+
+    from ..serve import Predictor
+
+    groups = data[args.group].astype(object).where(data[args.group].notna(), None)
+    try:
+        request_id = uuid.uuid4().hex
+        predictor = Predictor(args.model, clf)
+        n = log.append(
+            predictor.predict(X, proba),
+            model_id=predictor.model_id,
+            model_checksum=predictor.checksum,
+            request_id=request_id,
+            groups=groups.to_dict("records"),
+        )
+    finally:
+        log.close()
+    print(f"logged {n:,} predictions to {log.name} as request {request_id}")
 
 
 def _cmd_impute(args: argparse.Namespace) -> int:
@@ -283,6 +317,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also top_expert, the column whose expert pushed hardest toward each "
         "prediction, and top_expert_contribution, its part of the predicted class's logit",
+    )
+    p.add_argument(
+        "--log",
+        metavar="DB_URL",
+        default=None,
+        help="also append every prediction (with its top experts) to this log: a path "
+        "(SQLite) or an SQLAlchemy URL; needs the serve extra",
+    )
+    p.add_argument(
+        "--group",
+        nargs="+",
+        default=[],
+        metavar="COL",
+        help="with --log: DATA columns logged with each prediction (audits per group)",
     )
     p.set_defaults(func=_cmd_predict)
 

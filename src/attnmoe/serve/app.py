@@ -1,0 +1,150 @@
+"""The HTTP app (FastAPI): ``POST /predict``, ``GET /model``, ``GET /health``.
+
+:func:`create_app` loads the model once; each ``/predict`` checks its rows,
+predicts, logs every row when a log is set (all of the request's rows or none:
+a log that cannot take them makes the answer a 503, not a half-logged request),
+and answers per row the class, the probabilities and the top experts per head.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from .._version import __version__
+from ..model.io import read_manifest
+from .log import LogUnavailableError, PredictionLog
+from .predictor import Predictor, RowError
+from .schemas import Health, ModelInfo, PredictRequest, PredictResponse
+
+#: default bounds of one request
+MAX_ROWS = 1000
+MAX_BYTES = 1 << 20
+
+
+def _problem(status: int, detail: str, **headers: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers or None)
+
+
+def _pydantic_problem(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "body"
+    return f"{where}: {first['msg']}"
+
+
+def _groups(body: PredictRequest, rows: list, names: Sequence[str]) -> list[dict]:
+    """Per row, the group columns named at start, from the row or from ``groups``."""
+    extra = body.groups or [{} for _ in rows]
+    if len(extra) != len(rows):
+        raise RowError("groups", f"expected {len(rows)} objects (one per row), got {len(extra)}")
+    return [
+        {n: {**row, **more}.get(n) for n in names} for row, more in zip(rows, extra, strict=True)
+    ]
+
+
+def create_app(
+    model_dir: str | Path,
+    log: str | PredictionLog | None = None,
+    token: str | None = None,
+    groups: Sequence[str] = (),
+    *,
+    max_rows: int = MAX_ROWS,
+    max_bytes: int = MAX_BYTES,
+) -> FastAPI:
+    """The prediction service of the model saved in ``model_dir``.
+
+    Parameters
+    ----------
+    model_dir
+        A folder written by ``attnmoe fit`` / ``save_pretrained`` (checked against
+        its manifest as it loads).
+    log
+        Where every prediction is appended: a path, an SQLAlchemy URL or a
+        :class:`PredictionLog`; None logs nothing.
+    token
+        When set, every request needs ``Authorization: Bearer <token>`` (else 401).
+    groups
+        Columns logged with each prediction (for audits per group): the model's
+        own columns, or extra keys given per row in the request's ``groups``.
+    max_rows, max_bytes
+        Larger requests get 413.
+    """
+    predictor = Predictor(model_dir)
+    prediction_log = PredictionLog(log) if isinstance(log, str) else log
+    manifest = read_manifest(predictor.directory) or {"files": {}}
+    info = ModelInfo(
+        model_id=predictor.model_id,
+        columns=predictor.columns,
+        classes=predictor.classes,
+        attnmoe_version=__version__,
+        checksum=predictor.checksum,
+        files={name: entry["sha256"] for name, entry in manifest["files"].items()},
+    )
+    expected = f"Bearer {token}".encode() if token else None
+    app = FastAPI(title="attnmoe", version=__version__)
+    app.state.predictor, app.state.log = predictor, prediction_log
+
+    @app.middleware("http")
+    async def _bearer(request: Request, call_next):
+        given = request.headers.get("authorization", "").encode()
+        if expected is not None and not secrets.compare_digest(given, expected):
+            return _problem(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
+        return await call_next(request)
+
+    @app.get("/health", response_model=Health)
+    def health() -> Health:
+        name = None if prediction_log is None else prediction_log.name
+        return Health(status="ok", model_id=predictor.model_id, log=name)
+
+    @app.get("/model", response_model=ModelInfo)
+    def model() -> ModelInfo:
+        return info
+
+    @app.post("/predict", response_model=PredictResponse, responses={413: {}, 422: {}, 503: {}})
+    async def predict(request: Request):
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > max_bytes:
+            return _problem(413, f"body: {length} bytes, more than the limit of {max_bytes}")
+        raw = await request.body()
+        if len(raw) > max_bytes:
+            return _problem(413, f"body: {len(raw)} bytes, more than the limit of {max_bytes}")
+        try:
+            body = PredictRequest.model_validate(json.loads(raw))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            return _problem(400, f"body: not JSON ({err})")
+        except ValidationError as err:
+            return _problem(422, _pydantic_problem(err))
+        if len(body.rows) > max_rows:
+            return _problem(413, f"rows: {len(body.rows)} rows, more than the limit of {max_rows}")
+        try:
+            X = predictor.frame(body.rows)
+            per_row = _groups(body, body.rows, groups)
+        except RowError as err:
+            return _problem(422, str(err))
+        request_id = uuid.uuid4().hex
+        answers = await run_in_threadpool(predictor.predict, X)
+        if prediction_log is not None:
+            try:
+                await run_in_threadpool(
+                    prediction_log.append,
+                    answers,
+                    model_id=predictor.model_id,
+                    model_checksum=predictor.checksum,
+                    request_id=request_id,
+                    groups=per_row,
+                )
+            except LogUnavailableError as err:
+                return _problem(503, f"{err}; nothing was logged, try again")
+        rows = [{"row": i, **a} for i, a in enumerate(answers)]
+        payload = PredictResponse(request_id=request_id, predictions=rows)
+        return JSONResponse(payload.model_dump(by_alias=True), headers={"X-Request-ID": request_id})
+
+    return app

@@ -1,0 +1,250 @@
+"""The prediction log: one record per predicted row, in SQLite or any SQLAlchemy database.
+
+Tables (SQLAlchemy Core):
+
+- ``predictions``: time (UTC, ISO 8601), model id and checksum, request id, row
+  index, predicted class, its probability, the top experts per head (JSON) and
+  the group columns named at start (JSON object);
+- ``labels``: labels that arrive later, joined to ``predictions`` by request id
+  and row (:meth:`PredictionLog.add_labels`, ``attnmoe log-labels``);
+- ``schema_version``: one row, the layout's version; a newer one is refused.
+
+A plain path (or ``sqlite:///path``) is SQLite in WAL mode: readers never block
+the writers, and several writer processes queue on the database lock (each
+append is one transaction, all rows of a request or none). A database locked
+past ``timeout`` raises :class:`LogUnavailableError`, which the server answers
+with 503.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+#: version of the tables' layout; a log written by a newer attnmoe is refused
+SCHEMA_VERSION = 1
+
+_META = sa.MetaData()
+SCHEMA = sa.Table(
+    "schema_version",
+    _META,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+PREDICTIONS = sa.Table(
+    "predictions",
+    _META,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("time", sa.String(32), nullable=False),
+    sa.Column("model_id", sa.String(200), nullable=False),
+    sa.Column("model_checksum", sa.String(64)),
+    sa.Column("request_id", sa.String(64), nullable=False),
+    sa.Column("row", sa.Integer, nullable=False),
+    sa.Column("predicted", sa.Text, nullable=False),
+    sa.Column("probability", sa.Float, nullable=False),
+    sa.Column("experts", sa.Text, nullable=False),
+    sa.Column("groups", sa.Text, nullable=False),
+    sa.Index("ix_predictions_request", "request_id", "row"),
+    sa.Index("ix_predictions_time", "time"),
+)
+LABELS = sa.Table(
+    "labels",
+    _META,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("time", sa.String(32), nullable=False),
+    sa.Column("request_id", sa.String(64), nullable=False),
+    sa.Column("row", sa.Integer, nullable=False),
+    sa.Column("label", sa.Text, nullable=False),
+    sa.Index("ix_labels_request", "request_id", "row"),
+)
+
+
+class LogUnavailableError(OSError):
+    """The log database could not take the records (locked, full, unreachable)."""
+
+
+def _json_value(value: Any) -> Any:
+    """NumPy scalars as Python ones, anything else JSON cannot spell as text."""
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def database_url(target: str) -> str:
+    """An SQLAlchemy URL for ``target``: a URL as given, a plain path as SQLite."""
+    return target if "://" in target else f"sqlite:///{target}"
+
+
+def utc_now() -> str:
+    """The time now in UTC, ISO 8601 with microseconds."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+
+
+def _sqlite_pragmas(timeout: float):
+    def connect(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        cursor.close()
+
+    return connect
+
+
+class PredictionLog:
+    """Append predictions and labels to the log at ``target`` (a path or an SQLAlchemy URL).
+
+    Parameters
+    ----------
+    target
+        A file path or ``sqlite:///...`` (SQLite, WAL mode), or any SQLAlchemy
+        URL (``postgresql+psycopg://user@host/db``); the tables are created if absent.
+    timeout
+        Seconds a write waits for a locked database before
+        :class:`LogUnavailableError`.
+
+    Raises
+    ------
+    ValueError
+        If the log was written by a newer attnmoe (its schema version is higher).
+    """
+
+    def __init__(self, target: str, timeout: float = 10.0) -> None:
+        url = sa.engine.make_url(database_url(target))
+        self.name = url.render_as_string(hide_password=True)
+        self.engine = sa.create_engine(url)
+        if url.get_backend_name() == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas(timeout))
+        try:
+            self._prepare()
+        except OperationalError as err:
+            raise LogUnavailableError(f"the log {self.name} is unavailable: {err.orig}") from None
+
+    def _prepare(self) -> None:
+        for attempt in range(5):  # processes opening a new log at once race to create it
+            try:
+                _META.create_all(self.engine, checkfirst=True)
+                break
+            except OperationalError:
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        with self.engine.begin() as conn:
+            found = conn.execute(sa.select(SCHEMA.c.version)).scalar()
+        if found is None:
+            try:  # several processes may open a new log at once: one insert wins
+                with self.engine.begin() as conn:
+                    conn.execute(SCHEMA.insert().values(id=1, version=SCHEMA_VERSION))
+            except IntegrityError:
+                pass
+        elif found > SCHEMA_VERSION:
+            raise ValueError(
+                f"the log {self.name} has schema version {found}, newer than this attnmoe's "
+                f"({SCHEMA_VERSION}); upgrade attnmoe"
+            )
+
+    def _write(self, table: sa.Table, records: list[dict[str, Any]]) -> None:
+        if not records:
+            return
+        try:
+            with self.engine.begin() as conn:  # one transaction: all records or none
+                conn.execute(table.insert(), records)
+        except OperationalError as err:
+            raise LogUnavailableError(f"the log {self.name} is unavailable: {err.orig}") from None
+
+    def append(
+        self,
+        predictions: Iterable[Mapping[str, Any]],
+        *,
+        model_id: str,
+        model_checksum: str | None,
+        request_id: str,
+        groups: Iterable[Mapping[str, Any]] | None = None,
+        time: str | None = None,
+    ) -> int:
+        """Append one record per prediction (``class``, ``probability``, ``experts`` as
+        :meth:`Predictor.predict <attnmoe.serve.Predictor.predict>` gives them); rows are
+        numbered from 0 in order. ``time``: ISO 8601 UTC (default now; for imports of
+        older predictions). Returns how many were written."""
+        predictions = list(predictions)
+        groups = [{} for _ in predictions] if groups is None else list(groups)
+        now = utc_now() if time is None else time
+        records = [
+            {
+                "time": now,
+                "model_id": model_id,
+                "model_checksum": model_checksum,
+                "request_id": request_id,
+                "row": row,
+                "predicted": str(p["class"]),
+                "probability": float(p["probability"]),
+                "experts": json.dumps(p["experts"], separators=(",", ":")),
+                "groups": json.dumps(dict(g), default=_json_value, separators=(",", ":")),
+            }
+            for row, (p, g) in enumerate(zip(predictions, groups, strict=True))
+        ]
+        self._write(PREDICTIONS, records)
+        return len(records)
+
+    def add_labels(self, labels: pd.DataFrame) -> tuple[int, int]:
+        """Append ``labels`` (columns ``request_id``, ``row``, ``label``).
+
+        Returns
+        -------
+        (written, unmatched)
+            How many were written, and how many of them match no logged prediction.
+        """
+        missing = [c for c in ("request_id", "row", "label") if c not in labels.columns]
+        if missing:
+            raise ValueError(f"the labels need column(s) {missing}; they have {list(labels)}")
+        if labels[["request_id", "row", "label"]].isna().any().any():
+            raise ValueError("the labels have empty request_id, row or label cells")
+        rows = pd.to_numeric(labels["row"], errors="coerce")
+        if rows.isna().any() or (rows != rows.round()).any() or (rows < 0).any():
+            raise ValueError("the labels' column 'row' must hold whole numbers >= 0")
+        now = utc_now()
+        records = [
+            {"time": now, "request_id": str(r), "row": int(n), "label": str(lab)}
+            for r, n, lab in zip(labels["request_id"], rows, labels["label"], strict=True)
+        ]
+        self._write(LABELS, records)
+        keys = {(r["request_id"], r["row"]) for r in records}
+        with self.engine.connect() as conn:
+            known = {
+                (r, n)
+                for r, n in conn.execute(
+                    sa.select(PREDICTIONS.c.request_id, PREDICTIONS.c.row).where(
+                        PREDICTIONS.c.request_id.in_({k[0] for k in keys})
+                    )
+                )
+            }
+        return len(records), sum(1 for r in records if (r["request_id"], r["row"]) not in known)
+
+    def count(self) -> int:
+        """How many predictions the log holds."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(PREDICTIONS)).scalar())
+
+    def labelled(self) -> pd.DataFrame:
+        """Every prediction (one row each, in the order logged) with its latest label
+        (missing where none arrived)."""
+        label = (
+            sa.select(LABELS.c.label)
+            .where(LABELS.c.request_id == PREDICTIONS.c.request_id)
+            .where(LABELS.c.row == PREDICTIONS.c.row)
+            .order_by(LABELS.c.id.desc())
+            .limit(1)
+            .correlate(PREDICTIONS)
+            .scalar_subquery()
+        )
+        query = sa.select(*PREDICTIONS.c, label.label("label")).order_by(PREDICTIONS.c.id)
+        with self.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(query).mappings().all())
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()

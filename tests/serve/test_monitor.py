@@ -1,0 +1,128 @@
+"""``attnmoe monitor``: the log of simulated traffic as a page, checked in headless Chromium."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from attnmoe.cli import main
+from attnmoe.serve import PredictionLog, monitor_data
+
+DAYS = ["2026-03-01", "2026-03-02", "2026-03-03"]
+
+
+def _answer(day: int, k: int) -> dict:
+    """A prediction whose gates lean on 'size' more from the third day on (a drift)."""
+    size = 0.2 if day < 2 else 0.6
+    experts = {
+        "0": [
+            {"feature": "colour", "value": "red", "gate": 0.5 - size / 2, "share": 0.3},
+            {"feature": "size", "value": "1", "gate": size, "share": 0.2},
+            {"feature": "<b>noise</b>", "value": "x", "gate": 0.5 - size / 2, "share": 0.1},
+        ]
+    }
+    return {"class": "yes" if k % 3 else "no", "probability": 0.6 + 0.01 * k, "experts": experts}
+
+
+@pytest.fixture
+def traffic(tmp_path) -> str:
+    """Three days of requests (more each day), labels for the first two days' rows."""
+    db = str(tmp_path / "log.db")
+    log = PredictionLog(db)
+    labels = []
+    for day, date in enumerate(DAYS):
+        for request in range(day + 2):
+            rows = [_answer(day, k) for k in range(5)]
+            rid = f"{date}-{request}"
+            log.append(rows, model_id="m", model_checksum=None, request_id=rid,
+                       time=f"{date}T{10 + request:02d}:00:00+00:00")  # fmt: skip
+            if day < 2:
+                labels += [(rid, k, "yes" if k % 2 else "no") for k in range(5)]
+    log.add_labels(pd.DataFrame(labels, columns=["request_id", "row", "label"]))
+    log.close()
+    return db
+
+
+def test_monitor_data_flags_the_drifted_day(traffic):
+    data = monitor_data(PredictionLog(traffic), threshold=0.05)
+    assert list(data["days"]) == DAYS
+    assert {(a["day"], a["feature"]) for a in data["alerts"]} == {
+        (DAYS[2], "size"), (DAYS[2], "colour"), (DAYS[2], "<b>noise</b>"),
+    }  # fmt: skip
+    assert data["days"][DAYS[0]]["shares"]["size"] == pytest.approx(0.2)
+    assert data["days"][DAYS[2]]["accuracy"] is None
+
+
+class _Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: dict[str, str] = {}
+        self.days: dict[str, dict[str, str]] = {}
+        self.root: dict[str, dict] = {}
+        self.alerts = 0
+        self.text = ""
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag in ("html", "body"):
+            self.root[tag] = attrs
+        if "id" in attrs and "data-value" in attrs:
+            self.ids[attrs["id"]] = attrs["data-value"]
+        if "data-day" in attrs:
+            self.days[attrs["data-day"]] = attrs
+        self.alerts += attrs.get("class") == "alert"
+
+    def handle_data(self, data):
+        self.text += data
+
+
+def test_monitor_page_in_headless_chromium_equals_a_direct_query(traffic, tmp_path, chromium):
+    out = tmp_path / "monitor.html"
+    assert main(["monitor", traffic, "--out", str(out)]) == 0
+    page = out.read_text()
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", page)
+    assert "<b>noise</b>" not in page and "&lt;b&gt;noise&lt;/b&gt;" in page  # escaped
+    command = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update",
+               f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+               "--virtual-time-budget=5000", "--dump-dom", Path(out).as_uri()]  # fmt: skip
+    dump = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert dump.returncode == 0, dump.stderr[-2000:]
+    console = [
+        line
+        for line in dump.stderr.splitlines()
+        if "Uncaught" in line or ("CONSOLE" in line and "error" in line.lower())
+    ]
+    assert not console, console
+    parsed = _Page()
+    parsed.feed(dump.stdout)
+    assert "data-js-errors" not in parsed.root["html"]
+    assert parsed.root["body"]["data-ready"] == "1"
+    assert int(parsed.root["body"]["data-charts"]) == len(DAYS)  # one bar per day drawn
+
+    with sqlite3.connect(traffic) as db:
+        per_day = dict(
+            db.execute("SELECT substr(time, 1, 10), count(*) FROM predictions GROUP BY 1")
+        )
+        total, right = db.execute(
+            "SELECT count(*), sum(p.predicted = l.label) FROM predictions p "
+            "JOIN labels l ON l.request_id = p.request_id AND l.row = p.row"
+        ).fetchone()
+    assert {day: int(attrs["data-n"]) for day, attrs in parsed.days.items()} == per_day
+    assert int(parsed.ids["n"]) == sum(per_day.values())
+    assert int(parsed.ids["n-labelled"]) == total
+    assert float(parsed.ids["accuracy"]) == pytest.approx(right / total, abs=1e-12)
+    assert int(parsed.ids["n-alerts"]) == parsed.alerts == 3
+    assert "attention went to it" in parsed.text  # the plain words at the top
+
+
+def test_monitor_of_an_empty_log(tmp_path, capsys):
+    db = str(tmp_path / "log.db")
+    assert main(["monitor", db, "--out", str(tmp_path / "m.html")]) == 0
+    assert "0 predictions over 0 days" in capsys.readouterr().out
