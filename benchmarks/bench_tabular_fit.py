@@ -67,7 +67,7 @@ def fit(engine: str, masking: str, batch: int, threads, n_ensembles: int, X, y, 
     clf = AttentionMoEClassifier(
         batch_size=batch,
         masking=masking,
-        n_threads=threads,
+        n_jobs=threads,
         n_ensembles=n_ensembles,
         engine=engine,
         random_state=seed,

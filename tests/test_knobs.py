@@ -14,7 +14,7 @@ import pytest
 from attnmoe import AttentionConfig
 from attnmoe.bench.cost import plan_cost_runs
 from attnmoe.cli import build_parser
-from attnmoe.explain.report import build_report
+from attnmoe.explain.report import report_data
 from attnmoe.model.equivalence import check_equivalence
 from attnmoe.tabular import AttentionMoEClassifier, AttentionMoEImputer
 from attnmoe.text.train import train_text
@@ -59,7 +59,7 @@ CASES = [
     ),
     (("impute",), set(AttentionMoEImputer().get_params()), {"out", "keep", "params", "sep"}),
     # --rows and --bootstrap set n_explained and n_bootstrap (not training knobs; left as they are)
-    (("report",), _parameters(build_report), {"out", "rows", "bootstrap", "sep"}),
+    (("report",), _parameters(report_data), {"out", "rows", "bootstrap", "sep"}),
 ]  # fmt: skip
 
 

@@ -152,8 +152,8 @@ def test_ensemble_members_train_at_once_on_several_threads():
     X, y = _rule_table(n=120)
     before = torch.get_num_threads()
     params = {**FAST, "n_ensembles": 3, "init": "torch"}  # torch's init: seeded per member
-    one = AttentionMoEClassifier(**params, n_threads=1).fit(X, y)
-    two = AttentionMoEClassifier(**params, n_threads=2).fit(X, y)
+    one = AttentionMoEClassifier(**params, n_jobs=1).fit(X, y)
+    two = AttentionMoEClassifier(**params, n_jobs=2).fit(X, y)
     assert torch.get_num_threads() == before
     np.testing.assert_array_equal(one.predict_proba(X), two.predict_proba(X))
     for a, b in zip(one.histories_, two.histories_, strict=True):
@@ -486,6 +486,37 @@ def test_a_classifier_saved_with_the_old_batching_knob_loads(tmp_path, old, new)
     np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
 
 
+def test_a_classifier_saved_with_the_old_threads_knob_loads(tmp_path):
+    X, y = _rule_table(n=60)
+    clf = AttentionMoEClassifier(**{**FAST, "epochs": 1}, n_jobs=2).fit(X, y)
+    clf.save_pretrained(tmp_path / "m")
+    meta_path = tmp_path / "m" / "classifier.json"
+    meta = json.loads(meta_path.read_text())
+    meta["params"]["n_threads"] = meta["params"].pop("n_jobs")  # as written before n_jobs
+    meta_path.write_text(json.dumps(meta))
+    for manifest in (tmp_path / "m").rglob("manifest.json"):  # older than the manifests too
+        manifest.unlink()
+    with pytest.warns(UnverifiedModelWarning):
+        back = AttentionMoEClassifier.from_pretrained(tmp_path / "m")
+    assert back.get_params()["n_jobs"] == 2 and "n_threads" not in back.get_params()
+    np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
+
+
+def test_n_jobs_reads_as_in_scikit_learn(monkeypatch):
+    from attnmoe.tabular import estimators
+
+    monkeypatch.setattr(estimators, "usable_cpus", lambda: [0, 2, 5])
+    assert [estimators._threads(n) for n in (None, 1, 3, -1)] == [1, 1, 3, 3]
+    seen = []
+    monkeypatch.setattr(
+        estimators, "train_mlm", lambda *a, **kw: seen.append(kw["num_threads"]) or None
+    )
+    for n_jobs in (None, -1, 2):
+        clf = AttentionMoEClassifier(**{**FAST, "engine": "torch"}, n_jobs=n_jobs)
+        clf._fit_models(np.zeros((4, 3), dtype=np.int64), 5, None)
+    assert seen == [1, 3, 2]
+
+
 def test_unlabeled_rows_are_never_cast_lossily():
     clf = AttentionMoEClassifier(**FAST)
     flags = clf._frame(pd.DataFrame({"b": [True, False] * 10}), reset=True)
@@ -518,7 +549,9 @@ def test_parameters_are_checked_by_sklearns_constraints(estimator):
         dict(top_k=True),
         dict(init="xavier"),
         dict(engine="gpu"),
-        dict(n_threads=0),
+        dict(n_jobs=0),
+        dict(n_jobs=-2),
+        dict(n_jobs=True),
     ):
         param = next(iter(bad))
         with pytest.raises(ValueError, match=f"^The '{param}' parameter of {name} must be"):
@@ -657,6 +690,6 @@ def test_both_engines_take_sample_weights(masking):
     )
     # a weighted fused ensemble trains its members at once: the same as one by one
     ensemble = {**params, "batch_size": 64, "dropout": 0.1, "n_ensembles": 2, "engine": "fused"}
-    one = AttentionMoEClassifier(**ensemble, n_threads=1).fit(X, y, sample_weight=weights)
-    two = AttentionMoEClassifier(**ensemble, n_threads=2).fit(X, y, sample_weight=weights)
+    one = AttentionMoEClassifier(**ensemble, n_jobs=1).fit(X, y, sample_weight=weights)
+    two = AttentionMoEClassifier(**ensemble, n_jobs=2).fit(X, y, sample_weight=weights)
     np.testing.assert_array_equal(one.predict_proba(X), two.predict_proba(X))

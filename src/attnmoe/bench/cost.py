@@ -186,7 +186,7 @@ def measure_run(run: CostRun) -> dict[str, Any]:
         n_layers=run.n_layers,
         epochs=run.epochs,
         random_state=run.seed,
-        n_threads=1,
+        n_jobs=1,
     )
     start = time.perf_counter()
     model.fit(data.X_train, data.y_train)

@@ -271,6 +271,36 @@ def make_simulation(
 _AUTO_MPG_BINNED = ("mpg", "displacement", "horsepower", "weight", "acceleration", "model_year")
 
 
+def _auto_mpg_frame() -> pd.DataFrame:
+    """The UCI auto-mpg rows from ``vega_datasets``' local ``cars`` file, raw values.
+
+    Rows without mpg or horsepower are dropped and only 4-, 6- and 8-cylinder
+    cars kept (385 rows, in the file's order); the model year is the year of
+    vega's date; the car name is left out.
+    """
+    from vega_datasets import data as vega_data
+
+    cars_source = vega_data.cars
+    if not getattr(cars_source, "is_local", False):  # pragma: no cover - packaging guard
+        raise RuntimeError("vega_datasets 'cars' is not available locally")
+    cars = cars_source()
+    frame = pd.DataFrame(
+        {
+            "mpg": cars["Miles_per_Gallon"],
+            "cylinders": cars["Cylinders"],
+            "displacement": cars["Displacement"],
+            "horsepower": cars["Horsepower"],
+            "weight": cars["Weight_in_lbs"],
+            "acceleration": cars["Acceleration"],
+            # vega stores the model year as a date (e.g. 1970-01-01); keep the year.
+            "model_year": pd.to_datetime(cars["Year"]).dt.year,
+            "origin": cars["Origin"],
+        }
+    )
+    frame = frame.dropna(subset=["mpg", "horsepower"])
+    return frame[frame["cylinders"].isin([4, 6, 8])].reset_index(drop=True)
+
+
 def load_auto_mpg(n_bins: int = 3) -> TabularSplit:
     """Load the paper's auto-mpg covariate-shift split (paper Table 5).
 
@@ -295,27 +325,7 @@ def load_auto_mpg(n_bins: int = 3) -> TabularSplit:
         Features ``cylinders, displacement, horsepower, weight, acceleration,
         model_year`` and target ``mpg``, all integer codes.
     """
-    from vega_datasets import data as vega_data
-
-    cars_source = vega_data.cars
-    if not getattr(cars_source, "is_local", False):  # pragma: no cover - packaging guard
-        raise RuntimeError("vega_datasets 'cars' is not available locally")
-    cars = cars_source()
-    frame = pd.DataFrame(
-        {
-            "mpg": cars["Miles_per_Gallon"],
-            "cylinders": cars["Cylinders"],
-            "displacement": cars["Displacement"],
-            "horsepower": cars["Horsepower"],
-            "weight": cars["Weight_in_lbs"],
-            "acceleration": cars["Acceleration"],
-            # vega stores the model year as a date (e.g. 1970-01-01); keep the year.
-            "model_year": pd.to_datetime(cars["Year"]).dt.year,
-            "origin": cars["Origin"],
-        }
-    )
-    frame = frame.dropna(subset=["mpg", "horsepower"])
-    frame = frame[frame["cylinders"].isin([4, 6, 8])].reset_index(drop=True)
+    frame = _auto_mpg_frame()
     coded = _equal_frequency_codes(frame[list(_AUTO_MPG_BINNED)], n_bins)
     coded["cylinders"] = frame["cylinders"].map({4: 0, 6: 1, 8: 2}).astype(np.int64)
     columns = [

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .datasets import TabularSplit
+from .datasets import TabularSplit, _auto_mpg_frame
 
 __all__ = [
     "REAL_TABLES",
@@ -296,23 +296,7 @@ def load_auto_mpg_real() -> TabularSplit:
     The target is the paper's: mpg in three equal-frequency bins over all rows
     (:func:`~attnmoe.bench.datasets.load_auto_mpg`), the features its raw values.
     """
-    from vega_datasets import data as vega_data
-
-    cars = vega_data.cars()
-    frame = pd.DataFrame(
-        {
-            "mpg": cars["Miles_per_Gallon"],
-            "cylinders": cars["Cylinders"],
-            "displacement": cars["Displacement"],
-            "horsepower": cars["Horsepower"],
-            "weight": cars["Weight_in_lbs"],
-            "acceleration": cars["Acceleration"],
-            "model_year": pd.to_datetime(cars["Year"]).dt.year,
-            "origin": cars["Origin"],
-        }
-    )
-    frame = frame.dropna(subset=["mpg", "horsepower"])
-    frame = frame[frame["cylinders"].isin([4, 6, 8])].reset_index(drop=True)
+    frame = _auto_mpg_frame()
     frame["mpg"] = pd.qcut(frame["mpg"], 3, labels=False)  # the paper's three bins
     return make_real_split(
         frame, "mpg", frame["origin"] == "USA", "auto-mpg: train USA, test Europe+Japan",

@@ -12,6 +12,19 @@ from .options import add_auto_mpg_seeds, add_jobs, add_out, add_settings
 from .outputs import write_text
 
 
+def _command_line(args: argparse.Namespace) -> str:
+    """The command as typed (also right when main() is called with an argv list)."""
+    return ("attnmoe " + shlex.join(getattr(args, "command_line", sys.argv[1:]))).strip()
+
+
+def _publish(out: Path, report: str, results_line: str) -> int:
+    """Write ``report`` to ``out/summary.md``, print it and where the results are."""
+    write_text(out / "summary.md", report, quiet=True)  # remade from runs.csv each run
+    print(report)
+    print(results_line)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ..bench.runner import MODEL_NAMES, markdown_report, plan_runs, run_benchmark
 
@@ -23,10 +36,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     results = run_benchmark(runs, out / "runs.csv", jobs=args.jobs)
     report = markdown_report(results, command=f"attnmoe demo --seeds {args.seeds}")
-    write_text(out / "summary.md", report, quiet=True)  # remade from runs.csv each run
-    print(report)
-    print(f"results: {out / 'runs.csv'}, {out / 'summary.md'}")
-    return 0
+    return _publish(out, report, f"results: {out / 'runs.csv'}, {out / 'summary.md'}")
 
 
 def _cmd_bench_tabular(args: argparse.Namespace) -> int:
@@ -48,12 +58,8 @@ def _cmd_bench_tabular(args: argparse.Namespace) -> int:
         attnmoe_search=parse_search(args.attnmoe_search),
         unlabeled_test=args.attnmoe_unlabeled_test,
     )
-    command = "attnmoe " + shlex.join(getattr(args, "command_line", sys.argv[1:]))
-    report = markdown_report(results, command=command.strip())  # the planned runs only
-    write_text(out / "summary.md", report, quiet=True)  # remade from runs.csv each run
-    print(report)
-    print(f"every run: {out / 'runs.csv'}; summary: {out / 'summary.md'}")
-    return 0
+    report = markdown_report(results, command=_command_line(args))  # the planned runs only
+    return _publish(out, report, f"every run: {out / 'runs.csv'}; summary: {out / 'summary.md'}")
 
 
 def _cmd_bench_real(args: argparse.Namespace) -> int:
@@ -71,12 +77,8 @@ def _cmd_bench_real(args: argparse.Namespace) -> int:
         runs, out / "runs.csv", jobs=args.jobs, attnmoe_params=parse_params(args.attnmoe_params)
     )
     facts = suite_facts(list(dict.fromkeys(results["table"])), out / "shift.csv")
-    command = "attnmoe " + shlex.join(getattr(args, "command_line", sys.argv[1:]))
-    report = real_markdown_report(results, facts, command=command.strip())
-    write_text(out / "summary.md", report, quiet=True)  # remade from runs.csv each run
-    print(report)
-    print(f"every run: {out / 'runs.csv'}; summary: {out / 'summary.md'}")
-    return 0
+    report = real_markdown_report(results, facts, command=_command_line(args))
+    return _publish(out, report, f"every run: {out / 'runs.csv'}; summary: {out / 'summary.md'}")
 
 
 def _cmd_bench_cost(args: argparse.Namespace) -> int:

@@ -398,19 +398,7 @@ def render_report(report: ReportData) -> str:
     )
 
 
-def build_report(
-    clf,
-    data: pd.DataFrame,
-    target: str | None = None,
-    group: str | None = None,
-    shift_data: pd.DataFrame | None = None,
-    *,
-    n_explained: int = 5,
-    n_bootstrap: int = 200,
-    threshold: float = 0.05,
-    random_state: int = 0,
-    title: str = "attnmoe model report",
-) -> tuple[str, dict[str, Any]]:
+def build_report(clf, data: pd.DataFrame, **options: Any) -> tuple[str, dict[str, Any]]:
     """The report page and the numbers it shows.
 
     Parameters
@@ -419,18 +407,21 @@ def build_report(
         A fitted :class:`~attnmoe.tabular.AttentionMoEClassifier`.
     data
         Rows with the model's columns; optionally the target and a group column.
-    target
-        Column of true labels (enables accuracy, calibration, confusion, audit).
-    group
-        Column to audit by (need not be a model feature).
-    shift_data
-        New rows to compare expert usage (and accuracy, with ``target``) against.
-    n_explained
-        Rows whose top experts are listed.
-    n_bootstrap, threshold, random_state
-        Passed to :func:`~attnmoe.explain.audit`.
-    title
-        The page's title and heading (text: never read as markup).
+    **options
+        Keywords of :func:`report_data`, passed on:
+
+        target : str or None
+            Column of true labels (enables accuracy, calibration, confusion, audit).
+        group : str or None
+            Column to audit by (need not be a model feature).
+        shift_data : DataFrame or None
+            New rows to compare expert usage (and accuracy, with ``target``) against.
+        n_explained : int, default 5
+            Rows whose top experts are listed.
+        n_bootstrap, threshold, random_state : default 200, 0.05, 0
+            Passed to :func:`~attnmoe.explain.audit`.
+        title : str, default "attnmoe model report"
+            The page's title and heading (text: never read as markup).
 
     Returns
     -------
@@ -438,18 +429,7 @@ def build_report(
     numbers : dict
         The key numbers, as placed in the page's ``data-value`` attributes.
     """
-    report = report_data(
-        clf,
-        data,
-        target,
-        group,
-        shift_data,
-        n_explained=n_explained,
-        n_bootstrap=n_bootstrap,
-        threshold=threshold,
-        random_state=random_state,
-        title=title,
-    )
+    report = report_data(clf, data, **options)
     return render_report(report), report.numbers
 
 

@@ -12,13 +12,13 @@ import numbers
 from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal, get_args
 
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, _fit_context
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     _check_feature_names_in,
@@ -32,6 +32,7 @@ from sklearn.utils.validation import (
 from ..model import AttentionConfig, BidirectionalAttention
 from ..model.attention import MultiHeadSelfAttention
 from ..training import TrainingHistory, torch_threads, train_mlm
+from ..training.distributed.affinity import usable_cpus
 from ..training.fused import fused_supported
 from ..training.options import (
     ADAM_FLAVOURS,
@@ -49,6 +50,10 @@ from .model_files import (
 )
 
 _PREDICT_CHUNK = 4096
+
+TableMasking = Literal["copies", "all"]
+"""The estimators' ``masking``: the values of :data:`attnmoe.training.options.Masking`
+that group whole masked predictions ("auto" and "random" have no table meaning)."""
 
 
 class _NotBool(Interval):
@@ -68,6 +73,14 @@ def _share(closed: str = "left") -> _NotBool:
 
 
 _NON_NEGATIVE = _NotBool(Real, 0, math.inf, closed="left")  # finite, >= 0
+
+
+def _threads(n_jobs: int | None) -> int:
+    """Threads for ``n_jobs`` as scikit-learn reads it: None is 1, -1 every CPU this
+    process may use."""
+    if n_jobs is None:
+        return 1
+    return len(usable_cpus()) if n_jobs == -1 else n_jobs
 
 
 def _target_labels(y) -> np.ndarray:
@@ -220,7 +233,7 @@ class _TableMLM(BaseEstimator):
         "top_k": [_at_least(1), None],
         "epochs": [_at_least(1)],
         "batch_size": [_at_least(1)],
-        "masking": [StrOptions({"copies", "all"})],
+        "masking": [StrOptions(set(get_args(TableMasking)))],
         "context_mask_rate": [_share()],
         "learning_rate": [_NotBool(Real, 0, math.inf, closed="neither")],
         "weight_decay": [_NON_NEGATIVE],
@@ -233,7 +246,7 @@ class _TableMLM(BaseEstimator):
         "average_last": [_share(closed="both")],
         "init": [StrOptions({"keras", "torch"})],
         "random_state": ["random_state"],
-        "n_threads": [_at_least(1), None],
+        "n_jobs": [_at_least(1), Options(Integral, {-1}), None],
         "engine": [StrOptions(set(ENGINES))],
         "verbose": ["verbose"],
     }
@@ -348,13 +361,14 @@ class _TableMLM(BaseEstimator):
 
         # the fused engine's epochs run without the GIL and draw nothing from torch's
         # global generator: ensemble members can train at once, one thread each
-        workers = min(self.n_threads or 1, len(models))
+        threads = _threads(self.n_jobs)
+        workers = min(threads, len(models))
         concurrent = workers > 1 and self.engine != "torch" and fused_supported(models[0], length)
         if concurrent:
             with torch_threads(1), ThreadPoolExecutor(workers) as pool:
                 histories = list(pool.map(fit_one, models, seeds, [1] * len(models)))
         else:
-            histories = [fit_one(m, s, self.n_threads) for m, s in zip(models, seeds, strict=True)]
+            histories = [fit_one(m, s, threads) for m, s in zip(models, seeds, strict=True)]
         # predict in float64: results then do not depend on the batch size (BLAS paths)
         return [model.double().eval() for model in models], histories
 
@@ -441,11 +455,12 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         Weight initialisation (Keras defaults reproduce the paper's model).
     random_state : int, RandomState or None
         Seeds everything: the same value gives the same model.
-    n_threads : int or None
-        Threads while training. With ``n_ensembles > 1`` and the fused engine,
-        up to this many members train at once, one thread each (the same models
-        as one after the other); otherwise a fit uses this many torch threads
-        (one uses a core well). None keeps torch's setting.
+    n_jobs : int or None
+        Threads while training (scikit-learn's name and meaning: None is 1, -1
+        every CPU this process may use). With ``n_ensembles > 1`` and the fused
+        engine, up to this many members train at once, one thread each (the same
+        models as one after the other); otherwise a fit uses this many torch
+        threads (one uses a core well).
     engine : {"auto", "torch", "fused"}
         Training engine (:func:`attnmoe.training.train_mlm`): ``"fused"`` is the
         compiled kernel for small one-layer models (same loss and gradients as
@@ -494,7 +509,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         top_k: int | None = None,
         epochs: int = 200,
         batch_size: int = 128,
-        masking: str = "copies",
+        masking: TableMasking = "copies",
         context_mask_rate: float = 0.0,
         independent_rows: float = 0.0,
         learning_rate: float = 1e-3,
@@ -509,7 +524,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         average_last: float = 0.0,
         init: str = "keras",
         random_state=None,
-        n_threads: int | None = 1,
+        n_jobs: int | None = 1,
         engine: str = "auto",
         verbose: int = 0,
     ) -> None:
@@ -538,7 +553,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         self.average_last = average_last
         self.init = init
         self.random_state = random_state
-        self.n_threads = n_threads
+        self.n_jobs = n_jobs
         self.engine = engine
         self.verbose = verbose
 
@@ -700,11 +715,14 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         """``params`` as saved by an older version, in today's names.
 
         Classifiers saved before the knobs got one name each call the masking knob
-        ``batching``, with ``"rows"`` for ``"all"``.
+        ``batching``, with ``"rows"`` for ``"all"``, and the threads knob
+        ``n_threads`` (now scikit-learn's ``n_jobs``; the same count).
         """
         if "batching" in params:
             old = params.pop("batching")
             params["masking"] = "all" if old == "rows" else old
+        if "n_threads" in params:
+            params["n_jobs"] = params.pop("n_threads")
         return params
 
     @classmethod
@@ -756,7 +774,7 @@ class AttentionMoEImputer(TransformerMixin, _TableMLM):
         top_k: int | None = None,
         epochs: int = 200,
         batch_size: int = 128,
-        masking: str = "copies",
+        masking: TableMasking = "copies",
         context_mask_rate: float = 0.0,
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
@@ -769,7 +787,7 @@ class AttentionMoEImputer(TransformerMixin, _TableMLM):
         average_last: float = 0.0,
         init: str = "keras",
         random_state=None,
-        n_threads: int | None = 1,
+        n_jobs: int | None = 1,
         engine: str = "auto",
         verbose: int = 0,
     ) -> None:
@@ -796,7 +814,7 @@ class AttentionMoEImputer(TransformerMixin, _TableMLM):
         self.average_last = average_last
         self.init = init
         self.random_state = random_state
-        self.n_threads = n_threads
+        self.n_jobs = n_jobs
         self.engine = engine
         self.verbose = verbose
 
