@@ -184,7 +184,7 @@ def test_training_commands_refuse_their_inputs(tmp_path, capsys):
     _refused([*ddp, "--init", init, "--out", init], capsys, "inside the model folder")
     _refused([*ddp, "--out", tokens], capsys, "is the input")
     ckpt = ["--checkpoint-dir", tmp_path / "ckpt"]
-    _refused([*ddp, *ckpt, "--out", tmp_path / "ckpt" / "final"], capsys, "inside the model")
+    _refused([*ddp, *ckpt, "--out", tmp_path / "ckpt" / "final"], capsys, "inside the checkpoint")
     questions = tmp_path / "questions.txt"
     questions.write_text(": capital\na b c d\n")
     _refused(["analogy", f"w2v:{corpus}", "--questions", questions, "--out", tmp_path], capsys,

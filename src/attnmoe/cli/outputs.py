@@ -41,6 +41,7 @@ def check_output(
     model_dirs: Iterable[PathLike | None] = (),
     folder: bool = False,
     option: str = "--out",
+    dir_kind: str = "model folder",
 ) -> Path:
     """Refuse an output that would overwrite what the command reads.
 
@@ -59,6 +60,8 @@ def check_output(
         output may not be an existing folder.
     option
         The option that named ``out``, for the message.
+    dir_kind
+        What the ``model_dirs`` are, for the message (``"checkpoint folder"``).
 
     Returns
     -------
@@ -90,11 +93,11 @@ def check_output(
         model = _real(given)
         if _inside(target, model):
             raise ValueError(
-                f"{option} {out} is inside the model folder {given} this command reads: "
+                f"{option} {out} is inside the {dir_kind} {given} this command reads: "
                 "choose a path outside it"
             )
         if folder and _inside(model, target):
-            raise ValueError(f"{option} {out} holds the model folder {given}: choose another")
+            raise ValueError(f"{option} {out} holds the {dir_kind} {given}: choose another")
     return Path(out)
 
 
