@@ -178,7 +178,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--vocab-size",
         type=int,
         default=None,
-        help="token ids 0 .. N-1: needed for a new model (--init: its own)",
+        help="token ids 0 .. N-1: needed for a new model and --synthetic-tokens (--init: its own)",
     )
     p.add_argument("--init", default=None, help="start from this saved model directory")
     # None: a new model's default below, or the --init model's (an other value is refused)
