@@ -53,7 +53,7 @@ from attnmoe.training.distributed import (
     train_mlm_distributed,
 )
 from attnmoe.training.distributed.affinity import core_slice
-from attnmoe.training.distributed.memory import rss_mib as _rss_mib
+from attnmoe.training.distributed.memory import rss_mib
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ddp" / "run1.md"
 
@@ -76,7 +76,7 @@ def _worker(args: argparse.Namespace) -> dict:
         source = SyntheticSource(args.corpus_tokens, args.window, args.vocab, seed=args.seed)
         global_batch = args.global_batch[0]
         n_batches = len(source) // global_batch
-        samples, tokens = [[0, _rss_mib()]], 0
+        samples, tokens = [[0, rss_mib()]], 0
         start = time.perf_counter()
         for step in range(n_batches):
             lo, _ = global_batch_windows(step, len(source), global_batch, seed=args.seed)
@@ -84,7 +84,7 @@ def _worker(args: argparse.Namespace) -> dict:
                 a, b = shard_range(lo, global_batch, rank, 2)
                 tokens += source.windows(a, b).numel()
             if (step + 1) % max(1, n_batches // 10) == 0:
-                samples.append([step + 1, _rss_mib()])
+                samples.append([step + 1, rss_mib()])
         return {
             "tokens": tokens,
             "seconds": time.perf_counter() - start,

@@ -45,9 +45,7 @@ import torch.multiprocessing as mp
 
 from attnmoe import AttentionConfig, BidirectionalAttention
 from attnmoe.bench.machine import machine_description
-from attnmoe.training.distributed.rank import Objective as _Objective
-from attnmoe.training.distributed.rank import polled_allreduce_hook as _polled_allreduce_hook
-from attnmoe.training.distributed.rank import wait_polling as _wait_polling
+from attnmoe.training.distributed.rank import Objective, polled_allreduce_hook, wait_polling
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ddp" / "overhead.md"
 PHASES = ("forward", "backward", "optimizer", "step", "cpu")
@@ -85,7 +83,7 @@ def _train(rank: int, port: int, mode: str, args: argparse.Namespace, out: dict)
         os.sched_setaffinity(0, {allowed[rank % len(allowed)]})
     _init(rank, port)
     model = _model(args)
-    objective = _Objective(model)
+    objective = Objective(model)
     net = (
         torch.nn.parallel.DistributedDataParallel(
             objective,
@@ -96,7 +94,7 @@ def _train(rank: int, port: int, mode: str, args: argparse.Namespace, out: dict)
         else objective
     )
     if mode == "ddp_spin":
-        net.register_comm_hook(None, _polled_allreduce_hook)
+        net.register_comm_hook(None, polled_allreduce_hook)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     generator = torch.Generator().manual_seed(args.seed + rank)
     per_rank = args.global_batch // 2
@@ -112,7 +110,7 @@ def _train(rank: int, port: int, mode: str, args: argparse.Namespace, out: dict)
         t2 = time.perf_counter()
         optimizer.step()
         if mode == "barrier_spin":
-            _wait_polling(dist.barrier(async_op=True))
+            wait_polling(dist.barrier(async_op=True))
         elif mode.startswith("barrier"):
             dist.barrier()
         t3, cpu3 = time.perf_counter(), time.process_time()

@@ -33,3 +33,10 @@ def test_docs_benchmarks_md_is_build_docs_output() -> None:
     for target in re.findall(r"\]\(([^)#\s]+)", page):
         if "://" not in target:
             assert (REPO / "docs" / target).exists(), target
+
+
+@pytest.mark.skipif(not RESULTS.is_dir(), reason="needs the repository's benchmarks/")
+def test_link_texts_name_files_from_the_results_folder_not_a_section() -> None:
+    """A link's text is not relinked: a ``../`` in it would mean nothing on the page."""
+    page = build_page(RESULTS, REPO / "docs")
+    assert re.findall(r"\[`\.\./[^`]*`\]", page) == []

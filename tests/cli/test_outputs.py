@@ -1,6 +1,7 @@
 """Outputs never overwrite inputs, are written whole or not at all, and say what they replaced."""
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -157,6 +158,27 @@ def test_report_refuses_inputs_and_writes_atomically(fitted, tmp_path, capsys, m
     assert out.read_text() == "old report" and sorted(tmp_path.iterdir()) == [out, shift]
 
 
+def test_a_file_output_ending_in_a_separator_is_refused(fitted, tmp_path, capsys):
+    data, model = fitted
+    folder = f"{tmp_path / 'rdir'}{os.sep}"  # a folder that does not exist yet
+    with pytest.raises(IsADirectoryError, match="names a folder; give a file name"):
+        check_output(folder)
+    _refused(["report", model, data, "--out", folder], capsys, "names a folder; give a file name")
+    assert not (tmp_path / "rdir").exists()  # no file named after the folder
+
+
+def test_fit_ends_the_progress_bar_line_before_it_prints(fitted, tmp_path, capsys):
+    data, _ = fitted
+    out = tmp_path / "m1"
+    argv = ["fit", str(data), "--target", "label", "--out", str(out), "--params", FAST]
+    for _ in range(2):  # the second one replaces m1
+        assert main(argv) == 0
+        captured = capsys.readouterr()
+        # in a log, the bar's last frame ends its line: "replaced" is not glued to it
+        assert "MLM" in captured.err and captured.err.endswith("\r\n"), captured.err
+    assert captured.out.startswith(f"replaced {out}\n")
+
+
 def test_report_sentence_and_convert_refuse_the_model_folder(tmp_path, capsys):
     model = tmp_path / "model"
     model.mkdir()
@@ -184,7 +206,7 @@ def test_training_commands_refuse_their_inputs(tmp_path, capsys):
     _refused([*ddp, "--init", init, "--out", init], capsys, "inside the model folder")
     _refused([*ddp, "--out", tokens], capsys, "is the input")
     ckpt = ["--checkpoint-dir", tmp_path / "ckpt"]
-    _refused([*ddp, *ckpt, "--out", tmp_path / "ckpt" / "final"], capsys, "inside the model")
+    _refused([*ddp, *ckpt, "--out", tmp_path / "ckpt" / "final"], capsys, "inside the checkpoint")
     questions = tmp_path / "questions.txt"
     questions.write_text(": capital\na b c d\n")
     _refused(["analogy", f"w2v:{corpus}", "--questions", questions, "--out", tmp_path], capsys,

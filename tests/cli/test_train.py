@@ -65,3 +65,69 @@ def test_resume_without_a_checkpoint_is_said(tmp_path, capsys):
     assert main(argv) == 0  # now there is one: nothing said
     captured = capsys.readouterr()
     assert "--resume" not in captured.err and "from step 2" in captured.out
+
+
+@pytest.fixture()
+def init_model(tmp_path):
+    """A saved model of vocab_size 40, d_model 8, 2 heads, 1 layer, pure blocks."""
+    from attnmoe.model import AttentionConfig, BidirectionalAttention
+
+    config = AttentionConfig(vocab_size=40, max_len=8, d_model=8, n_heads=2, n_layers=1)
+    BidirectionalAttention(config).save_pretrained(tmp_path / "init")
+    np.save(tmp_path / "tokens.npy", np.arange(8 * 16, dtype=np.int32).reshape(16, 8) % 40)
+    return tmp_path / "init"
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--d-model", "16"],
+        ["--n-heads", "4"],
+        ["--n-layers", "2"],
+        ["--block", "bert"],
+        ["--vocab-size", "41"],
+    ],
+)
+def test_init_refuses_a_size_it_would_drop(init_model, tmp_path, capsys, no_training, option):
+    argv = ["train-ddp", "--tokens", str(tmp_path / "tokens.npy"), "--init", str(init_model)]
+    assert main([*argv, "--steps", "2", "--global-batch", "4", *option]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{option[0]} {option[1]} differs from the --init" in err
+
+
+def test_init_accepts_the_sizes_it_has(init_model, tmp_path, capsys):
+    argv = ["train-ddp", "--tokens", str(tmp_path / "tokens.npy"), "--init", str(init_model)]
+    same = ["--n-heads", "2", "--n-layers", "1", "--block", "pure"]
+    assert main([*argv, *ARGS, *same]) == 0  # ARGS: --vocab-size 40 --d-model 8, the model's
+    assert main([*argv, "--steps", "2", "--global-batch", "4", "--quiet"]) == 0
+
+
+def test_a_new_model_has_the_stated_default_sizes(tmp_path, monkeypatch):
+    made = []
+
+    def record(model, *args, **kwargs):
+        made.append(model.config)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(distributed, "train_mlm_distributed", record)
+    np.save(tmp_path / "tokens.npy", np.arange(8 * 16, dtype=np.int32).reshape(16, 8) % 40)
+    with pytest.raises(SystemExit):
+        main(["train-ddp", "--tokens", str(tmp_path / "tokens.npy"), "--vocab-size", "40"])
+    config = made[0]
+    sizes = (config.d_model, config.n_heads, config.n_layers, config.block)
+    assert sizes == (64, 2, 1, "pure")
+
+
+def test_the_messages_name_the_options(tmp_path, capsys, no_training):
+    np.save(tmp_path / "tokens.npy", np.arange(8 * 16, dtype=np.int32).reshape(16, 8) % 40)
+    argv = ["train-ddp", "--tokens", str(tmp_path / "tokens.npy"), *ARGS]
+    assert main([*argv, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: --resume needs --checkpoint-dir\n", err
+    ck = str(tmp_path / "ck")
+    assert main([*argv, "--out", ck, "--checkpoint-dir", ck]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "inside the checkpoint folder" in err
+    out = tmp_path / "out"
+    assert main([*argv, "--out", str(out), "--checkpoint-dir", str(out / "c")]) == 2
+    assert "holds the checkpoint folder" in capsys.readouterr().err

@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from attnmoe import load_model
 from attnmoe.cli import main
 from attnmoe.model.io import ModelFileError, UnverifiedModelWarning, write_manifest
 from attnmoe.tabular import AttentionMoEClassifier
@@ -175,7 +176,7 @@ CORRUPTIONS = {
     ),
     "missing member": (
         lambda p: shutil.rmtree(p / "member_1"),
-        r"member_1 is not a model directory",
+        r"model: member_1, listed in classifier\.json as a member, is missing",
     ),
     "truncated": (_truncate, r"member_1/model\.safetensors has \d+ bytes, .* says \d+"),
     "flipped byte": (
@@ -267,3 +268,12 @@ def test_a_saved_classifier_loads_silently_and_its_manifest_holds_the_facts(save
     assert {(m["vocab_size"], m["max_len"]) for m in facts["members"]} == {(clf.mask_id_, 4)}
     assert facts["classes"] == [["str", "big"], ["str", "small"]]
     assert facts["encoder_vocab_sizes"] == [c.n_codes for c in clf.encoder_.columns_]
+
+
+def test_load_model_names_a_classifier_folder_and_its_loader(saved_models):
+    with pytest.raises(ModelFileError) as caught:
+        load_model(saved_models / "model")
+    message = str(caught.value)
+    assert "holds a tabular classifier" in message and "\n" not in message
+    assert "AttentionMoEClassifier.from_pretrained" in message
+    assert "save_pretrained" not in message

@@ -5,20 +5,22 @@ with what it reads: an output that is one of its inputs, lies inside a model
 folder it reads, or is a folder holding one of its inputs is refused in one
 line before any work is done. Files are then written through a temporary file
 in the destination's own folder and renamed into place (:func:`write_text`,
-:func:`write_bytes`, :func:`write_csv`), so an interrupted or failed write
-leaves the old file as it was; a replaced file is said in one line.
+:func:`write_bytes`, :func:`write_csv`; the mechanism is :mod:`attnmoe.files`),
+so an interrupted or failed write leaves the old file as it was; a replaced
+file is said in one line.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
 import pandas as pd
+
+from .. import files
 
 PathLike = str | os.PathLike
 
@@ -39,6 +41,7 @@ def check_output(
     model_dirs: Iterable[PathLike | None] = (),
     folder: bool = False,
     option: str = "--out",
+    dir_kind: str = "model folder",
 ) -> Path:
     """Refuse an output that would overwrite what the command reads.
 
@@ -57,6 +60,8 @@ def check_output(
         output may not be an existing folder.
     option
         The option that named ``out``, for the message.
+    dir_kind
+        What the ``model_dirs`` are, for the message (``"checkpoint folder"``).
 
     Returns
     -------
@@ -68,6 +73,9 @@ def check_output(
     ValueError
         One line naming the clash.
     """
+    if not folder and str(out).endswith(tuple(filter(None, (os.sep, os.altsep)))):
+        # Path() would drop the separator and write a file by the folder's name
+        raise IsADirectoryError(f"{option} {out} names a folder; give a file name")
     target = _real(out)
     if not folder and target.is_dir():
         raise IsADirectoryError(f"{option} {out} is a folder; give a file name")
@@ -85,19 +93,12 @@ def check_output(
         model = _real(given)
         if _inside(target, model):
             raise ValueError(
-                f"{option} {out} is inside the model folder {given} this command reads: "
+                f"{option} {out} is inside the {dir_kind} {given} this command reads: "
                 "choose a path outside it"
             )
         if folder and _inside(model, target):
-            raise ValueError(f"{option} {out} holds the model folder {given}: choose another")
+            raise ValueError(f"{option} {out} holds the {dir_kind} {given}: choose another")
     return Path(out)
-
-
-def _private_to_usual(path: str) -> None:
-    """mkstemp makes the file private (0600); give it the permissions a plain open would."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 def write_atomically(
@@ -105,17 +106,13 @@ def write_atomically(
 ) -> Path:
     """Call ``write(fh)`` on a temporary file beside ``path``, then rename it to ``path``.
 
-    The temporary file (``.NAME.*.tmp``) lives in ``path``'s own folder, so the
-    rename is atomic; if ``write`` or the rename fails, it is removed and an
-    existing ``path`` is left as it was. Unless ``quiet``, a replaced file is
+    :func:`attnmoe.files.write_atomically`; unless ``quiet``, a replaced file is
     said in one line (``replaced PATH``).
     """
-    kwargs = {} if binary else {"encoding": "utf-8", "newline": ""}
-    with staged_path(path, quiet=quiet) as staging:
-        with open(staging, "wb" if binary else "w", **kwargs) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+    replaced = say_replaced(Path(path))
+    files.write_atomically(path, write, binary=binary)
+    if not quiet:
+        replaced()
     return Path(path)
 
 
@@ -138,26 +135,15 @@ def write_csv(frame: pd.DataFrame, path: PathLike, *, quiet: bool = False) -> Pa
 def staged_path(path: PathLike, *, quiet: bool = False) -> Iterator[Path]:
     """A temporary file name beside ``path``, renamed to ``path`` when the block succeeds.
 
-    For outputs a library function writes itself given a file name (the HTML
-    reports): ``with staged_path(out) as tmp: write_report(..., tmp)``. If the
-    block fails, the temporary file is removed and ``path`` is left as it was.
+    :func:`attnmoe.files.staged_path`, for outputs a library function writes
+    itself given a file name: ``with staged_path(out) as tmp: write_report(..., tmp)``.
+    Unless ``quiet``, a replaced file is said in one line.
     """
-    target = Path(path)
-    if target.is_dir():
-        raise IsADirectoryError(f"{target} is a folder; give a file name")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    existed = target.exists()
-    fd, staging = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield Path(staging)
-        _private_to_usual(staging)
-        os.replace(staging, target)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
-    if existed and not quiet:
-        print(f"replaced {target}")
+    replaced = say_replaced(Path(path))
+    with files.staged_path(path) as staging:
+        yield staging
+    if not quiet:
+        replaced()
 
 
 def say_replaced(path: PathLike) -> Callable[[], None]:

@@ -11,6 +11,7 @@ place.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import warnings
 from typing import Any
@@ -58,6 +59,20 @@ def _fit(estimator, *data):
         return method(*data)
     except TypeError as err:  # e.g. --params '{"epochs": "x"}'
         raise ValueError(f"cannot fit with these --params: {err}") from None
+    finally:
+        _end_progress_line(estimator)
+
+
+def _end_progress_line(estimator) -> None:
+    """End the line a finished progress bar leaves open, so what follows starts a fresh one.
+
+    tqdm clears a closed bar with a carriage return, no newline: on a terminal
+    the next line overwrites it, but in a log or a pipe it would be glued to the
+    bar's last frame.
+    """
+    if getattr(estimator, "verbose", 0) > 0 and not sys.stderr.isatty():
+        sys.stderr.write("\n")
+        sys.stderr.flush()
 
 
 def _unlabeled_rows(path: str, sep: str | None, columns: list[str]) -> pd.DataFrame:

@@ -7,9 +7,7 @@ import os
 import warnings
 
 from .options import (
-    add_block,
     add_checkpoint_options,
-    add_d_model,
     add_ddp_options,
     add_device,
     add_nproc,
@@ -54,6 +52,27 @@ def _check_ids(source, vocab_size: int, path: str) -> None:
         )
 
 
+# the sizes of a model built without --init; with --init the loaded model's are used
+_NEW_MODEL = {"d_model": 64, "n_heads": 2, "n_layers": 1, "block": "pure"}
+
+
+def _given(args: argparse.Namespace, name: str, default):
+    value = getattr(args, name)
+    return default if value is None else value
+
+
+def _check_init_sizes(args: argparse.Namespace, config) -> None:
+    """Refuse a size option that differs from the ``--init`` model's (one equal to it is fine)."""
+    for name in ("vocab_size", *_NEW_MODEL):
+        given, loaded = getattr(args, name), getattr(config, name, None)
+        if given is not None and given != loaded:
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(
+                f"{flag} {given} differs from the --init model's {name} {loaded}: "
+                f"leave {flag} out (the --init model's sizes are used)"
+            )
+
+
 def _cmd_train_ddp(args: argparse.Namespace) -> int:
     import torch
 
@@ -63,9 +82,12 @@ def _cmd_train_ddp(args: argparse.Namespace) -> int:
 
     if (args.tokens is None) == (args.synthetic_tokens is None):
         raise ValueError("give exactly one of --tokens FILE.npy and --synthetic-tokens N")
+    if args.resume and args.checkpoint_dir is None:  # before the library says it in its words
+        raise ValueError("--resume needs --checkpoint-dir")
     if args.out is not None:  # refuse a folder that is not a saved model before training
+        check_output(args.out, inputs=[args.tokens], model_dirs=[args.init], folder=True)
         check_output(
-            args.out, inputs=[args.tokens], model_dirs=[args.init, args.checkpoint_dir], folder=True
+            args.out, model_dirs=[args.checkpoint_dir], folder=True, dir_kind="checkpoint folder"
         )
         check_replaceable(args.out, CONFIG_NAME)
     if args.tokens is not None:
@@ -79,7 +101,8 @@ def _cmd_train_ddp(args: argparse.Namespace) -> int:
     warn_if_nothing_to_resume(args)
     torch.manual_seed(args.seed)  # the same initial weights on every rank
     if args.init is not None:
-        model = load_model(args.init)
+        model = load_model(args.init)  # after the seed: building it draws random weights first
+        _check_init_sizes(args, model.config)
     else:
         if args.vocab_size is None:
             raise ValueError("--vocab-size is needed to build a new model (or pass --init)")
@@ -87,10 +110,7 @@ def _cmd_train_ddp(args: argparse.Namespace) -> int:
             AttentionConfig(
                 vocab_size=args.vocab_size,
                 max_len=source.window,
-                d_model=args.d_model,
-                n_heads=args.n_heads,
-                n_layers=args.n_layers,
-                block=args.block,
+                **{name: _given(args, name, default) for name, default in _NEW_MODEL.items()},
             )
         )
     if isinstance(source, ArraySource):
@@ -154,12 +174,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="tokens per window: required for a 1-D --tokens stream (2-D rows are windows "
         "already); default 16 with --synthetic-tokens",
     )
-    p.add_argument("--vocab-size", type=int, default=None)
+    p.add_argument(
+        "--vocab-size",
+        type=int,
+        default=None,
+        help="token ids 0 .. N-1: needed for a new model and --synthetic-tokens (--init: its own)",
+    )
     p.add_argument("--init", default=None, help="start from this saved model directory")
-    add_d_model(p)
-    p.add_argument("--n-heads", type=int, default=2)
-    p.add_argument("--n-layers", type=int, default=1)
-    add_block(p)
+    # None: a new model's default below, or the --init model's (an other value is refused)
+    p.add_argument(
+        "--d-model", type=int, default=None, help="model width (default 64; --init: its own)"
+    )
+    p.add_argument(
+        "--n-heads", type=int, default=None, help="attention heads (default 2; --init: its own)"
+    )
+    p.add_argument("--n-layers", type=int, default=None, help="layers (default 1; --init: its own)")
+    p.add_argument(
+        "--block",
+        choices=["pure", "bert"],
+        default=None,
+        help="layer form (default pure; --init: its own)",
+    )
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, default=None)
     budget.add_argument("--epochs", type=float, default=1.0)

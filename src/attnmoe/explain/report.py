@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..files import write_text_atomically
 from ..tabular.encoding import label_indices
 from . import plots
 from .attribution import explain, top_experts
@@ -434,9 +435,12 @@ def build_report(clf, data: pd.DataFrame, **options: Any) -> tuple[str, dict[str
 
 
 def write_report(clf, data: pd.DataFrame, out: str | Path, **kwargs: Any) -> dict[str, Any]:
-    """Write :func:`build_report`'s page to ``out``; returns its numbers."""
+    """Write :func:`build_report`'s page to ``out``; returns its numbers.
+
+    The page is written whole or not at all (a temporary file beside ``out``,
+    renamed into place; see :func:`attnmoe.files.staged_path`): a failed write
+    leaves an existing ``out`` as it was.
+    """
     page, numbers = build_report(clf, data, **kwargs)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
+    write_text_atomically(out, page)
     return numbers

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..files import write_text_atomically
 from .pages import Kpi, render, table
 from .plots import heatmap
 
@@ -151,9 +152,11 @@ def build_sentence_report(view: dict[str, Any], title: str = "Which words each w
 
 
 def write_sentence_report(model_dir, sentence: str, out, layer: int = 0) -> dict[str, Any]:
-    """Write the sentence page for ``model_dir`` to ``out``; returns its numbers."""
+    """Write the sentence page for ``model_dir`` to ``out``; returns its numbers.
+
+    The page is written whole or not at all (a temporary file beside ``out``,
+    renamed into place; see :func:`attnmoe.files.staged_path`).
+    """
     page, numbers = build_sentence_report(sentence_view(model_dir, sentence, layer))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
+    write_text_atomically(out, page)
     return numbers

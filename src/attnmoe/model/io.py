@@ -29,6 +29,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
 
 from .._version import __version__
+from ..files import pid_alive as _pid_alive
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -74,19 +75,6 @@ def check_replaceable(directory: str | os.PathLike, marker: str) -> None:
             f"{target} exists, is not empty and holds no {marker}: not a saved model, so it "
             "is not replaced; choose another folder or remove it"
         )
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether a process ``pid`` runs on this machine (one we may not signal counts)."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
 
 
 def _leftovers(target: Path, kind: str) -> list[tuple[int, Path]]:

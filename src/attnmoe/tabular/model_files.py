@@ -319,6 +319,10 @@ def _check_members(meta: dict[str, Any], facts: dict[str, Any] | None, path: Pat
     """Each member a model of this classifier: its sizes, and the manifest's facts."""
     configs = []
     for name in meta["members"]:
+        if not (path / name).exists() and not recover_directory(path / name):
+            raise ModelFileError(
+                f"{path}: {name}, listed in {CLASSIFIER_NAME} as a member, is missing"
+            )
         member = read_model_config(path / name)
         config = member["config"]
         if member["model_type"] != BidirectionalAttention.__name__:
