@@ -1,0 +1,74 @@
+"""The bugs the fuzz suite found, each as a plain test."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from attnmoe.cli import main
+from attnmoe.model import ModelFileError
+from attnmoe.tabular import AttentionMoEClassifier
+
+
+def _stderr_lines(capsys) -> list[str]:
+    return capsys.readouterr().err.splitlines()
+
+
+def test_a_parser_error_ending_in_a_newline_is_one_error_line(tmp_path, capsys):
+    # pandas' tokenizer message ends in "\n": it printed a blank second line
+    path = tmp_path / "ragged.csv"
+    path.write_text("a,b,label\n1,2,x\n1,2,y,extra\n")
+    code = main(["fit", str(path), "--target", "label", "--out", str(tmp_path / "m")])
+    assert code == 2
+    lines = _stderr_lines(capsys)
+    assert (
+        len(lines) == 1 and lines[0].startswith("error: ") and "is not a readable CSV" in lines[0]
+    )
+
+
+def test_a_blank_prediction_column_name_is_refused(classifier, tmp_path, capsys):
+    # a blank header cell reads back as "Unnamed: N": the predictions had no name
+    _, model, csv = classifier
+    out = tmp_path / "pred.csv"
+    for blank in ["", "  "]:
+        assert main(["predict", str(model), str(csv), "--out", str(out), "--column", blank]) == 2
+        assert _stderr_lines(capsys) == ["error: --column must be a name, not blank"]
+    assert not out.exists()
+
+
+def test_a_list_as_a_type_tag_in_classifier_json_is_a_model_file_error(classifier, tmp_path):
+    # the tag was looked up in a dict: TypeError "unhashable type: 'list'"
+    import shutil
+
+    _, model, _ = classifier
+    copy = shutil.copytree(model, tmp_path / "model")
+    meta = json.loads((copy / "classifier.json").read_text())
+    meta["encoder"]["columns"][0]["categories"][0][0] = []
+    (copy / "classifier.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError, match="must be a \\[type, value\\] pair"):
+        AttentionMoEClassifier.from_pretrained(copy)
+
+
+def test_sizes_too_large_to_allocate_are_one_error_line(tmp_path, capsys):
+    # torch's allocator raises RuntimeError: it escaped main() as a traceback
+    text = tmp_path / "text.txt"
+    text.write_text("the cat sat on the mat\n" * 20)
+    argv = ["train-text", str(text), "--out", str(tmp_path / "out"), "--length", "4"]
+    argv += ["--epochs", "1", "--min-count", "1", "--d-model", str(10**12), "--quiet"]
+    assert main(argv) == 2
+    lines = _stderr_lines(capsys)
+    assert len(lines) == 1 and lines[0].startswith("error: not enough memory for the sizes asked")
+    assert not (tmp_path / "out").exists()
+
+
+def test_other_runtime_errors_still_propagate(monkeypatch):
+    # only running out of memory is the user's to fix; other RuntimeErrors are bugs to see
+    import attnmoe.cli.model as model_cli
+
+    def broken(args):
+        raise RuntimeError("an internal error")
+
+    monkeypatch.setattr(model_cli, "_cmd_version", broken)
+    with pytest.raises(RuntimeError, match="an internal error"):
+        main(["version"])
