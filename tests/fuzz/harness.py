@@ -18,7 +18,7 @@ import os
 import re
 import traceback
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,7 +80,7 @@ def run_cli(argv: Sequence[str], inputs: Iterable[Path] = ()) -> Outcome:
         except SystemExit as exit_:  # argparse: usage error (2) or --help (0)
             code = exit_.code if isinstance(exit_.code, int) else 2
             usage = code == 2
-        except BaseException:  # noqa: BLE001 -- the very thing the fuzzer hunts
+        except Exception:  # the very thing the fuzzer hunts
             code, crash = -1, traceback.format_exc()
     outcome = Outcome([str(a) for a in argv], code, out.getvalue(), err.getvalue(), usage, crash)
     after = file_hashes(inputs)
@@ -155,6 +155,12 @@ class Recorder:
             message = outcome.error_line or outcome.stderr.strip().split("\n")[-1]
             self.messages[re.sub(r"/tmp/\S*", "PATH", message)[:120]] += 1
 
+    def add_violation(self, suite: str) -> None:
+        """A run that broke the property (the test fails; hypothesis then shrinks it)."""
+        tally = self.counts.setdefault(suite, Counter())
+        tally["cases"] += 1
+        tally["property violated"] += 1
+
     def markdown(self) -> str:
         """The tallies as a Markdown table per suite, and the totals."""
         total: Counter = Counter()
@@ -169,9 +175,26 @@ class Recorder:
 def _table(title: str, tally: Counter) -> str:
     rows = [f"### {title}", "", "| outcome | runs |", "|---|---:|"]
     rows.append(f"| cases | {tally['cases']:,} |")
-    for key in ["success", *sorted(k for k in tally if k.startswith("error"))]:
+    keys = ["success", *sorted(k for k in tally if k.startswith("error")), "property violated"]
+    for key in keys:
         rows.append(f"| {key} | {tally.get(key, 0):,} |")
     return "\n".join(rows)
 
 
 RECORDER = Recorder()
+
+
+def check_and_record(suite: str, outcome: Outcome, verify: Callable[[], None] | None = None):
+    """:func:`check_outcome`, then ``verify()`` on success; the outcome tallied in :data:`RECORDER`.
+
+    Returns whether the run succeeded.
+    """
+    try:
+        ok = check_outcome(outcome)
+        if ok and verify is not None:
+            verify()
+    except AssertionError:
+        RECORDER.add_violation(suite)
+        raise
+    RECORDER.add(suite, outcome, ok)
+    return ok

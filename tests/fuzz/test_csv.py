@@ -6,6 +6,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,7 +15,7 @@ from attnmoe.tabular import AttentionMoEClassifier
 
 from . import checks
 from .conftest import TINY
-from .harness import RECORDER, check_outcome, fuzz_settings, run_cli
+from .harness import check_and_record, fuzz_settings, run_cli
 from .strategies import csv_files
 
 #: the session classifier's columns (conftest.table) and their kinds
@@ -23,11 +24,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 seps = st.sampled_from([None, None, None, ",", ";", "\t", "|"])
 
 
-def _run(suite: str, argv: list, inputs: list) -> tuple:
-    outcome = run_cli(argv, inputs)
-    ok = check_outcome(outcome)
-    RECORDER.add(suite, outcome, ok)
-    return outcome, ok
+def _run(suite: str, argv: list, inputs: list, verify) -> bool:
+    """Run ``argv``; on success, ``verify()`` checks what it wrote."""
+    return check_and_record(suite, run_cli(argv, inputs), verify)
 
 
 @fuzz_settings(60)
@@ -39,13 +38,16 @@ def test_fit_on_random_csv(data, sep, target, unlabeled):
         argv = ["fit", path, "--target", name, "--out", Path(tmp) / "model"]
         argv += ["--params", json.dumps(TINY)] + (["--sep", sep] if sep else [])
         argv += ["--use-unlabeled"] if unlabeled else []
-        _, ok = _run("csv: fit", argv, [path])
-        if ok:
-            clf = AttentionMoEClassifier.from_pretrained(Path(tmp) / "model")
-            assert len(clf.classes_) >= 2
-            typed, _ = checks.read_input(path, sep)
-            proba = clf.predict_proba(typed[[str(c) for c in clf.feature_names_in_]])
-            assert (abs(proba.sum(1) - 1) < 1e-5).all()
+        _run("csv: fit", argv, [path], lambda: _check_fitted(Path(tmp) / "model", path, sep))
+
+
+def _check_fitted(model: Path, data: Path, sep: str | None) -> None:
+    """The saved model loads and gives each row of DATA probabilities over two classes or more."""
+    clf = AttentionMoEClassifier.from_pretrained(model)
+    assert len(clf.classes_) >= 2
+    typed, _ = checks.read_input(data, sep)
+    proba = clf.predict_proba(typed[[str(c) for c in clf.feature_names_in_]])
+    assert np.isfinite(proba).all() and (abs(proba.sum(1) - 1) < 1e-5).all()
 
 
 @fuzz_settings(200)
@@ -62,9 +64,8 @@ def test_predict_on_random_csv(classifier, data, sep, column, proba):
         out = Path(tmp) / "pred.csv"
         argv = ["predict", model, path, "--out", out, "--column", column]
         argv += (["--sep", sep] if sep else []) + (["--proba"] if proba else [])
-        _, ok = _run("csv: predict", argv, [path, model])
-        if ok:
-            checks.check_predictions(out, path, sep, clf, column, proba)
+        verify = lambda: checks.check_predictions(out, path, sep, clf, column, proba)  # noqa: E731
+        _run("csv: predict", argv, [path, model], verify)
 
 
 @fuzz_settings(80)
@@ -76,9 +77,7 @@ def test_impute_on_random_csv(data, sep, keep):
         kept = [data.header[keep]] if 0 <= keep < len(data.header) else []
         argv = ["impute", path, "--out", out, "--params", json.dumps(TINY)]
         argv += (["--sep", sep] if sep else []) + (["--keep", *kept] if kept else [])
-        _, ok = _run("csv: impute", argv, [path])
-        if ok:
-            checks.check_imputed(out, path, sep, kept)
+        _run("csv: impute", argv, [path], lambda: checks.check_imputed(out, path, sep, kept))
 
 
 @fuzz_settings(40)
@@ -97,6 +96,4 @@ def test_report_on_random_csv(classifier, data, sep, target, group):
         argv += ["--sep", sep] if sep else []
         argv += ["--target", target] if target else []
         argv += ["--group", group] if group else []
-        _, ok = _run("csv: report", argv, [path, model])
-        if ok:
-            checks.check_report(out)
+        _run("csv: report", argv, [path, model], lambda: checks.check_report(out))

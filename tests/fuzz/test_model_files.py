@@ -21,11 +21,9 @@ from attnmoe.tabular import AttentionMoEClassifier
 from . import checks
 from .conftest import table
 from .corruptions import corruptions, damaged_copy
-from .harness import RECORDER, Outcome, check_outcome, fuzz_settings, run_cli
+from .harness import RECORDER, Outcome, check_and_record, fuzz_settings, run_cli
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-_UNVERIFIED = "no manifest"
 
 
 def _unverified(outcome: Outcome) -> bool:
@@ -58,11 +56,12 @@ def test_predict_with_a_damaged_classifier(classifier, other_classifier, damage,
         out = Path(tmp) / "pred.csv"
         argv = ["predict", model, csv, "--out", out] + (["--proba"] if proba else [])
         outcome = run_cli(argv, [csv])
-        ok = check_outcome(outcome)
-        RECORDER.add("model folder: predict", outcome, ok)
-        if ok and not _unverified(outcome):
-            # loaded in spite of the damage: it must be the same model
-            checks.check_predictions(out, csv, None, clf, "prediction", proba)
+
+        def same_predictions():  # loaded in spite of the damage: it must be the same model
+            if not _unverified(outcome):
+                checks.check_predictions(out, csv, None, clf, "prediction", proba)
+
+        ok = check_and_record("model folder: predict", outcome, same_predictions)
         loaded, error = _load(AttentionMoEClassifier.from_pretrained, model)
         _record_load("model folder: classifier from_pretrained", error)
         assert (loaded is None) == (not ok), f"predict and from_pretrained disagree: {done}"
@@ -83,14 +82,16 @@ def test_convert_a_damaged_attention_model(attention, other_attention, damage, d
         done = damaged_copy(folder, other_attention, model, damage, data)
         out = Path(tmp) / "experts"
         outcome = run_cli(["convert", model, out, "--check"], [model])
-        ok = check_outcome(outcome)
-        RECORDER.add("model folder: convert", outcome, ok)
+
+        def same_model():
+            if not _unverified(outcome):
+                assert _same_model(original, load_model(model)), f"loaded another model: {done}"
+                assert _same_model(original, load_model(out)), f"converted another one: {done}"
+
+        ok = check_and_record("model folder: convert", outcome, same_model)
         loaded, error = _load(load_model, model)
         _record_load("model folder: load_model", error)
         assert (loaded is None) == (not ok), f"convert and load_model disagree: {done}"
-        if ok and not _unverified(outcome):
-            assert _same_model(original, loaded), f"loaded a different model: {done}"
-            assert _same_model(original, load_model(out)), f"converted a different one: {done}"
 
 
 def test_the_originals_load_as_saved(classifier, attention):

@@ -23,7 +23,7 @@ from attnmoe.tabular import AttentionMoEClassifier
 
 from . import checks
 from .conftest import TINY
-from .harness import RECORDER, check_outcome, fuzz_settings, run_cli
+from .harness import check_and_record, fuzz_settings, run_cli
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -115,7 +115,7 @@ def command_lines(draw) -> tuple[str, list[str]]:
     return command, argv
 
 
-def _check_result(command: str, argv: list[str], places: dict, classifier, attention) -> None:
+def _check_result(command: str, argv: list[str], classifier) -> None:
     """What a successful run wrote is right."""
     out = Path(argv[argv.index("--out") + 1]) if "--out" in argv else None
     if command == "predict":
@@ -171,7 +171,5 @@ def test_random_options(classifier, attention, text_file, line):
         }
         argv = [_fill(a, places) for a in template]
         outcome = run_cli(argv, _inputs(command, template, places))
-        ok = check_outcome(outcome)
-        RECORDER.add(f"options: {command}", outcome, ok)
-        if ok:
-            _check_result(command, argv, places, (clf, model), attention)
+        verify = lambda: _check_result(command, argv, (clf, model))  # noqa: E731
+        check_and_record(f"options: {command}", outcome, verify)

@@ -72,3 +72,21 @@ def test_other_runtime_errors_still_propagate(monkeypatch):
     monkeypatch.setattr(model_cli, "_cmd_version", broken)
     with pytest.raises(RuntimeError, match="an internal error"):
         main(["version"])
+
+
+@pytest.mark.parametrize("device", ["x", "", "meta", "cuda:99"])
+def test_a_device_this_machine_lacks_is_a_usage_error(tmp_path, capsys, device):
+    # torch failed in the middle of the command: AssertionError "Torch not compiled with
+    # CUDA enabled" or RuntimeError "Expected one of cpu, cuda, ... device type"
+    text = tmp_path / "text.txt"
+    text.write_text("the cat sat on the mat\n" * 20)
+    argv = ["train-text", str(text), "--out", str(tmp_path / "out"), "--length", "4"]
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--epochs", "1", "--min-count", "1", "--quiet", "--device", device])
+    assert exit_.value.code == 2
+    assert (
+        capsys.readouterr()
+        .err.splitlines()[-1]
+        .startswith("attnmoe train-text: error: argument --device: ")
+    )
+    assert not (tmp_path / "out").exists()
