@@ -17,6 +17,7 @@ import io
 import os
 import re
 import traceback
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -74,7 +75,12 @@ def run_cli(argv: Sequence[str], inputs: Iterable[Path] = ()) -> Outcome:
     before = file_hashes(inputs)
     out, err = io.StringIO(), io.StringIO()
     usage, crash = False, None
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with (
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("default")  # as in a shell, whatever the test's filters
         try:
             code = main([str(a) for a in argv])
         except SystemExit as exit_:  # argparse: usage error (2) or --help (0)

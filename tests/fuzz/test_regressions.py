@@ -90,3 +90,19 @@ def test_a_device_this_machine_lacks_is_a_usage_error(tmp_path, capsys, device):
         .startswith("attnmoe train-text: error: argument --device: ")
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_a_thread_count_below_one_is_a_value_error(tmp_path, capsys):
+    # torch.set_num_threads raised RuntimeError: a traceback from `--num-threads -1`
+    from attnmoe.training.threads import torch_threads
+
+    for n in [0, -1]:
+        with pytest.raises(ValueError, match="positive integer"), torch_threads(n):
+            pass
+    text = tmp_path / "text.txt"
+    text.write_text("the cat sat on the mat\n" * 20)
+    argv = ["train-text", str(text), "--out", str(tmp_path / "out"), "--length", "4"]
+    assert main([*argv, "--epochs", "1", "--min-count", "1", "--quiet", "--num-threads", "-1"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: the number of threads must be a positive integer, got -1"
+    ]
