@@ -106,3 +106,25 @@ def test_a_thread_count_below_one_is_a_value_error(tmp_path, capsys):
     assert capsys.readouterr().err.splitlines() == [
         "error: the number of threads must be a positive integer, got -1"
     ]
+
+
+def test_more_layers_than_memory_holds_are_refused_before_building(attention, tmp_path, capsys):
+    # n_layers of 10**13 built layer after layer until memory ran out (the fuzz run
+    # reached 14 GiB): in train-text, and on the meta device when loading a config
+    import shutil
+
+    from attnmoe.model import AttentionConfig, BidirectionalAttention, load_model
+
+    with pytest.raises(MemoryError, match="layers need"):
+        BidirectionalAttention(AttentionConfig(vocab_size=5, max_len=3, d_model=8, n_layers=10**13))
+    copy = shutil.copytree(attention[1], tmp_path / "model")
+    config = json.loads((copy / "config.json").read_text())
+    config["config"]["n_layers"] = 10**13
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelFileError, match="describes no model that fits"):
+        load_model(copy)
+    text = tmp_path / "text.txt"
+    text.write_text("the cat sat on the mat\n" * 20)
+    argv = ["train-text", str(text), "--out", str(tmp_path / "out"), "--length", "4"]
+    assert main([*argv, "--epochs", "1", "--min-count", "1", "--n-layers", str(10**13)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith("error: not enough memory")
