@@ -16,7 +16,7 @@ from pathlib import Path
 TARGETS = "TARGETS.md"
 SECTION = "SECTION.md"
 #: the topics of the page, in order: each a folder of ``benchmarks/results`` with a SECTION.md
-TOPICS = ("speed", "tabular", "baselines", "real_tables", "scale", "ddp", "text")
+TOPICS = ("speed", "tabular", "baselines", "real_tables", "scale", "ddp", "text", "reliability")
 
 # a Markdown link's target: ](target) or ](target "title")
 _LINK = re.compile(r"\]\(([^)\s]+)")

@@ -54,8 +54,36 @@ def add_device(
     default: str | None = None,
     help: str | None = None,
 ) -> None:
-    """``--device``: the torch device to train on."""
-    parser.add_argument("--device", choices=choices, default=default, help=help)
+    """``--device``: the torch device to train on, checked to exist on this machine."""
+    parser.add_argument("--device", type=torch_device, choices=choices, default=default, help=help)
+
+
+def torch_device(text: str) -> str:
+    """``text`` if it names a torch device this machine has (``cpu``, ``cuda:1``, ``mps``).
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        An unknown device, or a GPU this torch build or machine does not have
+        (torch would fail later with a traceback).
+    """
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a torch device (cpu, cuda, ...)"
+        ) from None
+    available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
+    if device.type != "cpu" and not available.get(device.type, lambda: False)():
+        raise argparse.ArgumentTypeError(f"this machine has no {device.type} device for torch")
+    if device.type == "cuda" and device.index is not None:
+        if device.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(
+                f"{text}: this machine has {torch.cuda.device_count()} cuda device(s)"
+            )
+    return text
 
 
 def add_block(parser: Parser) -> None:

@@ -181,6 +181,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         warnings.warn(
             f"column {name!r} is empty in DATA: every row is predicted without it", stacklevel=2
         )
+    if not args.column.strip():  # a blank header cell reads back as "Unnamed: N"
+        raise ValueError("--column must be a name, not blank")
     names = [args.column, f"{args.column}_probability"]
     names += [f"p_{label}" for label in clf.classes_] if args.proba else []
     names += ["top_expert", "top_expert_contribution"] if args.explain else []

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from .base import MaskedWordModel
 from .config import AttentionConfig
 from .functional import mix_experts, mix_experts_one_pass
-from .layers import LayerOutput
+from .layers import LayerOutput, stacked_layers
 
 
 class MultiHeadSelfAttention(nn.Module):
@@ -104,7 +104,7 @@ class BidirectionalAttention(MaskedWordModel):
         self.config = config
         self.token_embedding = nn.Embedding(config.vocab_size + 1, config.d_model)  # E (+ mask)
         self.position_embedding = nn.Embedding(config.max_len, config.d_model)  # P
-        self.layers = nn.ModuleList(AttentionLayer(config) for _ in range(config.n_layers))
+        self.layers = stacked_layers(lambda: AttentionLayer(config), config.n_layers)
         self.output = nn.Linear(config.d_model, config.vocab_size)  # rho, b
 
     # -- inputs ---------------------------------------------------------------

@@ -28,7 +28,7 @@ from .attention import BidirectionalAttention
 from .base import MaskedWordModel
 from .config import AttentionConfig
 from .functional import mask_locations, mix_experts, mix_experts_one_pass
-from .layers import LayerOutput
+from .layers import LayerOutput, stacked_layers
 
 _INIT_STD = 0.1
 
@@ -146,8 +146,8 @@ class ContinuousWordExperts(MaskedWordModel):
         super().__init__()
         self.config = config
         self.word_layer = WordExpertLayer(config)
-        self.context_layers = nn.ModuleList(
-            ContextExpertLayer(config) for _ in range(config.n_layers - 1)
+        self.context_layers = stacked_layers(
+            lambda: ContextExpertLayer(config), config.n_layers - 1
         )
         self.output = nn.Linear(config.d_model, config.vocab_size)  # rho, b
 

@@ -448,7 +448,7 @@ def _expected_shapes(cls: type, config: Any, file: Path) -> dict[str, tuple[int,
     try:
         with torch.device("meta"):
             model = cls(config)
-    except (RuntimeError, TypeError, ValueError, OverflowError) as err:
+    except (RuntimeError, TypeError, ValueError, OverflowError, MemoryError) as err:
         # torch's overflow messages run over many lines: the sizes say it all
         sizes = {k: v for k, v in vars(config).items() if isinstance(v, int)}
         raise ModelFileError(

@@ -2,9 +2,43 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+
 from torch import Tensor, nn
 
 from .config import AttentionConfig
+
+
+def _physical_memory() -> int | None:
+    """Bytes of RAM of this machine (None where the platform does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def stacked_layers(make: Callable[[], nn.Module], count: int) -> nn.ModuleList:
+    """``count`` layers, each ``make()``, built in order (the same weights for a seed).
+
+    Raises
+    ------
+    MemoryError
+        When ``count`` copies of the first layer's weights exceed this machine's RAM:
+        said before building the others, which would otherwise run for as long as
+        memory lasts (``n_layers`` of 10**13).
+    """
+    if count < 1:
+        return nn.ModuleList()
+    first = make()
+    need = count * sum(p.numel() * p.element_size() for p in first.parameters())
+    have = _physical_memory()
+    if have is not None and need > have:
+        raise MemoryError(
+            f"{count:,} layers need {need / 2**30:,.1f} GiB of weights; "
+            f"this machine has {have / 2**30:,.1f} GiB"
+        )
+    return nn.ModuleList([first, *(make() for _ in range(count - 1))])
 
 
 class BertLink(nn.Module):

@@ -160,7 +160,9 @@ def save_classifier(clf, directory: str | os.PathLike) -> Path:
 
 def _typed(pair: Any, file: Path, field: str):
     """A ``[type tag, value]`` pair back as its value."""
-    if not isinstance(pair, list) or len(pair) != 2 or pair[0] not in _TYPES:
+    # the tag's type first: a list or object as tag is not hashable
+    tag = pair[0] if isinstance(pair, list) and len(pair) == 2 else None
+    if not isinstance(tag, str) or tag not in _TYPES:
         _fail(file, field, f"must be a [type, value] pair with a type of {list(_TYPES)}")
     kind, value = pair
     if kind == "float" and isinstance(value, str):
