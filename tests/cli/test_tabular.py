@@ -295,3 +295,15 @@ def test_labels_spelt_several_ways_stay_one_class():
     assert _labels(as_read, pd.Series(["True", "true", "TRUE", "False", "false"])).nunique() == 2
     assert _labels(pd.Series([7, 7, 8]), pd.Series(["7", "007", "8"])).tolist() == [7, 7, 8]
     assert _labels(pd.Series([7, 10]), pd.Series(["007", "010"])).tolist() == ["007", "010"]
+
+
+def test_a_refused_fit_parameter_is_one_error_line(tmp_path, capsys):
+    # the line that ends a finished progress bar must not precede an error
+    data = tmp_path / "data.csv"
+    pd.DataFrame({"a": ["x", "y"] * 10, "label": ["p", "q"] * 10}).to_csv(data, index=False)
+    argv = ["fit", str(data), "--target", "label", "--out", str(tmp_path / "m")]
+    assert main([*argv, "--params", '{"epochs": -1}']) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: cannot fit with these --params: The 'epochs' parameter of "
+        "AttentionMoEClassifier must be an int in the range [1, inf). Got -1 instead."
+    ]

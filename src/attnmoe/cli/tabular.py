@@ -56,11 +56,11 @@ def _fit(estimator, *data):
     """``estimator.fit_transform`` or ``fit``, a wrong parameter type said in one line."""
     try:
         method = estimator.fit_transform if hasattr(estimator, "transform") else estimator.fit
-        return method(*data)
+        fitted = method(*data)
     except TypeError as err:  # e.g. --params '{"epochs": "x"}'
         raise ValueError(f"cannot fit with these --params: {err}") from None
-    finally:
-        _end_progress_line(estimator)
+    _end_progress_line(estimator)  # after a finished fit only: an error is one line
+    return fitted
 
 
 def _end_progress_line(estimator) -> None:
