@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 from attnmoe.cli import main
 from attnmoe.explain import audit, expected_calibration_error
 from attnmoe.tabular import AttentionMoEClassifier
+from tests.browser import console_errors, run_chromium
 
 DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 
@@ -63,26 +63,6 @@ class _Values(HTMLParser):
             self.groups[attrs["data-group"]] = attrs["data-value"]
 
 
-def _chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [
-        binary,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-        "--enable-logging=stderr",
-        "--v=0",
-        "--virtual-time-budget=5000",  # let the load handlers run before dumping
-        *args,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-
-
 def _pixels(path: Path) -> np.ndarray:
     from PIL import Image
 
@@ -90,7 +70,7 @@ def _pixels(path: Path) -> np.ndarray:
         return np.asarray(image.convert("RGB"), dtype=float)
 
 
-def test_report_in_headless_chromium(tmp_path, auto_mpg, auto_mpg_model, chromium):
+def test_report_in_headlessrun_chromium(tmp_path, auto_mpg, auto_mpg_model, chromium):
     clf = auto_mpg_model
     clf.save_pretrained(tmp_path / "model")
     train = auto_mpg.X_train.assign(mpg=auto_mpg.y_train, origin="USA")
@@ -121,13 +101,9 @@ def test_report_in_headless_chromium(tmp_path, auto_mpg, auto_mpg_model, chromiu
     # self-contained: nothing is fetched from anywhere
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", page)
 
-    dump = _chromium(chromium, tmp_path / "profile-dom", "--dump-dom", out.as_uri())
+    dump = run_chromium(chromium, tmp_path / "profile-dom", "--dump-dom", out.as_uri())
     assert dump.returncode == 0, dump.stderr[-2000:]
-    console = [
-        line
-        for line in dump.stderr.splitlines()
-        if "Uncaught" in line or ("CONSOLE" in line and "error" in line.lower())
-    ]
+    console = console_errors(dump.stderr)
     assert not console, console
     parsed = _Values()
     parsed.feed(dump.stdout)
@@ -160,7 +136,7 @@ def test_report_in_headless_chromium(tmp_path, auto_mpg, auto_mpg_model, chromiu
     assert parsed.classes["flag"] + parsed.classes["ok"] == len(expected.gaps)
 
     shot = tmp_path / "report.png"
-    result = _chromium(
+    result = run_chromium(
         chromium,
         tmp_path / "profile-shot",
         f"--screenshot={shot}",
@@ -179,7 +155,7 @@ def test_report_in_headless_chromium(tmp_path, auto_mpg, auto_mpg_model, chromiu
         DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, DOCS_IMAGES / "report.png")
         full = tmp_path / "report-full.png"
-        _chromium(
+        run_chromium(
             chromium,
             tmp_path / "profile-full",
             f"--screenshot={full}",

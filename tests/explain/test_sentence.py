@@ -11,8 +11,9 @@ import pytest
 
 from attnmoe.cli import main
 from attnmoe.explain.sentence import sentence_view
+from tests.browser import run_chromium
 
-from .test_report import DOCS_IMAGES, _chromium, _pixels, _Values
+from .test_report import DOCS_IMAGES, _pixels, _Values
 
 SENTENCE = "The cat sat on the mat because it was warm."
 
@@ -23,7 +24,7 @@ def minilm_dir() -> Path:
     return Path(package.__file__).parent / "model"
 
 
-def test_hf_sentence_page_in_headless_chromium(tmp_path, minilm_dir, chromium):
+def test_hf_sentence_page_in_headlessrun_chromium(tmp_path, minilm_dir, chromium):
     out = tmp_path / "sentence.html"
     assert (
         main(["report-sentence", str(minilm_dir), SENTENCE, "--layer", "2", "--out", str(out)]) == 0
@@ -33,7 +34,7 @@ def test_hf_sentence_page_in_headless_chromium(tmp_path, minilm_dir, chromium):
     assert gates.shape == (12, 13, 13)  # [CLS] + 11 words + [SEP]
     np.testing.assert_allclose(gates.sum(-1), 1.0, atol=1e-9)
 
-    dump = _chromium(chromium, tmp_path / "profile", "--dump-dom", out.as_uri())
+    dump = run_chromium(chromium, tmp_path / "profile", "--dump-dom", out.as_uri())
     assert dump.returncode == 0, dump.stderr[-2000:]
     assert "Uncaught" not in dump.stderr
     values = _Values()
@@ -45,7 +46,7 @@ def test_hf_sentence_page_in_headless_chromium(tmp_path, minilm_dir, chromium):
     assert int(float(values.by_id["n-heads"])) == 12
 
     shot = tmp_path / "sentence.png"
-    _chromium(
+    run_chromium(
         chromium,
         tmp_path / "profile-shot",
         f"--screenshot={shot}",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 
 from attnmoe.cli import main
 from attnmoe.serve import PredictionLog, monitor_data
+from tests.browser import console_errors, run_chromium
 
 DAYS = ["2026-03-01", "2026-03-02", "2026-03-03"]
 
@@ -88,17 +88,9 @@ def test_monitor_page_in_headless_chromium_equals_a_direct_query(traffic, tmp_pa
     page = out.read_text()
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", page)
     assert "<b>noise</b>" not in page and "&lt;b&gt;noise&lt;/b&gt;" in page  # escaped
-    command = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update",
-               f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
-               "--virtual-time-budget=5000", "--dump-dom", Path(out).as_uri()]  # fmt: skip
-    dump = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    dump = run_chromium(chromium, tmp_path / "profile", "--dump-dom", Path(out).as_uri())
     assert dump.returncode == 0, dump.stderr[-2000:]
-    console = [
-        line
-        for line in dump.stderr.splitlines()
-        if "Uncaught" in line or ("CONSOLE" in line and "error" in line.lower())
-    ]
+    console = console_errors(dump.stderr)
     assert not console, console
     parsed = _Page()
     parsed.feed(dump.stdout)
