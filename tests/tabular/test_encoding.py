@@ -62,7 +62,7 @@ def test_categories_match_a_column_read_with_other_types():
     ids=["ties-at-minimum", "gap", "constant", "normal"],
 )
 def test_no_bin_is_empty(values):
-    encoder = TableEncoder(n_bins=10).fit(pd.DataFrame({"x": values}))
+    encoder = TableEncoder(n_bins=10, numeric="bins").fit(pd.DataFrame({"x": values}))
     coding = encoder.columns_[0]
     assert coding.kind == "binned"
     codes = encoder.encode(pd.DataFrame({"x": values}), mask_id=99)[:, 0]

@@ -71,7 +71,7 @@ def test_classifier_learns_rule_from_dataframe():
     assert clf.score(X_new, y_new) > 0.9
     proba = clf.predict_proba(X_new)
     np.testing.assert_allclose(proba.sum(1), 1.0)
-    assert clf.encoder_.columns_[2].kind == "binned"  # float column
+    assert clf.encoder_.columns_[2].kind == "numeric"  # float column
     assert clf.encoder_.columns_[0].kind == "categorical"
 
 
@@ -305,7 +305,7 @@ def test_unlabeled_rows_are_read_with_the_dtypes_of_x_and_bad_ones_leave_it_unfi
         warnings.simplefilter("ignore", UserWarning)  # an array has no feature names
         clf = AttentionMoEClassifier(**params).fit(X, y, X_unlabeled=X.to_numpy(dtype=object))
     kinds = {c.name: (c.kind, c.categories) for c in clf.encoder_.columns_}
-    assert kinds["noise"][0] == "binned"  # floats read as floats, not 120 categories
+    assert kinds["noise"][0] == "numeric"  # floats read as floats, not 120 categories
     assert kinds["colour"] == ("categorical", ["red", "blue", "green"])  # X's order kept
     empty = AttentionMoEClassifier(**params).fit(X, y, X_unlabeled=X.iloc[:0])
     assert empty.histories_[0].masked_predictions == 120 * 5  # no unlabeled rows
@@ -431,7 +431,9 @@ def test_imputer_keeps_each_column_dtype():
             "flag": pd.array(rng.choice([True, False], n), dtype="boolean"),
             "word": pd.array(rng.choice(["u", "v"], n), dtype="string"),
             "kind": pd.Categorical(rng.choice(["p", "q"], n)),
-            "count": pd.array(rng.integers(0, 500, n), dtype="Int64"),  # > 50 values: binned
+            "count": pd.array(
+                rng.integers(0, 500, n), dtype="Int64"
+            ),  # > 50 values: quantile knots
             "share": pd.array(rng.random(n), dtype="Float64"),
             "day": pd.to_datetime("2020-01-01") + pd.to_timedelta(rng.integers(0, 3, n), "D"),
         }
@@ -459,7 +461,7 @@ def test_numpy_typed_parameters_save_and_object_arrays_bin_floats(tmp_path):
     X, y = _rule_table(n=120)
     clf = AttentionMoEClassifier(**{**FAST, "epochs": np.int64(2), "random_state": np.int64(7)})
     clf.fit(X.to_numpy(dtype=object), y)  # e.g. a mixed frame's .to_numpy()
-    assert [c.kind for c in clf.encoder_.columns_].count("binned") == 1  # noise: floats
+    assert [c.kind for c in clf.encoder_.columns_].count("numeric") == 2  # noise, size
     clf.save_pretrained(tmp_path / "m")
     back = AttentionMoEClassifier.from_pretrained(tmp_path / "m")
     assert back.get_params()["epochs"] == 2 and back.get_params()["random_state"] == 7

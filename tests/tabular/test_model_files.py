@@ -162,9 +162,13 @@ CORRUPTIONS = {
         ),
         r"field 'encoder\.columns\[0\]\.categories\[0\]' holds 3, not a str",
     ),
-    "unsorted bin edges": (
-        _edit_json("classifier.json", lambda m: m["encoder"]["columns"][2]["edges"].reverse()),
-        r"field 'encoder\.columns\[2\]\.edges' must be increasing",
+    "unsorted knots": (
+        _edit_json("classifier.json", lambda m: m["encoder"]["columns"][2]["knots"].reverse()),
+        r"field 'encoder\.columns\[2\]\.knots' must be increasing",
+    ),
+    "knots on a categorical column": (
+        _edit_json("classifier.json", lambda m: m["encoder"]["columns"][0].update(knots=["1"])),
+        r"field 'encoder\.columns\[0\]\.knots' a categorical column has no knots",
     ),
     "huge mask_id_": (
         _edit_json("classifier.json", lambda m: m.update(mask_id_=10**13)),

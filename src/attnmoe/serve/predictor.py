@@ -65,7 +65,9 @@ class Predictor:
         if names is None:
             raise ValueError(f"{model_dir}: the model was fitted without column names")
         self.columns = [str(c) for c in names]
-        self.numeric = {c.name for c in self.clf.encoder_.columns_ if c.kind == "binned"}
+        self.numeric = {
+            c.name for c in self.clf.encoder_.columns_ if c.kind in ("binned", "numeric")
+        }
         self.model_id = self.directory.resolve().name
         self.checksum = _manifest_sha256(self.directory)
         self._lock = threading.Lock()  # one prediction at a time: the models are shared

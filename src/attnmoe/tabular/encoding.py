@@ -1,11 +1,25 @@
 """Rows of a table as sentences: every column is a word location.
 
-Each column's values become category codes ``0..n_c-1`` shared across columns
-(the paper's scheme: location tells columns apart, so code ``k`` of column
-``c`` and code ``k`` of column ``c'`` are different (location, word) pairs).
-Numeric columns are cut into quantile bins unless they hold whole numbers with
-at most ``max_categories`` distinct values (those are categories).
-Missing or unseen values become the mask token.
+Each column's values become codes ``0..n_c-1`` shared across columns (the
+paper's scheme: location tells columns apart, so code ``k`` of column ``c`` and
+code ``k`` of column ``c'`` are different (location, word) pairs).
+
+Columns are typed by their dtype:
+
+- **numeric** (numbers, not bool, not pandas categorical): ordered. The column
+  has knots ``v_0 < ... < v_{K-1}`` and a value's code is its position between
+  them, ``np.interp(value, knots, 0..K-1)``: a value between two knots gets a
+  fractional code (the model mixes the two knots' word embeddings linearly,
+  docs/math.md), a value outside the training range is clipped to the nearest
+  edge. Whole-number columns with at most ``max_categories`` distinct values
+  have a knot at every distinct training value (each seen value gets the whole
+  code a category would have); other numeric columns have ``n_bins`` knots at
+  evenly spaced training quantiles.
+- **categorical** (text, bool, pandas categorical, anything else): unordered;
+  one code per training value. A number column declared categorical (for
+  example ``astype("category")``) is unordered.
+
+Missing values, non-finite numbers and unseen categories become the mask token.
 """
 
 from __future__ import annotations
@@ -98,16 +112,25 @@ def _category_codes(categories: list, series: pd.Series) -> np.ndarray:
 
 @dataclass
 class ColumnCoding:
-    """How one column's values map to codes."""
+    """How one column's values map to codes.
+
+    ``kind`` is ``"numeric"`` (ordered: codes interpolate between ``knots``),
+    ``"categorical"`` (one code per value of ``categories``) or ``"binned"``
+    (quantile bins with ``edges``, one code per bin: columns of models saved
+    before numeric columns existed, and :class:`TableEncoder` ``numeric="bins"``).
+    """
 
     name: str
-    kind: str  # "categorical" or "binned"
+    kind: str  # "numeric", "categorical" or "binned"
     categories: list = field(default_factory=list)  # categorical: code -> value
     edges: np.ndarray | None = None  # binned: inner quantile edges
     representatives: np.ndarray | None = None  # binned: a typical value per bin
+    knots: np.ndarray | None = None  # numeric: increasing values at codes 0..K-1
 
     @property
     def n_codes(self) -> int:
+        if self.kind == "numeric":
+            return len(self.knots)
         return len(self.categories) if self.kind == "categorical" else len(self.edges) + 1
 
 
@@ -131,21 +154,47 @@ def _sorted_values(values: pd.Series) -> list:
         return sorted(unique, key=lambda v: (type(v).__name__, str(v)))
 
 
+def _numbers(series: pd.Series) -> np.ndarray:
+    """A column's cells as float64; text that is no number (and missing cells) as NaN."""
+    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _interpolated_codes(knots: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, int]:
+    """``np.interp(values, knots, 0..K-1)`` of finite values (outside the knots: the
+    nearest edge's code), and how many values were outside."""
+    codes = np.interp(values, knots, np.arange(len(knots), dtype=float))
+    # np.interp's slope * offset may round a hair past the next knot's code: a code
+    # must never reach beyond the column's last one (nor, interpolating, the mask id)
+    codes = np.clip(codes, 0.0, float(len(knots) - 1))
+    return codes, int(np.sum((values < knots[0]) | (values > knots[-1])))
+
+
 class TableEncoder:
     """Fit on a training table; encode any table with the same columns to codes.
 
     Parameters
     ----------
     n_bins
-        Quantile bins for float columns (and integer columns with more than
-        ``max_categories`` distinct values).
+        Knots (quantiles) of numeric columns that are not whole numbers with at
+        most ``max_categories`` distinct values; the column's vocabulary size.
     max_categories
-        Whole-number columns with at most this many distinct values are categories.
+        Whole-number columns with at most this many distinct values have a knot
+        at every distinct value.
+    numeric
+        ``"interpolate"``: numeric columns keep their order (kind ``"numeric"``,
+        fractional codes between knots, values outside the range clipped).
+        ``"bins"``: the coding before numeric columns existed (unordered
+        categories for whole numbers with few levels, else ``n_bins`` quantile
+        bins, kind ``"binned"``), always whole codes, for callers that count
+        values (:func:`attnmoe.tabular.shift.pair_typicality`).
     """
 
-    def __init__(self, n_bins: int = 10, max_categories: int = 50) -> None:
+    def __init__(
+        self, n_bins: int = 10, max_categories: int = 50, numeric: str = "interpolate"
+    ) -> None:
         self.n_bins = n_bins
         self.max_categories = max_categories
+        self.numeric = numeric
 
     def fit(self, frame: pd.DataFrame) -> TableEncoder:
         for name, value, low in (
@@ -154,9 +203,14 @@ class TableEncoder:
         ):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if self.numeric not in ("interpolate", "bins"):
+            raise ValueError(f"numeric must be 'interpolate' or 'bins', got {self.numeric!r}")
         self.columns_: list[ColumnCoding] = []
         for name in frame.columns:
             series = frame[name]
+            if _is_numeric(series) and self.numeric == "interpolate":
+                self.columns_.append(self._fit_knots(str(name), series.astype(float)))
+                continue
             binned = _is_numeric(series) and (
                 not _is_whole(series) or series.nunique() > self.max_categories
             )
@@ -169,6 +223,17 @@ class TableEncoder:
                     categories = _sorted_values(series)
                 self.columns_.append(ColumnCoding(str(name), "categorical", categories))
         return self
+
+    def _fit_knots(self, name: str, values: pd.Series) -> ColumnCoding:
+        finite = values[np.isfinite(values)].to_numpy()
+        distinct = np.unique(finite)
+        if not len(finite) or (_is_whole(values) and len(distinct) <= self.max_categories):
+            # every seen value a knot: its code is the code it has as a category
+            return ColumnCoding(name, "numeric", knots=distinct)
+        # quantiles that are values of the column ("nearest"): every knot is a value
+        # the column holds, so a decoded whole code is one too
+        quantiles = np.quantile(finite, np.linspace(0, 1, self.n_bins), method="nearest")
+        return ColumnCoding(name, "numeric", knots=np.unique(quantiles))
 
     def _fit_bins(self, name: str, values: pd.Series) -> ColumnCoding:
         finite = values[np.isfinite(values)]
@@ -194,16 +259,26 @@ class TableEncoder:
         return max(c.n_codes for c in self.columns_) if self.columns_ else 1
 
     def encode(self, frame: pd.DataFrame, mask_id: int, warn: bool = True) -> np.ndarray:
-        """Codes ``(n, n_columns)``; missing or unseen values become ``mask_id``."""
-        out = np.full((len(frame), len(self.columns_)), mask_id, dtype=np.int64)
-        n_missing = n_unseen = 0
+        """Codes ``(n, n_columns)``: int64 when every code is whole, else float64.
+
+        Missing values, non-finite numbers and unseen categories become
+        ``mask_id``; numeric values outside a column's knots are clipped to its
+        first or last code. With ``warn``, one warning counts the masked and the
+        clipped values.
+        """
+        out = np.full((len(frame), len(self.columns_)), float(mask_id))
+        n_missing = n_unseen = n_clipped = 0
         for j, coding in enumerate(self.columns_):
             series = frame.iloc[:, j]
             missing = series.isna().to_numpy()
-            if coding.kind == "binned":
-                values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
-                ok = np.isfinite(values)
-                out[ok, j] = np.searchsorted(coding.edges, values[ok], side="right")
+            if coding.kind in ("numeric", "binned"):
+                values = _numbers(series)
+                ok = np.isfinite(values) & (coding.n_codes > 0)
+                if coding.kind == "binned":
+                    out[ok, j] = np.searchsorted(coding.edges, values[ok], side="right")
+                elif ok.any():
+                    out[ok, j], clipped = _interpolated_codes(coding.knots, values[ok])
+                    n_clipped += clipped
                 n_unseen += int((~ok & ~missing).sum())
             else:
                 # by value, then by text with numbers spelt one way: a column read from
@@ -213,18 +288,33 @@ class TableEncoder:
                 out[known, j] = codes[known]
                 n_unseen += int((~known & ~missing).sum())
             n_missing += int(missing.sum())
-        if warn and (n_missing or n_unseen):
+        if warn and (n_missing or n_unseen or n_clipped):
             warnings.warn(
-                f"{n_missing} missing and {n_unseen} unseen values were replaced by the mask "
-                "token; predictions still use the other columns",
-                UserWarning,
-                stacklevel=3,
+                _encode_warning(n_missing, n_unseen, n_clipped), UserWarning, stacklevel=3
             )
-        return out
+        return out.astype(np.int64) if np.all(out == np.floor(out)) else out
 
     def decode(self, j: int, codes: np.ndarray) -> np.ndarray:
-        """Values for codes of column ``j`` (bin medians for binned columns)."""
+        """Values for codes of column ``j``: the value at the code for a numeric
+        column (interpolated between knots), the bin median for a binned one."""
         coding = self.columns_[j]
+        if coding.kind == "numeric":
+            return np.interp(codes, np.arange(coding.n_codes), coding.knots)
         if coding.kind == "binned":
             return coding.representatives[codes]
         return np.array(coding.categories, dtype=object)[codes]
+
+
+def _encode_warning(n_missing: int, n_unseen: int, n_clipped: int) -> str:
+    parts = []
+    if n_missing or n_unseen:
+        parts.append(
+            f"{n_missing} missing and {n_unseen} unseen values were replaced by the mask "
+            "token; predictions still use the other columns"
+        )
+    if n_clipped:
+        parts.append(
+            f"{n_clipped} numeric values outside the training range were clipped to its "
+            "nearest edge"
+        )
+    return "; ".join(parts)

@@ -385,7 +385,10 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
     One bidirectional attention model (one expert per column) is trained by
     masked-word prediction on every column and the target; the target is
     predicted by masking it. Missing or unseen values become the mask token, so
-    rows with gaps still get a prediction. The defaults are the paper's model
+    rows with gaps still get a prediction. Numeric columns keep their order: a
+    value between two knots is a mix of their words, a value outside the
+    training range is clipped to its edge (:mod:`attnmoe.tabular.encoding`,
+    docs/tabular.md). The defaults are the paper's model
     (one BERT block, 5 heads of size 4, embedding 20, feed-forward 5, dropout
     0.1, Adam 1e-3, 200 epochs, batches of 128 masked predictions).
 
@@ -434,9 +437,11 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         (epsilon 1e-7 on the uncorrected second moment, loss averaged over all
         locations of each masked copy); see :func:`attnmoe.training.train_mlm`.
     n_bins : int
-        Quantile bins for float columns.
+        Knots, at quantiles, of numeric columns other than whole numbers with
+        few levels (the column's number of words).
     max_categories : int
-        Integer columns with more distinct values are binned.
+        Whole-number columns with at most this many distinct values have a knot
+        at each of them; with more they get ``n_bins`` quantile knots.
     target_weight : float
         Weight of the target location in the MLM loss (1 = every location equal).
     n_ensembles : int
@@ -622,14 +627,14 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         # target last; unlabeled rows (after the labelled ones) have it masked
         targets = np.full(len(table), self.mask_id_)
         targets[: len(frame)] = y_codes
-        tokens = np.column_stack([codes, targets]).astype(np.int64)
+        tokens = np.column_stack([codes, targets])  # float64 where a code is fractional
         n_extra = round(self.independent_rows * len(frame))
         if n_extra:  # each column's cells drawn from the labelled rows, independently
             rng = check_random_state(self.random_state)
             picks = rng.randint(0, len(frame), size=(n_extra, codes.shape[1]))
             extra = np.take_along_axis(codes[: len(frame)], picks, axis=0)
             extra = np.column_stack([extra, np.full(n_extra, self.mask_id_)])
-            tokens = np.vstack([tokens, extra.astype(np.int64)])
+            tokens = np.vstack([tokens, extra])
         locations = np.ones(tokens.shape[1])
         locations[-1] = self.target_weight
         weights = self._loss_weights(row_weights, len(tokens), locations)
@@ -661,13 +666,15 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         """Rows as token ids ``(n, n_features + 1)``, the target (last) masked.
 
         Missing or unseen values are the mask token (with a warning). This is the
-        input of ``models_[k].masked_logits`` and of the experts view.
+        input of ``models_[k].masked_logits`` and of the experts view: int64, or
+        float64 when a numeric value lies between two knots (a fractional code,
+        docs/math.md).
         """
         check_is_fitted(self)
         frame = self._frame(X, reset=False)
         codes = self.encoder_.encode(frame, self.mask_id_)
-        target = np.full((len(codes), 1), self.mask_id_)
-        return torch.as_tensor(np.hstack([codes, target]).astype(np.int64))
+        target = np.full((len(codes), 1), self.mask_id_, dtype=codes.dtype)
+        return torch.as_tensor(np.hstack([codes, target]))
 
     @torch.no_grad()
     def predict_proba(self, X) -> np.ndarray:
@@ -749,8 +756,8 @@ class AttentionMoEImputer(TransformerMixin, _TableMLM):
     """Fill missing cells of any column with a masked-word model of the whole row.
 
     The model is trained by MLM on every column; a missing cell is the mask
-    token and is filled with its most probable value (the bin's median for
-    binned numeric columns). Parameters as :class:`AttentionMoEClassifier`.
+    token and is filled with its most probable value (for a numeric column, the
+    value at its most probable knot). Parameters as :class:`AttentionMoEClassifier`.
 
     Examples
     --------

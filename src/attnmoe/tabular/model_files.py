@@ -40,7 +40,9 @@ from .encoding import ColumnCoding, TableEncoder
 from .params import parse_estimator_params
 
 CLASSIFIER_NAME = "classifier.json"
-CLASSIFIER_FORMAT_VERSION = 1
+# 2: numeric columns (kind "numeric", "knots"); 1 and 0 hold "categorical" and "binned"
+# columns only, and still load as they were saved
+CLASSIFIER_FORMAT_VERSION = 2
 _MEMBER = re.compile(r"^member_\d+$")
 _MAX_CLASSES_BYTES = 1 << 28
 # type tag of a saved label or category -> the Python type it comes back as
@@ -79,18 +81,22 @@ def _float_texts(values) -> list[str] | None:
     return None if values is None else [repr(float(v)) for v in values]
 
 
+def _column_meta(coding: ColumnCoding) -> dict[str, Any]:
+    meta = {
+        "name": coding.name,
+        "kind": coding.kind,
+        "categories": [_plain(v) for v in coding.categories],
+        "edges": _float_texts(coding.edges),
+        "representatives": _float_texts(coding.representatives),
+    }
+    if coding.kind == "numeric":  # exact values (repr), as the edges
+        meta["knots"] = _float_texts(coding.knots)
+    return meta
+
+
 def classifier_meta(clf) -> dict[str, Any]:
     """The content of ``classifier.json`` for a fitted classifier."""
-    columns = [
-        {
-            "name": c.name,
-            "kind": c.kind,
-            "categories": [_plain(v) for v in c.categories],
-            "edges": _float_texts(c.edges),
-            "representatives": _float_texts(c.representatives),
-        }
-        for c in clf.encoder_.columns_
-    ]
+    columns = [_column_meta(c) for c in clf.encoder_.columns_]
     params = clf.get_params()
     for name, value in params.items():  # e.g. np.int64 from a grid over np.arange
         if isinstance(value, np.generic):
@@ -196,21 +202,30 @@ def _floats(values: Any, file: Path, field: str, length: int | None = None) -> n
 
 
 def _n_codes(column: dict[str, Any]) -> int:
+    if column["kind"] == "numeric":
+        return len(column["knots"])
     return (
         len(column["categories"]) if column["kind"] == "categorical" else len(column["edges"]) + 1
     )
+
+
+_KINDS = ("categorical", "binned", "numeric")
 
 
 def _column(data: Any, file: Path, field: str) -> ColumnCoding:
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
         _fail(file, field, "must be an object with a text 'name'")
     kind = data.get("kind")
-    if kind not in ("categorical", "binned"):
-        _fail(file, f"{field}.kind", f"must be 'categorical' or 'binned', got {kind!r}")
+    if kind not in _KINDS:
+        _fail(file, f"{field}.kind", f"must be one of {list(_KINDS)}, got {kind!r}")
     categories = data.get("categories")
-    if not isinstance(categories, list) or (kind == "binned" and categories):
-        _fail(file, f"{field}.categories", "must be a list (empty for a binned column)")
+    if not isinstance(categories, list) or (kind != "categorical" and categories):
+        _fail(file, f"{field}.categories", f"must be a list (empty for a {kind} column)")
     values = [_typed(p, file, f"{field}.categories[{i}]") for i, p in enumerate(categories)]
+    if kind == "numeric":
+        return _numeric_column(data, file, field)
+    if data.get("knots") is not None:
+        _fail(file, f"{field}.knots", f"a {kind} column has no knots")
     edges = representatives = None
     if kind == "binned":
         edges = _floats(data.get("edges"), file, f"{field}.edges")
@@ -222,6 +237,15 @@ def _column(data: Any, file: Path, field: str) -> ColumnCoding:
     elif data.get("edges") is not None or data.get("representatives") is not None:
         _fail(file, field, "a categorical column has no 'edges' or 'representatives'")
     return ColumnCoding(data["name"], kind, values, edges, representatives)
+
+
+def _numeric_column(data: dict[str, Any], file: Path, field: str) -> ColumnCoding:
+    if data.get("edges") is not None or data.get("representatives") is not None:
+        _fail(file, field, "a numeric column has no 'edges' or 'representatives'")
+    knots = _floats(data.get("knots"), file, f"{field}.knots")
+    if np.any(np.diff(knots) <= 0):
+        _fail(file, f"{field}.knots", "must be increasing")
+    return ColumnCoding(data["name"], "numeric", knots=knots)
 
 
 def _encoder(data: Any, file: Path) -> TableEncoder:

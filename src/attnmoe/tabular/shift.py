@@ -65,7 +65,8 @@ def pair_typicality(X, n_bins: int = 10, smoothing: float = 1.0) -> np.ndarray:
         raise ValueError("X has no rows")
     if smoothing <= 0:
         raise ValueError(f"smoothing must be positive, got {smoothing}")
-    encoder = TableEncoder(n_bins=n_bins).fit(frame)
+    # counts of values: whole codes (bins), not positions between knots
+    encoder = TableEncoder(n_bins=n_bins, numeric="bins").fit(frame)
     codes = encoder.encode(frame, encoder.n_codes, warn=False)  # missing: one more code
     n, n_columns = codes.shape
     scores = np.zeros(n)
