@@ -268,7 +268,9 @@ def _explain_model(
     n_steps: int,
 ) -> pd.DataFrame:
     experts = as_experts(model)
-    x = torch.as_tensor(x, dtype=torch.long)
+    x = torch.as_tensor(x)
+    if not x.is_floating_point():  # float: fractional codes of numeric columns, kept
+        x = x.long()
     if x.ndim == 1:
         x = x[None]
     if i is None:
