@@ -153,7 +153,7 @@ def test_one_pass_refused_for_deep_models():
         (torch.zeros(3, dtype=torch.long), "batch, length"),
         (torch.zeros(1, 9, dtype=torch.long), "max_len"),
         (torch.full((1, 3), 99), "token ids"),
-        (torch.zeros(1, 3), "integer"),
+        (torch.zeros(1, 3, dtype=torch.float16), "integer"),  # float32/64 codes are valid
     ],
 )
 def test_bad_input_is_refused_clearly(x, message):

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from .base import MaskedWordModel
 from .config import AttentionConfig
-from .functional import mix_experts, mix_experts_one_pass
+from .functional import lookup_codes, mix_experts, mix_experts_one_pass
 from .layers import LayerOutput, stacked_layers
 
 
@@ -109,9 +109,9 @@ class BidirectionalAttention(MaskedWordModel):
 
     # -- inputs ---------------------------------------------------------------
     def embed(self, x: Tensor) -> Tensor:
-        # (B, L) -> (B, L, d): E[x_j] + P[j]
+        # (B, L) -> (B, L, d): E[x_j] + P[j]; a fractional code interpolates E
         positions = torch.arange(x.shape[1], device=x.device)
-        return self.token_embedding(x) + self.position_embedding(positions)
+        return lookup_codes(self.token_embedding, x) + self.position_embedding(positions)
 
     def embed_mask(self, length: int) -> Tensor:
         # (1, L, d): E[m] + P[j] for every location j

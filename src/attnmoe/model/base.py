@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import AttentionConfig
-from .functional import as_positions, mask_locations
+from .functional import CODE_DTYPES, as_positions, check_codes, mask_locations
 from .io import PretrainedMixin
 
 MaskingMethod = Literal["auto", "one_pass", "copies"]
@@ -37,14 +37,15 @@ class MaskedWordModel(PretrainedMixin, nn.Module):
         return self.config.one_pass_exact
 
     def check_input(self, x: Tensor) -> None:
+        """Refuse anything but a ``(B, L)`` codes matrix (integer word ids, or floating
+        codes: :func:`~attnmoe.model.functional.check_codes`) no longer than ``max_len``."""
         if x.ndim != 2:
             raise ValueError(f"x must be (batch, length) token ids, got shape {tuple(x.shape)}")
-        if x.dtype not in (torch.int64, torch.int32):
-            raise TypeError(f"x must hold integer token ids, got {x.dtype}")
+        if x.dtype not in (torch.int64, torch.int32, *CODE_DTYPES):
+            raise TypeError(f"x must hold integer token ids or float32/64 codes, got {x.dtype}")
         if x.shape[1] > self.config.max_len:
             raise ValueError(f"sentence length {x.shape[1]} exceeds max_len={self.config.max_len}")
-        if x.numel() and (x.min() < 0 or x.max() > self.config.mask_id):
-            raise ValueError(f"token ids must lie in [0, {self.config.mask_id}] (mask id included)")
+        check_codes(x, self.config.mask_id)
 
     def hidden_states(self, x: Tensor, key_mask: Tensor | None = None) -> Tensor:
         """Final hidden states ``(B, L, d)`` of an input whose masked locations hold the mask id."""
@@ -71,7 +72,8 @@ class MaskedWordModel(PretrainedMixin, nn.Module):
         Parameters
         ----------
         x
-            ``(B, L)`` token ids of real words.
+            ``(B, L)`` token ids of real words, or floating codes (a fractional code
+            interpolates between two words' inputs: :mod:`attnmoe.model.functional`).
         positions
             Locations to predict: int, ``(P,)`` or ``(B, P)``; all when None.
         key_mask

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from .base import MaskedWordModel
 from .config import AttentionConfig
+from .functional import lookup_codes
 
 
 class CBOW(MaskedWordModel):
@@ -39,7 +40,7 @@ class CBOW(MaskedWordModel):
         return self.one_pass_hidden_states(x, key_mask)
 
     def one_pass_hidden_states(self, x: Tensor, key_mask: Tensor | None = None) -> Tensor:
-        alpha = self.context_vectors(x)  # (B, L, d)
+        alpha = lookup_codes(self.context_vectors, x)  # (B, L, d)
         present = (
             torch.ones(x.shape, dtype=alpha.dtype, device=x.device)
             if key_mask is None

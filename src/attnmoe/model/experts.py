@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from .attention import BidirectionalAttention
 from .base import MaskedWordModel
 from .config import AttentionConfig
-from .functional import mask_locations, mix_experts, mix_experts_one_pass
+from .functional import lookup_codes, mask_locations, mix_experts, mix_experts_one_pass
 from .layers import LayerOutput, stacked_layers
 
 _INIT_STD = 0.1
@@ -61,9 +61,12 @@ class WordExpertLayer(nn.Module):
 
     @staticmethod
     def lookup(table: Tensor, x: Tensor) -> Tensor:
-        # table (H, L, V+1, e), x (B, L) -> (B, H, L, e)
+        # table (H, L, V+1, e), x (B, L) -> (B, H, L, e). A fractional code takes
+        # (1 - t) table[j, lo] + t table[j, lo + 1]: exact, since every table here is
+        # an affine function of the input embedding E[w] + P[j] and the weights sum to 1
         locations = torch.arange(x.shape[1], device=x.device)
-        return table[:, locations, x].permute(1, 0, 2, 3)
+        rows = lookup_codes(lambda ids: table[:, locations, ids], x)  # (H, B, L, e)
+        return rows.permute(1, 0, 2, 3)
 
     def lookup_mask(self, table: Tensor, length: int) -> Tensor:
         # (H, L, V+1, e) -> (1, H, L, e): the mask token's entry at each location
@@ -72,7 +75,8 @@ class WordExpertLayer(nn.Module):
     def residual_input(self, x: Tensor) -> Tensor | None:
         if self.residual is None:
             return None
-        return self.residual[torch.arange(x.shape[1], device=x.device), x]  # (B, L, d)
+        locations = torch.arange(x.shape[1], device=x.device)
+        return lookup_codes(lambda ids: self.residual[locations, ids], x)  # (B, L, d)
 
     def forward(self, x: Tensor, key_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         q, k, v = (self.lookup(t, x) for t in (self.gate_query, self.gate_key, self.experts))

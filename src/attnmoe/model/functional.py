@@ -6,12 +6,86 @@ projections of embeddings; the continuous-word-experts form looks them up in
 tables. Keeping the arithmetic here means the two forms cannot drift apart.
 
 Shapes: B batch, H heads, L locations, r gate rank, e expert width.
+
+Codes. A ``(B, L)`` codes matrix is an integer tensor of word ids, or a floating
+tensor of continuous codes: code ``c`` at a location stands for the word input
+``(1 - t) * E[lo] + t * E[lo + 1]`` with ``lo = floor(c)`` and ``t = c - lo``
+(exactly word ``lo`` where ``t == 0``). :func:`lookup_codes` is the one place
+that reads a table this way; :func:`check_codes` states the rules.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
+
+#: floating dtypes a codes matrix may have (half precision cannot hold word ids exactly)
+CODE_DTYPES = (torch.float32, torch.float64)
+
+
+def check_codes(x: Tensor, mask_id: int, what: str = "token ids") -> None:
+    """Refuse a codes matrix outside the convention, with a one-line ``ValueError``.
+
+    Integer codes must lie in ``[0, mask_id]``. Floating codes must be finite, lie
+    in ``[0, mask_id]``, and a fractional code must not reach into the mask id:
+    ``floor(c) + 1 < mask_id`` (the mask token is the exact code ``mask_id``).
+    """
+    if x.dtype.is_floating_point and x.dtype not in CODE_DTYPES:
+        raise TypeError(f"{what} must be integer or float32/float64 codes, got {x.dtype}")
+    if not x.numel():
+        return
+    if x.dtype.is_floating_point:
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{what} must be finite codes, got NaN or infinity")
+        lowest, highest = float(x.min()), float(x.max())
+        if lowest < 0 or highest > mask_id:
+            raise ValueError(
+                f"{what} must lie in [0, {mask_id}] (mask id included), "
+                f"got [{lowest:g}, {highest:g}]"
+            )
+        fractional = x != x.floor()
+        if bool(fractional.any()) and float(x[fractional].max()) >= mask_id - 1:
+            raise ValueError(
+                f"{what}: a fractional code c needs floor(c) + 1 < {mask_id} (it must not "
+                f"interpolate into the mask id), got {float(x[fractional].max()):g}"
+            )
+        return
+    if int(x.min()) < 0 or int(x.max()) > mask_id:
+        raise ValueError(
+            f"{what} must lie in [0, {mask_id}] (mask id included), "
+            f"got [{int(x.min())}, {int(x.max())}]"
+        )
+
+
+def split_codes(x: Tensor) -> tuple[Tensor, Tensor | None]:
+    """Word ids ``lo`` (long) and weights ``t`` of a codes matrix; ``t`` is None where no
+    code is fractional (integer tensors, or floating ones holding whole codes only)."""
+    if not x.dtype.is_floating_point:
+        return x, None
+    floor = x.floor()
+    lo = floor.long()
+    t = x - floor
+    return lo, (t if bool(t.any()) else None)
+
+
+def lookup_codes(gather: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """The rows a codes matrix selects from a (location, word) or word table.
+
+    ``gather(ids)`` maps ``(B, L)`` word ids to rows ``(..., B, L, e)``. Integer codes
+    (and floating ones that are all whole) return ``gather(ids)`` itself; a fractional
+    code returns ``(1 - t) * gather(lo) + t * gather(lo + 1)``. Tables that are affine
+    in the word's input embedding (the experts form's gate, expert and residual
+    tables) are thereby the table of the interpolated embedding, exactly.
+    """
+    lo, t = split_codes(x)
+    if t is None:
+        return gather(lo)
+    # lo + 1 only where t > 0: a whole code may be the last word or the mask id
+    low, high = gather(lo), gather(lo + (t > 0))
+    t = t.to(low.dtype).unsqueeze(-1)
+    return (1 - t) * low + t * high
 
 
 def softmax_last(scores: Tensor) -> Tensor:
@@ -149,7 +223,7 @@ def mask_locations(x: Tensor, positions: Tensor, mask_id: int) -> Tensor:
     Parameters
     ----------
     x
-        ``(B, L)`` token ids.
+        ``(B, L)`` codes (integer or floating); a masked cell becomes ``mask_id``.
     positions
         ``(B, P)`` locations to mask.
 

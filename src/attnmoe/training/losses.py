@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -10,10 +11,32 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..model.base import MaskedWordModel
-from ..model.functional import log_softmax_last
+from ..model.functional import log_softmax_last, split_codes
 
 # Up to this many words per row the written-out log-softmax beats torch's kernel on CPU.
 _SHORT_ROWS = 64
+
+
+def code_losses(
+    cross_entropy: Callable[[Tensor], Tensor], codes: Tensor, unknown: Tensor
+) -> Tensor:
+    """Each prediction's loss against its true code.
+
+    ``cross_entropy(targets)`` gives the cross-entropy against word ids ``targets``
+    (same shape as ``codes``). A whole code is its word; a fractional code ``c``
+    (``lo = floor(c)``, ``t = c - lo``) has the soft target
+    ``(1 - t) * CE(lo) + t * CE(lo + 1)``, which is ``CE(lo)`` where ``t == 0``.
+    ``unknown`` (a location whose true code is the mask id) gets target 0: its
+    weight must be 0.
+    """
+    lo, t = split_codes(codes)
+    targets = lo.masked_fill(unknown, 0)
+    losses = cross_entropy(targets)
+    if t is None:
+        return losses
+    t = t.to(losses.dtype)
+    # lo + 1 only where t > 0: a whole code may be the last word
+    return (1 - t) * losses + t * cross_entropy(targets + (t > 0))
 
 
 def mlm_loss(
@@ -30,7 +53,8 @@ def mlm_loss(
     model
         Any masked-word model.
     x
-        ``(B, L)`` token ids.
+        ``(B, L)`` token ids, or floating codes (a fractional true code is a soft
+        target: :func:`code_losses`).
     key_mask
         ``(B, L)`` bool, False at padding (padding is neither predicted nor seen).
         Locations holding the mask token (missing values) are seen as the mask
@@ -45,15 +69,19 @@ def mlm_loss(
     logits = model.masked_logits(x, None, key_mask, method)  # (B, L, V)
     # a location whose true token is the mask (a missing value) has nothing to predict
     unknown = x == model.config.mask_id
-    targets = x.masked_fill(unknown, 0)
     if logits.shape[-1] > _SHORT_ROWS:
-        # wide vocabularies: torch's fused cross-entropy reads the logits once
-        losses = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view_as(
-            targets
-        )  # (B, L)
+
+        def cross_entropy(targets: Tensor) -> Tensor:  # (B, L)
+            # wide vocabularies: torch's fused cross-entropy reads the logits once
+            flat = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
+            return flat.view_as(targets)
     else:
         log_probs = log_softmax_last(logits)  # (B, L, V)
-        losses = -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (B, L)
+
+        def cross_entropy(targets: Tensor) -> Tensor:  # (B, L)
+            return -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+    losses = code_losses(cross_entropy, x, unknown)  # (B, L)
     weights = (
         torch.ones_like(losses) if position_weights is None else position_weights.expand_as(losses)
     )
@@ -76,12 +104,15 @@ def masked_copies_loss(
 
     Weights as in :func:`mlm_loss`: ``position_weights[location]`` (``(L,)``) or
     ``position_weights[b, location]`` (``(B, L)``, a weight per copy's sentence and
-    location), and 0 where the true token is the mask (a missing value)."""
+    location), and 0 where the true token is the mask (a missing value). Fractional true
+    codes are soft targets (:func:`code_losses`)."""
     rows = torch.arange(len(x), device=x.device)
     logits = model.masked_logits(x)[rows, locations]  # (B, V): one pass, then select
     targets = x[rows, locations]
     unknown = targets == model.config.mask_id
-    losses = F.cross_entropy(logits, targets.masked_fill(unknown, 0), reduction="none")  # (B,)
+    losses = code_losses(
+        lambda ids: F.cross_entropy(logits, ids, reduction="none"), targets, unknown
+    )  # (B,)
     if position_weights is None:
         weights = torch.ones_like(losses)
     elif position_weights.dim() == 1:
@@ -115,7 +146,15 @@ def random_mask_loss(
     inputs = torch.where(chosen & (action < 0.8), cfg.mask_id, x)
     inputs = torch.where(chosen & (action >= 0.8) & (action < 0.9), random_words, inputs)
     logits = model.logits(inputs, key_mask)  # (B, L, V)
-    return F.cross_entropy(logits[chosen], x[chosen])
+    if not x.dtype.is_floating_point:
+        return F.cross_entropy(logits[chosen], x[chosen])
+    chosen_logits, targets = logits[chosen], x[chosen]
+    losses = code_losses(
+        lambda ids: F.cross_entropy(chosen_logits, ids, reduction="none"),
+        targets,
+        torch.zeros_like(targets, dtype=torch.bool),  # chosen locations hold no mask token
+    )
+    return losses.mean()
 
 
 def hide_context(

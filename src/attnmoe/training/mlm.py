@@ -23,6 +23,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..model.base import MaskedWordModel
+from ..model.functional import CODE_DTYPES, check_codes
 from .adam import KERAS_ADAM_EPS
 from .fused import DropoutStream, FusedAdam, FusedMLM, fused_supported
 from .losses import hide_context, mlm_loss
@@ -73,18 +74,18 @@ def _as_tokens(data: Tensor | np.ndarray) -> Tensor:
         raise ValueError(
             f"training data must be (n_sentences, length) token ids, got {tuple(tokens.shape)}"
         )
-    if tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
+    if tokens.dtype.is_floating_point:  # continuous codes (model.functional): kept as they are
+        if tokens.dtype not in CODE_DTYPES:
+            raise TypeError(f"training codes must be float32 or float64, got {tokens.dtype}")
+        return tokens
+    if tokens.dtype == torch.bool:
         raise TypeError(f"training data must be integer token ids, got {tokens.dtype}")
     return tokens.long()
 
 
 def _check_ids(tokens: Tensor, mask_id: int, what: str) -> None:
     # the compiled engine indexes its tables by id without bounds checks: check here
-    if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) > mask_id):
-        raise ValueError(
-            f"{what} token ids must lie in [0, {mask_id}] (mask id included), "
-            f"got [{int(tokens.min())}, {int(tokens.max())}]"
-        )
+    check_codes(tokens, mask_id, f"{what} token ids")
 
 
 def train_mlm(
@@ -118,7 +119,10 @@ def train_mlm(
     model
         :class:`BidirectionalAttention`, :class:`ContinuousWordExperts` or :class:`CBOW`.
     data
-        ``(N, L)`` token ids.
+        ``(N, L)`` token ids, or floating codes: a fractional code ``c`` is the input
+        ``(1 - t) E[floor(c)] + t E[floor(c) + 1]`` (``t = c - floor(c)``) and, where
+        predicted, the soft target ``(1 - t) CE(floor(c)) + t CE(floor(c) + 1)``
+        (:mod:`attnmoe.model.functional`). Both engines take either.
     key_mask
         ``(N, L)`` bool, False at padding.
     epochs, batch_size, lr, weight_decay
@@ -304,6 +308,7 @@ def _check_options(
         masking in ("all", "copies")
         and key_mask is None
         and fused_supported(model, tokens.shape[1])
+        and not tokens.dtype.is_floating_point  # fractional codes: torch engine for now
     )
     check_adam(adam)
     check_engine(engine)
