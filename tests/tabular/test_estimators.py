@@ -385,7 +385,7 @@ def test_imputer_trains_on_a_table_mostly_missing():
 
 def test_encoder_bins_and_masks():
     frame = pd.DataFrame({"f": np.linspace(0, 1, 100), "c": ["a", "b"] * 50})
-    encoder = TableEncoder(n_bins=4).fit(frame)
+    encoder = TableEncoder(n_bins=4, numeric="bins").fit(frame)  # the bins path
     codes = encoder.encode(frame, mask_id=9, warn=False)
     assert sorted(np.unique(codes[:, 0])) == [0, 1, 2, 3]
     assert np.bincount(codes[:, 0]).tolist() == [25, 25, 25, 25]
