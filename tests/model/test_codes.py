@@ -160,3 +160,16 @@ def test_codes_at_the_edges_are_accepted_and_half_precision_is_not():
     assert torch.isfinite(model.masked_log_probs(edges)).all()
     with pytest.raises(TypeError, match="float32/64"):
         model.masked_log_probs(edges.half())
+
+
+@pytest.mark.parametrize("n_layers", [1, 2])
+@pytest.mark.parametrize("top_k", [None, 3])
+@pytest.mark.parametrize("block", ["pure", "bert"])
+def test_compare_forms_holds_on_fractional_codes(n_layers, top_k, block):
+    from attnmoe.model.equivalence import compare_forms
+
+    model = random_attention(10, vocab_size=9, max_len=6, d_model=6, n_heads=3, d_head=2,
+                             n_layers=n_layers, block=block, top_k=top_k)  # fmt: skip
+    case = compare_forms(model, _codes(11, 4, 6, 9))
+    assert case.worst < 1e-9
+    assert (case.one_pass_vs_copies is not None) == (n_layers == 1)

@@ -29,13 +29,25 @@ def _reference(model, x, weights):
     return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
+def _fractional(x: torch.Tensor, seed: int) -> torch.Tensor:
+    """``x`` as float64 codes: most words below 9 get a random fraction (a fractional
+    code must stay below mask_id - 1 = 9); the mask (10) and the last word stay whole."""
+    generator = torch.Generator().manual_seed(seed)
+    fraction = torch.rand(x.shape, generator=generator, dtype=torch.float64)
+    fraction[torch.rand(x.shape, generator=generator) < 0.3] = 0.0
+    return torch.where(x < 9, x + fraction, x.double())
+
+
 @pytest.mark.parametrize("block", ["bert", "pure"])
 @pytest.mark.parametrize("threads", [1, 3])
-def test_loss_and_every_gradient_equal_the_reference(block, threads):
+@pytest.mark.parametrize("codes", ["ids", "fractional"])
+def test_loss_and_every_gradient_equal_the_reference(block, threads, codes):
     model = _tabular_model(block)
     generator = torch.Generator().manual_seed(1)
     x = torch.randint(0, 11, (40, 6), generator=generator)  # id 10 is the mask: missing values
     weights = torch.rand(6, generator=generator, dtype=torch.float64) + 0.5
+    if codes == "fractional":
+        x = _fractional(x, seed=1)
     expected_loss, expected = _reference(model, x, weights)
 
     model.zero_grad(set_to_none=True)
@@ -273,3 +285,88 @@ def test_hidden_context_trains_the_same_in_both_engines():
         fused.train_epoch(x.numpy(), np.arange(40), 8, FusedAdam(fused), expanded=True)
     with pytest.raises(ValueError, match="6 per sentence"):
         fused.train_epoch(x.numpy()[:39], np.arange(39), 8, FusedAdam(fused), True, expanded=True)
+
+
+@pytest.mark.parametrize("codes", ["ids", "fractional"])
+def test_gates_far_below_the_tables_best_match_the_reference(codes):
+    # large gate weights: a sentence whose every score lies far below the batch's best
+    # takes the kernel's own-max fallback (exp(score - table max) would underflow)
+    model = _tabular_model(seed=13)
+    with torch.no_grad():
+        for layer in (model.layers[0].attention.query, model.layers[0].attention.key):
+            layer.weight.mul_(12.0)
+    x = torch.randint(0, 10, (12, 6), generator=torch.Generator().manual_seed(14))
+    if codes == "fractional":
+        x = _fractional(x, seed=15)
+    expected_loss, expected = _reference(model, x, None)
+    assert np.isfinite(expected_loss)
+    model.zero_grad(set_to_none=True)
+    loss = fused_mlm_step(model, x)
+    assert abs(loss.item() - expected_loss) < 1e-10 * max(1.0, abs(expected_loss))
+    for name, param in model.named_parameters():
+        scale = max(1.0, float(expected[name].abs().max()))
+        assert torch.allclose(param.grad, expected[name], atol=1e-10 * scale, rtol=0), name
+
+
+def test_whole_float_codes_train_exactly_as_word_ids():
+    x = torch.randint(0, 11, (40, 6), generator=torch.Generator().manual_seed(16))
+    for kwargs in (dict(masking="all", batch_size=8), dict(masking="copies", batch_size=50)):
+        outputs = []
+        for codes in (x, x.double(), x.float()):
+            model = _tabular_model(seed=17)
+            history = train_mlm(model, codes, epochs=2, seed=1, verbose=0, engine="fused",
+                                **kwargs)  # fmt: skip
+            outputs.append((history.train_loss, [p.detach().clone() for p in model.parameters()]))
+        for losses, params in outputs[1:]:
+            assert losses == outputs[0][0]
+            assert all(torch.equal(a, b) for a, b in zip(params, outputs[0][1], strict=True))
+
+
+def test_fractional_codes_train_in_the_fused_engine_as_in_the_torch_engine():
+    x = _fractional(torch.randint(0, 11, (40, 6), generator=torch.Generator().manual_seed(18)), 19)
+    assert fused_supported(_tabular_model())  # the same answer for every codes matrix
+    for kwargs in (
+        dict(batch_size=16),
+        dict(batch_size=50, masking="copies"),
+        dict(batch_size=50, masking="copies", context_mask_rate=0.3),
+        dict(batch_size=16, adam="keras"),
+    ):
+        _assert_engines_agree(x, epochs=3, **kwargs)
+    auto, fused = _tabular_model(seed=20), _tabular_model(seed=20)
+    for model, engine in ((auto, "auto"), (fused, "fused")):  # auto keeps the fast path
+        train_mlm(model, x, epochs=1, batch_size=16, seed=2, verbose=0, engine=engine)
+    assert torch.equal(auto.output.weight, fused.output.weight)
+
+
+def test_compiled_epochs_mixing_word_id_and_fractional_batches_equal_python_steps():
+    # one epoch whose batches are some all-whole, some fractional: each takes its own
+    # kernel path, and the sequence equals step() + torch's Adam on the same batches
+    x = torch.randint(0, 11, (48, 6), generator=torch.Generator().manual_seed(21)).double()
+    x[16:32] = _fractional(x[16:32].long(), seed=22)  # the second batch only
+    compiled, reference = _tabular_model(seed=23), _tabular_model(seed=23)
+    fused = FusedMLM(compiled, 6, 16)
+    adam = FusedAdam(fused, lr=1e-2)
+    losses = fused.train_epoch(x.numpy(), np.arange(48), 16, adam)
+    stepper = FusedMLM(reference, 6, 16)
+    optimizer = torch.optim.Adam(reference.parameters(), lr=1e-2)
+    expected = []
+    for first in range(0, 48, 16):
+        model_loss = mlm_loss(reference, x[first : first + 16])
+        expected.append(stepper.step(x[first : first + 16]))
+        assert abs(expected[-1] - model_loss.item()) < 1e-10
+        optimizer.step()
+    assert np.allclose(losses, expected, rtol=1e-9, atol=0)
+    for (name, a), b in zip(compiled.named_parameters(), reference.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-9, rtol=0), name
+
+
+def test_float32_models_take_fractional_codes_to_float32_rounding():
+    # the estimator trains float32 models; codes may come as float64 or float32
+    x = _fractional(torch.randint(0, 11, (40, 6), generator=torch.Generator().manual_seed(24)), 25)
+    for codes in (x, x.float()):
+        model = _tabular_model(seed=26).float()
+        expected_loss, expected = _reference(model, codes, None)
+        model.zero_grad(set_to_none=True)
+        assert abs(fused_mlm_step(model, codes).item() - expected_loss) < 1e-5
+        for name, param in model.named_parameters():
+            assert torch.allclose(param.grad, expected[name], atol=1e-6, rtol=0), name

@@ -13,6 +13,13 @@ location) triple through per-(location, word) query and key tables of rank
 rank ``<= d_k``). ``H`` heads are ``H`` summed MoEs; deeper layers are MoEs
 whose experts are the previous layer's MoE outputs (a mixture of MoEs).
 
+A fractional code ``c`` (``lo = floor(c)``, ``t = c - lo``; see
+:mod:`attnmoe.model.functional`) is a continuous word in the literal sense: every
+first-layer table is read as ``(1 - t) table[j, lo] + t table[j, lo + 1]``, which
+is the table of the interpolated input ``(1 - t) E[lo] + t E[lo + 1] + P[j]``
+because each table is affine in that input. The conversions are therefore exact
+for fractional codes too.
+
 Table shapes: H heads, L locations, V+1 words (mask last), r = d_head, d = d_model.
 """
 

@@ -308,7 +308,6 @@ def _check_options(
         masking in ("all", "copies")
         and key_mask is None
         and fused_supported(model, tokens.shape[1])
-        and not tokens.dtype.is_floating_point  # fractional codes: torch engine for now
     )
     check_adam(adam)
     check_engine(engine)

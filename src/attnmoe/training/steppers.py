@@ -27,7 +27,7 @@ EpochResult = tuple[float, int, int]  # summed loss, items counted, masked predi
 class TrainingSet:
     """The training rows on the model's device and what an epoch's order draws from."""
 
-    x: Tensor  # (N, L) token ids
+    x: Tensor  # (N, L) token ids, or floating codes
     keys: Tensor | None  # (N, L) bool, False at padding
     weights: Tensor | None  # (L,) loss weight per location, or (N, L) per sentence and location
     copies: bool  # items are masked copies (sentence * L + location), else sentences

@@ -25,6 +25,15 @@ rows (each head's gate repeated over its ``dh`` units); the link works per
 feature across all predictions (``(d, P)`` arrays), so its loops run over P, not
 over d = 20.
 
+Continuous codes (:mod:`attnmoe.model.functional`): a batch may hold floating
+codes. A fractional code (floor ``lo``, fraction ``t``) reads the tables at
+``lo`` and ``lo + 1``: its gate is ``exp((1 - t) S[.., lo] + t S[.., lo + 1] - max)``
+(the scores interpolated, as the model interpolates the key), its expert
+``(1 - t) V[j, lo] + t V[j, lo + 1]``, and as a target its loss is
+``(1 - t) CE(lo) + t CE(lo + 1)``; the backward splits each table gradient
+between ``lo`` and ``lo + 1`` by ``(1 - t, t)``. A batch without a fractional
+code runs the word-id kernels unchanged.
+
 Eligible models (:func:`fused_supported`): one layer, ReLU feed-forward, biases,
 dense gates, no padding, CPU. Everything else trains with the reference path.
 """
@@ -39,6 +48,7 @@ import torch
 from torch import Tensor
 
 from ...model.attention import BidirectionalAttention
+from ...model.functional import split_codes
 from . import kernels
 
 # The kernel loops per prediction over d and reads (location, word) tables; for
@@ -157,14 +167,21 @@ class _Workspace:
             self.drop.fill(1.0)
 
     def run(
-        self, fused: FusedMLM, tokens: np.ndarray, weights: np.ndarray, inv_total: float
+        self,
+        fused: FusedMLM,
+        tokens: np.ndarray,
+        frac: np.ndarray | None,
+        weights: np.ndarray,
+        inv_total: float,
     ) -> float:
         """Forward and backward of every location of ``tokens`` (a slice of the batch)
         masked alone, each weighted by ``weights`` (flat, sentence-major); returns its
-        loss share."""
+        loss share. ``frac``: the fractions of the codes whose floors ``tokens`` holds
+        (None: word ids)."""
         n_pred = tokens.size
         return kernels.rows_step(
-            tokens, fused.pred_rows[:n_pred], fused.pred_locs[:n_pred], fused.weight_arrays,
+            tokens, fused.no_frac if frac is None else frac, frac is not None,
+            fused.pred_rows[:n_pred], fused.pred_locs[:n_pred], fused.weight_arrays,
             self.row_grads, fused.tables, self.row_arrays, self.columns, self.table_grads,
             weights, fused.model.config.mask_id, inv_total, fused.bert, fused.eps,
         )  # fmt: skip
@@ -271,10 +288,12 @@ class FusedMLM:
         # that the mixture runs over whole h * dh rows
         self.scores_exp = np.zeros((length, length, n_words, h * dh), z)
         self.used = np.zeros((length, n_words), np.bool_)  # (location, word) pairs in the batch
+        self.score_tops = np.zeros((length, h), z)  # the max of each (i, h) score slice
         self.tables = (
             self.inputs, self.residual, self.queries, self.keys, self.values, self.scores,
-            self.scores_exp, self.used,
+            self.scores_exp, self.used, self.score_tops,
         )  # fmt: skip
+        self.no_frac = np.zeros((1, length), z)  # the fractions' argument of word-id batches
         self.weight_arrays = tuple(self.params[k] for k in _WEIGHTS)
         self.table_weight_grads = tuple(self.grads[k] for k in _TABLE_WEIGHTS)
         # every location of every sentence: prediction p = sentence * L + location
@@ -295,14 +314,18 @@ class FusedMLM:
         """Set every parameter's ``.grad`` to the gradient of the batch's mean
         weighted loss (each location of ``x`` masked alone); return the loss.
 
-        ``weights``: the batch's loss weights, ``(L,)`` or ``(n, L)``; None takes
-        those given at construction (per location, or per sentence when ``x`` has
-        as many sentences)."""
+        ``x``: word ids, or floating codes (checked by the caller, as
+        :func:`~attnmoe.model.functional.check_codes` does). ``weights``: the
+        batch's loss weights, ``(L,)`` or ``(n, L)``; None takes those given at
+        construction (per location, or per sentence when ``x`` has as many
+        sentences)."""
         cfg = self.model.config
         n, length = x.shape
         if length != self.length or n > self.max_rows:
             raise ValueError(f"batch {tuple(x.shape)} exceeds ({self.max_rows}, {self.length})")
-        tokens = x.contiguous().numpy()
+        lo, t = split_codes(x)
+        tokens = lo.contiguous().numpy()
+        frac = None if t is None else t.to(self.dtype).contiguous().numpy()
         if weights is None:
             batch_weights = self.loss_weights
         else:
@@ -316,23 +339,33 @@ class FusedMLM:
             raise ValueError("nothing to predict: every location holds the mask token")
         rate = self._dropout_rate()
         kernels.mark_used(tokens, cfg.mask_id, self.used)
+        if frac is not None:
+            kernels.mark_neighbours(tokens, frac, self.used)
         kernels.tables_forward(self.weight_arrays, cfg.mask_id, self.scale, self.tables)
 
         # each thread takes a contiguous slice of sentences (and their dropout masks)
         bounds = [n * k // self.num_threads for k in range(self.num_threads + 1)]
         jobs = [
-            (ws, tokens[lo:hi], flat_weights[lo * length : hi * length])
-            for ws, lo, hi in zip(self.workspaces, bounds, bounds[1:], strict=False)
-            if hi > lo
+            (
+                ws,
+                tokens[first:last],
+                None if frac is None else frac[first:last],
+                flat_weights[first * length : last * length],
+            )
+            for ws, first, last in zip(self.workspaces, bounds, bounds[1:], strict=False)
+            if last > first
         ]
-        for ws, t, _ in jobs:  # drawn in slice order: the stream does not depend on timing
-            ws.fill_dropout(self, t.size, rate)
+        for ws, part, _, _ in jobs:  # drawn in slice order: the stream does not depend on timing
+            ws.fill_dropout(self, part.size, rate)
         if len(jobs) == 1:
-            ws, t, w = jobs[0]
-            losses = [ws.run(self, t, w, 1.0 / total)]
+            ws, part, part_frac, w = jobs[0]
+            losses = [ws.run(self, part, part_frac, w, 1.0 / total)]
         else:
             pool = _thread_pool(self.num_threads)
-            futures = [pool.submit(ws.run, self, t, w, 1.0 / total) for ws, t, w in jobs]
+            futures = [
+                pool.submit(ws.run, self, part, part_frac, w, 1.0 / total)
+                for ws, part, part_frac, w in jobs
+            ]
             losses = [f.result() for f in futures]
         spaces = [job[0] for job in jobs]
 
@@ -371,8 +404,9 @@ class FusedMLM:
         sentences (the paper's Keras training). ``expanded`` (copies only):
         ``tokens`` holds every copy's own input, ``(N * L, L)``, row
         ``sentence * L + location`` (e.g. with context hidden:
-        :func:`attnmoe.training.hide_context`). Each step is followed by
-        ``adam``'s update of the weights in place. Returns each step's loss.
+        :func:`attnmoe.training.hide_context`). ``tokens`` are word ids or floating
+        codes (as :meth:`step`). Each step is followed by ``adam``'s update of the
+        weights in place. Returns each step's loss.
 
         Raises
         ------
@@ -386,7 +420,7 @@ class FusedMLM:
         limit = self.max_rows * self.length if copies else self.max_rows
         if not 1 <= per_step <= limit:
             raise ValueError(f"per_step must be in [1, {limit}], got {per_step}")
-        tokens = np.ascontiguousarray(tokens, dtype=np.int64)
+        tokens, frac = self._split_codes(np.asarray(tokens))
         order = np.ascontiguousarray(order, dtype=np.int64)
         if tokens.ndim != 2 or tokens.shape[1] != self.length:
             raise ValueError(f"tokens must be (N, {self.length}), got {tokens.shape}")
@@ -414,7 +448,8 @@ class FusedMLM:
         groups = tuple(zip(self.weight_arrays, grads, adam.first, adam.second, strict=True))
         losses = np.zeros(-(-len(order) // per_step))
         steps, status = kernels.train_epoch(
-            tokens, order, per_step, copies, stride, self.weight_arrays, grads, groups, self.tables,
+            tokens, self.no_frac if frac is None else frac, frac is not None, order, per_step,
+            copies, stride, self.weight_arrays, grads, groups, self.tables,
             ws.row_arrays, ws.columns, ws.table_grads, self.loss_weights,
             self.model.config.mask_id, self.bert, self.eps, self.scale, state, threshold,
             65536.0 / (65536 - threshold), adam.hyper(), losses,
@@ -425,6 +460,18 @@ class FusedMLM:
         if status == 2:
             raise ValueError("nothing to predict: every target of a batch is the mask token")
         return losses
+
+    def _split_codes(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Word ids as int64, or floating codes as their floors (int64) and fractions
+        (None when every code is whole: the word-id path)."""
+        if tokens.dtype.kind != "f":
+            return np.ascontiguousarray(tokens, dtype=np.int64), None
+        floor = np.floor(tokens)
+        frac = tokens - floor
+        words = np.ascontiguousarray(floor, dtype=np.int64)
+        if not frac.any():
+            return words, None
+        return words, np.ascontiguousarray(frac, dtype=self.np_dtype)
 
 
 class FusedAdam:
@@ -489,7 +536,8 @@ def fused_mlm_step(
     alone, its gradients written to ``.grad`` (replacing what was there).
 
     Equals ``mlm_loss(model, x, position_weights=...)`` followed by ``backward()``
-    (in training mode the dropout masks come from ``dropout``). Training loops
+    (in training mode the dropout masks come from ``dropout``); ``x`` holds word
+    ids or floating codes. Training loops
     should build one :class:`FusedMLM` and call its ``step``.
     """
     fused = FusedMLM(model, x.shape[1], len(x), position_weights, dropout, num_threads)

@@ -111,6 +111,82 @@ if HAVE_NUMBA:
                     gates[o] *= z[o]
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy", inline="always")
+    def _code_score(S, i, hh, j, w, t):  # pragma: no cover - compiled
+        # a fractional word's gate score: the scores interpolated, not their exponentials
+        if t == 0.0:
+            return S[i, hh, j, w]
+        return (1.0 - t) * S[i, hh, j, w] + t * S[i, hh, j, w + 1]
+
+    @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
+    def _mix_forward_codes(  # pragma: no cover - compiled
+        x, frac, rows, locs, mask_id, S, S_exp, top, V, A, O
+    ):
+        # _mix_forward for a batch with fractional codes (x = floor of the codes, frac =
+        # their fractions t): a fractional word's gate is exp((1 - t) S[.., lo] +
+        # t S[.., lo + 1] - top) and its expert (1 - t) V[j, lo] + t V[j, lo + 1]; whole
+        # words read the tables as _mix_forward does. The interpolated score is at most
+        # the larger of its two, so the slice's max (top) still bounds it.
+        length = x.shape[1]
+        hd = O.shape[1]
+        n_heads = S.shape[1]
+        dh = hd // n_heads
+        z = np.empty(hd, O.dtype)
+        acc = np.empty(hd, O.dtype)
+        for p in range(rows.size):
+            b, i = rows[p], locs[p]
+            for o in range(hd):
+                z[o] = 0.0
+                acc[o] = 0.0
+            for j in range(length):
+                w = mask_id if j == i else x[b, j]
+                t = 0.0 if j == i else frac[b, j]
+                gates = A[p, j]
+                if t == 0.0:
+                    table, value = S_exp[i, j, w], V[j, w]
+                    for o in range(hd):
+                        gates[o] = table[o]
+                        z[o] += table[o]
+                        acc[o] += table[o] * value[o]
+                    continue
+                low, high = V[j, w], V[j, w + 1]
+                for hh in range(n_heads):
+                    gate = math.exp(_code_score(S, i, hh, j, w, t) - top[i, hh])
+                    for o in range(hh * dh, (hh + 1) * dh):
+                        gates[o] = gate
+                        z[o] += gate
+                        acc[o] += gate * ((1.0 - t) * low[o] + t * high[o])
+            least = z[0]
+            for o in range(hd):
+                least = min(least, z[o])
+            if least < 1e-30:  # every gate far below the table's best: shift by their own max
+                for o in range(hd):
+                    z[o] = 0.0
+                    acc[o] = 0.0
+                for hh in range(n_heads):
+                    own = -np.inf
+                    for j in range(length):
+                        w = mask_id if j == i else x[b, j]
+                        t = 0.0 if j == i else frac[b, j]
+                        own = max(own, _code_score(S, i, hh, j, w, t))
+                    for j in range(length):
+                        w = mask_id if j == i else x[b, j]
+                        t = 0.0 if j == i else frac[b, j]
+                        gate = math.exp(_code_score(S, i, hh, j, w, t) - own)
+                        w_hi = w + 1 if t > 0.0 else w
+                        for o in range(hh * dh, (hh + 1) * dh):
+                            A[p, j, o] = gate
+                            z[o] += gate
+                            acc[o] += gate * ((1.0 - t) * V[j, w, o] + t * V[j, w_hi, o])
+            out = O[p]
+            for o in range(hd):
+                z[o] = 1.0 / z[o]
+                out[o] = acc[o] * z[o]
+            for j in range(length):
+                gates = A[p, j]
+                for o in range(hd):
+                    gates[o] *= z[o]
+
+    @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy", inline="always")
     def _layer_norm(X, gamma, beta, eps, normed, out, inv):  # pragma: no cover - compiled
         # per column p: out = gamma * (X - mean) / std + beta (out may be X); inv = 1 / std
         d, n = X.shape
@@ -225,6 +301,44 @@ if HAVE_NUMBA:
         return total * inv_total
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
+    def _softmax_loss_codes(  # pragma: no cover - compiled
+        x, frac, rows, locs, pred_w, mask_id, inv_total, GL
+    ):
+        # _softmax_loss with soft targets: a fractional true code (floor x, fraction t)
+        # costs (1 - t) CE(x) + t CE(x + 1)
+        n_out = GL.shape[1]
+        total = 0.0
+        for p in range(rows.size):
+            i = locs[p]
+            target = x[rows[p], i]
+            if target == mask_id:  # a missing value: seen by the others, not predicted
+                for v in range(n_out):
+                    GL[p, v] = 0.0
+                continue
+            t = frac[rows[p], i]
+            top = GL[p, 0]
+            for v in range(1, n_out):
+                top = max(top, GL[p, v])
+            target_logit = GL[p, target]
+            if t > 0.0:
+                target_logit = (1.0 - t) * target_logit + t * GL[p, target + 1]
+            z = 0.0
+            for v in range(n_out):
+                e = GL[p, v] - top
+                GL[p, v] = math.exp(e) if e > -60.0 else 0.0
+                z += GL[p, v]
+            total += pred_w[p] * (math.log(z) + top - target_logit)
+            scale = pred_w[p] * inv_total
+            for v in range(n_out):
+                GL[p, v] *= scale / z
+            if t > 0.0:
+                GL[p, target] -= scale * (1.0 - t)
+                GL[p, target + 1] -= scale * t
+            else:
+                GL[p, target] -= scale
+        return total * inv_total
+
+    @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
     def _link_backward(  # pragma: no cover - compiled
         G, locs, drop, g1, W1, W2, g2, bert, N1, U, N2, INV, gR, gg1, gb1, gg2, gb2, GC, GF, GU
     ):
@@ -310,11 +424,79 @@ if HAVE_NUMBA:
                         row[o] = 0.0
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
+    def _mix_backward_codes(  # pragma: no cover - compiled
+        x, frac, rows, locs, mask_id, V, A, GO, gS, gV
+    ):
+        # _mix_backward for a batch with fractional codes: a fractional word's expert
+        # and gate score are (1 - t, t) mixes of two table entries, so each of their
+        # gradients is split between lo and lo + 1 by (1 - t, t)
+        length = x.shape[1]
+        hd = GO.shape[1]
+        n_heads = gS.shape[1]
+        dh = hd // n_heads
+        prod = np.empty(hd, GO.dtype)
+        g_gate = np.empty((length, n_heads), GO.dtype)
+        dot = np.empty(n_heads, GO.dtype)
+        g_row = np.zeros((length, hd), GO.dtype)
+        n_pred = rows.size
+        for p in range(n_pred):
+            b, i = rows[p], locs[p]
+            grad = GO[p]
+            for hh in range(n_heads):
+                dot[hh] = 0.0
+            for j in range(length):
+                w = mask_id if j == i else x[b, j]
+                t = 0.0 if j == i else frac[b, j]
+                target = gV[j, w] if j == i else g_row[j]
+                gates = A[p, j]
+                if t == 0.0:
+                    value = V[j, w]
+                    for o in range(hd):
+                        prod[o] = grad[o] * value[o]
+                        target[o] += gates[o] * grad[o]
+                else:
+                    low, high = V[j, w], V[j, w + 1]
+                    for o in range(hd):
+                        prod[o] = grad[o] * ((1.0 - t) * low[o] + t * high[o])
+                        target[o] += gates[o] * grad[o]
+                for hh in range(n_heads):
+                    acc = prod[hh * dh]
+                    for e in range(1, dh):
+                        acc += prod[hh * dh + e]
+                    g_gate[j, hh] = acc
+                    dot[hh] += gates[hh * dh] * acc
+            for j in range(length):
+                w = mask_id if j == i else x[b, j]
+                t = 0.0 if j == i else frac[b, j]
+                gates = A[p, j]
+                for hh in range(n_heads):
+                    g = gates[hh * dh] * (g_gate[j, hh] - dot[hh])
+                    if t == 0.0:
+                        gS[i, hh, j, w] += g
+                    else:
+                        gS[i, hh, j, w] += (1.0 - t) * g
+                        gS[i, hh, j, w + 1] += t * g
+            if p + 1 == n_pred or rows[p + 1] != b:  # the sentence's last prediction
+                for j in range(length):
+                    w, t, row = x[b, j], frac[b, j], g_row[j]
+                    low = gV[j, w]
+                    if t == 0.0:
+                        for o in range(hd):
+                            low[o] += row[o]
+                            row[o] = 0.0
+                    else:
+                        high = gV[j, w + 1]
+                        for o in range(hd):
+                            low[o] += (1.0 - t) * row[o]
+                            high[o] += t * row[o]
+                            row[o] = 0.0
+
+    @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
     def tables_forward(W, mask_id, scale, T):  # pragma: no cover - compiled
         # the expert form's tables: every (location, word) input, its key and value,
         # the mask's query at every location, and all gate scores
         E, P, Wq, bq, Wk, bk, Wv, bv = W[0], W[1], W[2], W[3], W[4], W[5], W[6], W[7]
-        inputs, residual, queries, keys, values, scores, scores_exp, used = T
+        inputs, residual, queries, keys, values, scores, scores_exp, used, tops = T
         length, n_words, d = inputs.shape
         hd = values.shape[2]
         n_heads = scores.shape[1]
@@ -352,6 +534,7 @@ if HAVE_NUMBA:
                                 acc += queries[i, hh * dh + e] * keys[j, w, hh * dh + e]
                             scores[i, hh, j, w] = acc
                             top = max(top, acc)
+                tops[i, hh] = top  # fractional words exponentiate their own scores from it
                 for j in range(length):
                     for w in range(n_words):
                         if used[j, w]:
@@ -420,6 +603,14 @@ if HAVE_NUMBA:
             for r in range(x.shape[0]):
                 used[j, x[r, j]] = True
 
+    @numba.njit(cache=True, nogil=True)
+    def mark_neighbours(x, frac, used):  # pragma: no cover - compiled
+        # a fractional code also reads the word above its floor
+        for j in range(x.shape[1]):
+            for r in range(x.shape[0]):
+                if frac[r, j] > 0.0:
+                    used[j, x[r, j] + 1] = True
+
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy", inline="always")
     def _add_rows(M, bias):  # pragma: no cover - compiled
         for r in range(M.shape[0]):
@@ -453,12 +644,14 @@ if HAVE_NUMBA:
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
     def rows_step(  # pragma: no cover - compiled
-        x, rows, locs, W, G, T, R, columns, g_tables, pred_w, mask_id, inv_total, bert, eps
-    ):
+        x, frac, fractional, rows, locs, W, G, T, R, columns, g_tables, pred_w, mask_id,
+        inv_total, bert, eps,
+    ):  # fmt: skip
         # forward and backward of the predictions (sentence rows[p] of x, location
         # locs[p] masked, loss weight pred_w[p]), given the tables: writes the
         # per-prediction weights' gradients G (in _ROW_GRADIENTS order) and the
-        # tables'; returns the loss share
+        # tables'; returns the loss share. fractional: x holds the floors of codes
+        # whose fractions are frac (else frac is not read and x holds word ids)
         Wo, bo, Wout, bout = W[8], W[9], W[10], W[11]
         g1, b1, W1, c1, W2, c2, g2, b2 = W[12], W[13], W[14], W[15], W[16], W[17], W[18], W[19]
         gWo, gbo, gWout, gbout, gg1, gb1, gW1, gc1, gW2, gc2, gg2, gb2 = G
@@ -480,7 +673,10 @@ if HAVE_NUMBA:
         for a in (gg1, gb1, gg2, gb2):
             a[:] = 0.0
         # forward: mixture (per prediction), W_O, link (per feature), output layer, loss
-        _mix_forward(x, rows, locs, mask_id, scores, scores_exp, values, A, O)
+        if fractional:
+            _mix_forward_codes(x, frac, rows, locs, mask_id, scores, scores_exp, T[8], values, A, O)
+        else:
+            _mix_forward(x, rows, locs, mask_id, scores, scores_exp, values, A, O)
         np.dot(Wo, O.T, C)  # (d, h dh) @ (h dh, P)
         _add_columns(C, bo)
         _link_forward(
@@ -489,7 +685,10 @@ if HAVE_NUMBA:
         )  # fmt: skip
         np.dot(HF.T, Wout.T, GL)  # (P, d) @ (d, V)
         _add_rows(GL, bout)
-        loss = _softmax_loss(x, rows, locs, pred_w, mask_id, inv_total, GL)
+        if fractional:
+            loss = _softmax_loss_codes(x, frac, rows, locs, pred_w, mask_id, inv_total, GL)
+        else:
+            loss = _softmax_loss(x, rows, locs, pred_w, mask_id, inv_total, GL)
         # backward: the same path in reverse; weight gradients are GEMMs over predictions
         np.dot(Wout.T, GL.T, GH)  # (d, V) @ (V, P)
         np.dot(GL.T, HF.T, gWout)
@@ -506,7 +705,10 @@ if HAVE_NUMBA:
         np.dot(GC.T, Wo, GO)  # (P, d) @ (d, h dh)
         np.dot(GC, O, gWo)
         _row_sums(GC, gbo)
-        _mix_backward(x, rows, locs, mask_id, values, A, GO, g_scores, g_values)
+        if fractional:
+            _mix_backward_codes(x, frac, rows, locs, mask_id, values, A, GO, g_scores, g_values)
+        else:
+            _mix_backward(x, rows, locs, mask_id, values, A, GO, g_scores, g_values)
         return loss
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
@@ -529,8 +731,9 @@ if HAVE_NUMBA:
 
     @numba.njit(cache=True, nogil=True, error_model="numpy")
     def train_epoch(  # pragma: no cover - compiled
-        tokens, order, per_step, copies, stride, W, G, groups, T, R, columns, g_tables, weights,
-        mask_id, bert, eps, scale, state, threshold, keep, hyper, losses,
+        tokens, token_frac, has_frac, order, per_step, copies, stride, W, G, groups, T, R,
+        columns, g_tables, weights, mask_id, bert, eps, scale, state, threshold, keep, hyper,
+        losses,
     ):  # fmt: skip
         # every step of one pass: batch gather, dropout, tables, rows, tables'
         # gradients, Adam. Rows: order permutes sentences, a step takes per_step of
@@ -538,11 +741,14 @@ if HAVE_NUMBA:
         # location) pairs as sentence * L + location, a step takes per_step pairs.
         # An item's input is row order[.] // stride of tokens (stride L: sentences,
         # 1: every copy written out). weights: (1, L) loss weight per location, or
-        # (N, L) per sentence and location.
+        # (N, L) per sentence and location. has_frac: tokens are the floors of codes
+        # whose fractions are token_frac (same shape); a batch without a fractional
+        # code takes the word-id path.
         # Returns (steps applied, 0 | 1 non-finite loss | 2 nothing to predict)
         length = tokens.shape[1]
         max_pred = per_step if copies else per_step * length
         batch = np.empty((per_step, length), tokens.dtype)
+        batch_frac = np.zeros((per_step if has_frac else 1, length), token_frac.dtype)
         rows = np.empty(max_pred, np.int64)
         locs = np.empty(max_pred, np.int64)
         pred_w = np.empty(max_pred, weights.dtype)
@@ -570,6 +776,13 @@ if HAVE_NUMBA:
                     locs[r] = item % length
                 if per_sentence:  # items are sentences, or copies sentence * L + location
                     sentences[r] = item // length if copies else item
+            fractional = False
+            if has_frac:
+                for r in range(n):
+                    source = order[first + r] // stride
+                    for j in range(length):
+                        batch_frac[r, j] = token_frac[source, j]
+                        fractional = fractional or token_frac[source, j] > 0.0
             total = 0.0
             for p in range(n_pred):
                 pred_w[p] = weights[sentences[rows[p]], locs[p]]
@@ -578,12 +791,15 @@ if HAVE_NUMBA:
             if total <= 0.0:
                 return steps, 2
             mark_used(x, mask_id, T[7])
+            if fractional:
+                mark_neighbours(x, batch_frac[:n], T[7])
             if threshold > 0:
                 dropout_masks(state, columns[12][: 2 * W[8].shape[0] * n_pred], threshold, keep)
             tables_forward(W, mask_id, scale, T)
             loss = rows_step(
-                x, rows[:n_pred], locs[:n_pred], W, row_grads, T, R, columns, g_tables,
-                pred_w[:n_pred], mask_id, 1.0 / total, bert, eps,
+                x, batch_frac[:n], fractional, rows[:n_pred],
+                locs[:n_pred], W, row_grads, T, R, columns, g_tables, pred_w[:n_pred], mask_id,
+                1.0 / total, bert, eps,
             )  # fmt: skip
             losses[steps] = loss
             if not math.isfinite(loss):
