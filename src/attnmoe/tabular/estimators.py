@@ -363,12 +363,7 @@ class _TableMLM(BaseEstimator):
         # global generator: ensemble members can train at once, one thread each
         threads = _threads(self.n_jobs)
         workers = min(threads, len(models))
-        concurrent = (
-            workers > 1
-            and self.engine != "torch"
-            and fused_supported(models[0], length)
-            and tokens.dtype.kind != "f"  # fractional codes train on the torch engine for now
-        )
+        concurrent = workers > 1 and self.engine != "torch" and fused_supported(models[0], length)
         if concurrent:
             with torch_threads(1), ThreadPoolExecutor(workers) as pool:
                 histories = list(pool.map(fit_one, models, seeds, [1] * len(models)))
