@@ -205,3 +205,23 @@ def test_an_old_folder_with_unsorted_bin_edges_is_refused(tmp_path):
     (tmp_path / "old" / "classifier.json").write_text(json.dumps(meta))
     with pytest.raises(ModelFileError, match=r"'encoder\.columns\[0\]\.edges' must be increasing"):
         AttentionMoEClassifier.from_pretrained(tmp_path / "old")
+
+
+# ---------------------------------------------------------------------------
+# docs/tabular.md
+
+
+def test_the_column_types_example_runs_and_prints_what_it_says():
+    import contextlib
+    import io
+    import re
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "tabular.md"
+    section = doc.read_text().split("## How columns are typed", 1)[1]
+    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.warns(UserWarning, match="2 numeric values"):
+        exec(compile(block, str(doc), "exec"), {})
+    printed = out.getvalue().splitlines()
+    quoted = re.findall(r"print\(.*\)  # (?:.*: )?(\[.*\])$", block, re.M)
+    assert printed == quoted
