@@ -304,7 +304,7 @@ class _TableMLM(BaseEstimator):
             if not np.isfinite(array[~np.isnan(array)]).all():
                 raise ValueError("Input X contains infinity or a value too large")
         # an object array (a mixed frame's .to_numpy()): numbers back to numbers, so
-        # float columns are binned rather than one category per distinct value
+        # float columns are numeric rather than one category per distinct value
         return pd.DataFrame(array).infer_objects()
 
     def _config(self, vocab_size: int, length: int) -> AttentionConfig:
@@ -578,7 +578,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
             training with their target masked, so they teach the model how their
             columns go together but are never a target (semi-supervised, or
             transductive when they are the rows to predict). The column encodings
-            (categories, quantile bins) are learnt on ``X`` and ``X_unlabeled``
+            (categories, numeric knots) are learnt on ``X`` and ``X_unlabeled``
             together; each column of ``X_unlabeled`` is read with the dtype of
             ``X``'s (categories of ``X`` first). Empty or None: no such rows.
         sample_weight : array-like of shape (n_samples,), optional
