@@ -167,7 +167,8 @@ def hide_context(
     replaced by the mask token with probability ``rate`` (independently). Location
     ``i`` keeps its word: it is the prediction's target (the model masks it
     itself). Locations already holding the mask token stay masked. Memory: the
-    ``N * L * L`` copies (int64) plus as many float64 draws while they are made.
+    ``N * L * L`` copies (in ``tokens``' dtype: word ids or floating codes) plus as
+    many float64 draws while they are made.
     """
     n, length = tokens.shape
     copies = np.repeat(tokens, length, axis=0)  # (N * L, L)
