@@ -38,7 +38,7 @@ def _expected_failures(estimator) -> dict[str, str]:
     return {
         "check_sample_weight_equivalence_on_dense_data": (
             "mini-batch training: repeated rows change the batches and the float columns' "
-            "quantile bins, so weighted and repeated fits agree in the loss, not exactly; "
+            "quantile knots, so weighted and repeated fits agree in the loss, not exactly; "
             "test_integer_weights_equal_repeated_rows checks it where batches match"
         )
     }
@@ -571,7 +571,7 @@ def test_combinations_of_parameters_are_checked_once_in_fit():
 
 
 def _category_table(n=60, seed=0):
-    """Columns of few values (categories, not quantile bins), so repeating rows
+    """Columns of few values (categories, not quantile knots), so repeating rows
     keeps every column's coding."""
     rng = np.random.default_rng(seed)
     a = rng.integers(0, 3, n)
