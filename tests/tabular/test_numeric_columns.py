@@ -225,3 +225,57 @@ def test_the_column_types_example_runs_and_prints_what_it_says():
     printed = out.getvalue().splitlines()
     quoted = re.findall(r"print\(.*\)  # (?:.*: )?(\[.*\])$", block, re.M)
     assert printed == quoted
+
+
+# ---------------------------------------------------------------------------
+# the estimators pass fractional codes through
+
+FAST = dict(epochs=3, batch_size=256, learning_rate=1e-2, random_state=0)
+
+
+def _numeric_table(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n).round(3)
+    frame = pd.DataFrame({"x": x, "k": rng.integers(0, 4, n), "s": rng.choice(["a", "b"], n)})
+    return frame, np.where(x > 0, "pos", "neg")
+
+
+def test_unlabeled_rows_extend_the_knots_and_everything_takes_fractional_codes():
+    X, y = _numeric_table()
+    shifted = X.assign(x=X["x"] + 10)  # the rows to predict lie above the training range
+    clf = AttentionMoEClassifier(**FAST, independent_rows=0.5).fit(X, y, X_unlabeled=shifted)
+    assert clf.encoder_.columns_[0].knots[-1] == shifted["x"].max()  # knots learnt on both
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # inside the knots: nothing clipped
+        tokens = clf.tokens(shifted)
+        proba = clf.predict_proba(shifted)
+    assert tokens.dtype.is_floating_point and (tokens != tokens.floor()).any()
+    np.testing.assert_allclose(proba.sum(1), 1.0)
+    # 3 epochs; unlabeled and independent rows have no target to predict
+    assert clf.histories_[0].masked_predictions == 3 * (120 * 4 + (120 + 60) * 3)
+
+
+def test_the_imputer_fills_a_numeric_cell_with_a_value_the_column_holds():
+    from attnmoe.tabular import AttentionMoEImputer
+
+    X, _ = _numeric_table()
+    holes = X.copy()
+    holes.loc[:9, "x"] = np.nan
+    filled = AttentionMoEImputer(**FAST).fit_transform(holes)
+    knots = TableEncoder().fit(holes).columns_[0].knots
+    assert filled["x"].notna().all() and np.isin(filled.loc[:9, "x"], knots).all()
+    assert set(np.unique(filled.loc[:9, "x"])) <= set(holes["x"].dropna())
+
+
+def test_a_served_numeric_column_takes_numbers(tmp_path):
+    pytest.importorskip("fastapi")
+    from attnmoe.serve.predictor import Predictor, RowError
+
+    X, y = _numeric_table()
+    AttentionMoEClassifier(**FAST).fit(X, y).save_pretrained(tmp_path / "m")
+    predictor = Predictor(tmp_path / "m")
+    assert predictor.numeric == {"x", "k"}
+    frame = predictor.frame([{"x": 99.5, "k": 1, "s": "a"}])
+    assert frame.shape == (1, 3)
+    with pytest.raises(RowError, match="expected a number or null"):
+        predictor.frame([{"x": "high", "k": 1, "s": "a"}])
