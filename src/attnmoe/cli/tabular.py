@@ -45,11 +45,21 @@ def _without_empty(features: pd.DataFrame) -> pd.DataFrame:
     return features.drop(columns=empty)
 
 
-def _settings(text: str | None, estimator: type, random_state: int) -> dict[str, Any]:
-    params = parse_estimator_params(text, "--params", estimator)
+#: estimator parameters that have a flag of their own (``--max-steps`` sets ``max_steps``)
+_FLAGGED = ("max_steps", "device", "nproc")
+
+
+def _settings(args: argparse.Namespace, estimator: type) -> dict[str, Any]:
+    """The estimator's parameters: ``--params``, the seed and the flags that set one."""
+    params = parse_estimator_params(args.params, "--params", estimator)
     if "random_state" in params:
         raise ValueError("--params: give the seed with --random-state, not in --params")
-    return {"random_state": random_state, "verbose": 1, **params}
+    flags = {k: getattr(args, k) for k in _FLAGGED if getattr(args, k, None) is not None}
+    both = sorted(set(flags) & set(params))
+    if both:
+        flag = "--" + both[0].replace("_", "-")
+        raise ValueError(f"--params: give {both[0]} with {flag}, not in --params")
+    return {"random_state": args.random_state, "verbose": 1, **params, **flags}
 
 
 def _fit(estimator, *data):
@@ -96,7 +106,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     check_replaceable(args.out, "classifier.json")  # before training, not after
     data, text = read_table(args.data, args.sep)
     _columns(data, [args.target, *args.drop], "--target/--drop")
-    params = _settings(args.params, AttentionMoEClassifier, args.random_state)
+    params = _settings(args, AttentionMoEClassifier)
     labelled = data[args.target].notna().to_numpy()
     if not labelled.any():
         raise ValueError(f"the target column {args.target!r} has no labels")
@@ -253,7 +263,7 @@ def _cmd_impute(args: argparse.Namespace) -> int:
         raise ValueError(
             f"columns {empty} are empty: nothing to learn them from; add them to --keep"
         )
-    params = _settings(args.params, AttentionMoEImputer, args.random_state)
+    params = _settings(args, AttentionMoEImputer)
     out = text.copy()  # every cell as written; only the missing ones change
     if holes.to_numpy().any():
         filled = _fit(AttentionMoEImputer(**params), data[columns])
@@ -277,6 +287,14 @@ def _model_options(p: argparse.ArgumentParser, estimator: str) -> None:
         "--params",
         default=None,
         help=f"JSON of {estimator} parameters, e.g. '{{\"n_ensembles\": 3}}'",
+    )
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="cap on the optimizer steps of the training (max_steps; default the "
+        "estimator's, 25,000; --params '{\"max_steps\": null}' for none)",
     )
 
 
