@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 
 from attnmoe.cli import main
 from attnmoe.tabular import AttentionMoEClassifier, AttentionMoEImputer
@@ -57,3 +58,19 @@ def test_a_flag_and_params_for_the_same_knob_are_refused(tmp_path, small_csv, ca
     both = [*argv, "--max-steps", "3", "--params", json.dumps({"max_steps": 4})]
     assert main(both) != 0
     assert "give max_steps with --max-steps" in capsys.readouterr().err
+
+
+def test_device_flag_sets_the_estimators_device(tmp_path, small_csv):
+    model = tmp_path / "m"
+    argv = ["fit", str(small_csv), "--target", "y", "--out", str(model), "--device", "cpu"]
+    assert main([*argv, "--max-steps", "2"]) == 0
+    assert AttentionMoEClassifier.from_pretrained(model).device == "cpu"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_device_cuda_without_a_gpu_is_one_error_line(tmp_path, small_csv, capsys):
+    argv = ["fit", str(small_csv), "--target", "y", "--out", str(tmp_path / "m")]
+    with pytest.raises(SystemExit):
+        main([*argv, "--device", "cuda"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "no cuda device" in err[-1]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from attnmoe.tabular import AttentionMoEClassifier
-from attnmoe.tabular.estimators import MAX_STEPS
+from attnmoe.tabular.estimators import MAX_STEPS, SlowEngineWarning
 
 
 def _table(n_rows: int, n_columns: int, n_values: int = 4, seed: int = 0):
@@ -47,3 +51,69 @@ def test_max_steps_is_checked():
     X, y = _table(20, 2)
     with pytest.raises(ValueError, match="max_steps"):
         AttentionMoEClassifier(max_steps=0).fit(X, y)
+
+
+def test_auto_warns_once_when_it_must_take_the_torch_engine():
+    X, y = _table(120, 3)
+    with pytest.warns(SlowEngineWarning) as caught:
+        AttentionMoEClassifier(n_layers=2, epochs=2, n_ensembles=2, random_state=0).fit(X, y)
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert "\n" not in message
+    assert "n_layers=2" in message  # the reason
+    # two layers take whole rows: 120 rows / (128 // 4) = 4 steps, x 2 epochs x 2 members
+    assert re.search(r"projected \d+ (s|min|h) for 16 steps", message)
+    assert caught[0].filename == __file__  # points at the caller's fit
+
+
+def test_a_table_past_the_fused_limit_warns_with_the_table_size(monkeypatch):
+    import attnmoe.training.fused.engine as engine
+
+    monkeypatch.setattr(engine, "MAX_FUSED_TABLE", 100)
+    X, y = _table(60, 3)
+    with pytest.warns(SlowEngineWarning, match="gate table of 4 locations"):
+        AttentionMoEClassifier(epochs=1, random_state=0).fit(X, y)
+
+
+@pytest.mark.parametrize("params", [{}, {"engine": "torch"}, {"engine": "fused"}])
+def test_no_warning_where_the_engine_is_the_fast_one_or_chosen(params):
+    X, y = _table(60, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SlowEngineWarning)
+        AttentionMoEClassifier(epochs=1, random_state=0, **params).fit(X, y)
+
+
+@pytest.mark.parametrize(("params", "engine"), [({}, "fused"), ({"n_layers": 2}, "torch")])
+def test_verbose_says_which_engine_trains(params, engine, capsys):
+    X, y = _table(60, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SlowEngineWarning)
+        AttentionMoEClassifier(epochs=1, verbose=1, random_state=0, **params).fit(X, y)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "engine" in line]
+    assert len(lines) == 1 and f"on the {engine} engine (cpu)" in lines[0]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_a_gpu_fit_predicts_as_the_cpu_fit():
+    X, y = _table(200, 4)
+    params = {"epochs": 3, "dropout": 0.0, "random_state": 0}  # dropout draws per device
+    cpu = AttentionMoEClassifier(engine="torch", **params).fit(X, y)
+    gpu = AttentionMoEClassifier(device="cuda", **params).fit(X, y)
+    assert next(gpu.models_[0].parameters()).device.type == "cpu"  # kept for prediction
+    np.testing.assert_allclose(gpu.predict_proba(X), cpu.predict_proba(X), atol=1e-4)
+    assert np.array_equal(gpu.predict(X), cpu.predict(X))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_cuda_without_a_gpu_is_one_line_error():
+    X, y = _table(20, 2)
+    with pytest.raises(ValueError, match=r"device='cuda': torch sees no CUDA device") as err:
+        AttentionMoEClassifier(device="cuda").fit(X, y)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("device", ["gpu", "mps", "cuda:x"])
+def test_an_unknown_device_is_refused(device):
+    X, y = _table(20, 2)
+    with pytest.raises(ValueError, match="device="):
+        AttentionMoEClassifier(device=device).fit(X, y)

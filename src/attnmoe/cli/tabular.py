@@ -21,7 +21,7 @@ import pandas as pd
 
 from ..tabular.params import parse_estimator_params
 from .csv_files import add_sep, empty_columns, labels_as_written, read_table, spell_filled
-from .options import add_out, add_random_state
+from .options import add_device, add_out, add_random_state
 from .outputs import check_output, say_replaced, write_csv
 
 
@@ -333,6 +333,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "columns join the training as fit's X_unlabeled; a target column there is ignored",
     )
     _model_options(p, "AttentionMoEClassifier")
+    add_device(
+        p, help="where training runs: cpu (default) or cuda, cuda:1 (the torch engine on a GPU)"
+    )
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser(

@@ -7,8 +7,12 @@ once per epoch (MLM); prediction masks the target.
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
+import sys
+import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
 from pathlib import Path
@@ -33,7 +37,7 @@ from ..model import AttentionConfig, BidirectionalAttention
 from ..model.attention import MultiHeadSelfAttention
 from ..training import TrainingHistory, torch_threads, train_mlm
 from ..training.distributed.affinity import usable_cpus
-from ..training.fused import fused_supported
+from ..training.fused import fused_refusal, fused_supported
 from ..training.options import (
     ADAM_FLAVOURS,
     ENGINES,
@@ -50,6 +54,15 @@ from .model_files import (
 )
 
 _PREDICT_CHUNK = 4096
+
+#: optimizer steps of the torch engine timed to project a fit's time (after one step)
+_PROBE_STEPS = 4
+
+
+class SlowEngineWarning(UserWarning):
+    """``engine="auto"`` trains on the torch engine because the fused one cannot take
+    the model: the fit is slower than the model's size alone would suggest."""
+
 
 #: The default cap on optimizer steps (``max_steps``): above the 18,800 steps of the
 #: paper's 200 epochs on its 2,000 rows of 5 features and the target (94 steps of 128
@@ -223,6 +236,51 @@ def _filled_column(column: pd.Series, positions: np.ndarray, values: np.ndarray)
     return out
 
 
+def _torch_device(name: str) -> torch.device:
+    """``name`` as a torch device this machine has (one-line ``ValueError`` otherwise)."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device={name!r} is not a torch device (cpu, cuda, cuda:1)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r}: torch sees no CUDA device on this machine")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device={name!r}: torch sees {torch.cuda.device_count()} CUDA devices")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device={name!r}: the estimators train on 'cpu' or 'cuda'")
+    return device
+
+
+def _seconds_per_step(
+    model: BidirectionalAttention, data: torch.Tensor, batch: int, copies: bool, threads: int
+) -> float | None:
+    """Seconds per torch-engine optimizer step of ``model`` on ``data``: a copy trains
+    one step, then ``_PROBE_STEPS`` more, timed; None if the probe cannot train."""
+    rows = data[: 2 * (_PROBE_STEPS + 1) * batch]  # enough for the steps either way
+    kwargs = {
+        "batch_size": batch, "masking": "copies" if copies else "all", "engine": "torch",
+        "verbose": 0, "num_threads": threads,
+    }  # fmt: skip
+    probe = copy.deepcopy(model)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            train_mlm(probe, rows, epochs=1, max_steps=1, **kwargs)  # first calls, warm-up
+            start = time.perf_counter()
+            train_mlm(probe, rows, epochs=_PROBE_STEPS, max_steps=_PROBE_STEPS, **kwargs)
+    except (ValueError, FloatingPointError):  # e.g. nothing to predict in the first rows
+        return None
+    return (time.perf_counter() - start) / _PROBE_STEPS
+
+
+def _duration(seconds: float) -> str:
+    """``seconds`` in words: ``"42 s"``, ``"18 min"``, ``"2.5 h"``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 class _TableMLM(BaseEstimator):
     """Shared fitting machinery of the classifier and the imputer."""
 
@@ -255,6 +313,7 @@ class _TableMLM(BaseEstimator):
         "random_state": ["random_state"],
         "n_jobs": [_at_least(1), Options(Integral, {-1}), None],
         "engine": [StrOptions(set(ENGINES))],
+        "device": [str],
         "verbose": ["verbose"],
     }
 
@@ -331,6 +390,7 @@ class _TableMLM(BaseEstimator):
 
     def _fit_models(self, tokens: np.ndarray, vocab_size: int, weights: torch.Tensor | None):
         copies = self._copies()
+        device = _torch_device(self.device)
         rng = check_random_state(self.random_state)
         seeds = [int(s) for s in rng.randint(0, 2**31 - 1, size=self.n_ensembles)]
         length = tokens.shape[1]
@@ -341,8 +401,11 @@ class _TableMLM(BaseEstimator):
                 model = BidirectionalAttention(self._config(vocab_size, length))
             if self.init == "keras":
                 keras_init_(model, torch.Generator().manual_seed(seed))
-            models.append(model)
+            models.append(model.to(device))  # initialised on the CPU: the same weights
         data = torch.as_tensor(tokens)
+        # batch_size counts masked predictions: copies, or every location of rows
+        batch = self.batch_size if copies else max(1, self.batch_size // length)
+        self._say_engine(models[0], data, batch, copies)
 
         def fit_one(model: BidirectionalAttention, seed: int, threads: int | None):
             return train_mlm(
@@ -350,8 +413,7 @@ class _TableMLM(BaseEstimator):
                 data,
                 epochs=self.epochs,
                 max_steps=self.max_steps,
-                # batch_size counts masked predictions: copies, or every location of rows
-                batch_size=self.batch_size if copies else max(1, self.batch_size // length),
+                batch_size=batch,
                 lr=self.learning_rate,
                 weight_decay=self.weight_decay,
                 adam=self.adam,
@@ -377,8 +439,45 @@ class _TableMLM(BaseEstimator):
                 histories = list(pool.map(fit_one, models, seeds, [1] * len(models)))
         else:
             histories = [fit_one(m, s, threads) for m, s in zip(models, seeds, strict=True)]
-        # predict in float64: results then do not depend on the batch size (BLAS paths)
-        return [model.double().eval() for model in models], histories
+        # predict on the CPU in float64: results then do not depend on the batch size
+        return [model.cpu().double().eval() for model in models], histories
+
+    def _say_engine(self, model, data: torch.Tensor, batch: int, copies: bool) -> None:
+        """Warn once when ``engine="auto"`` must train on the slower torch engine (why,
+        and the time projected from a short timed probe); say the engine if verbose."""
+        why = fused_refusal(model, data.shape[1])
+        engine = self.engine if self.engine != "auto" else "fused" if why is None else "torch"
+        device = next(model.parameters()).device
+        if self.engine == "auto" and why is not None and device.type == "cpu":
+            steps = self._planned_steps(len(data), data.shape[1], batch, copies)
+            per_step = _seconds_per_step(model, data, batch, copies, _threads(self.n_jobs))
+            projected = (
+                "time unknown" if per_step is None
+                else f"projected {_duration(per_step * steps)} for {steps:,} steps "
+                f"(from {_PROBE_STEPS} timed steps)"
+            )  # fmt: skip
+            warnings.warn(
+                f"engine='auto' trains on the slower torch engine, as the fused one cannot "
+                f"take this model: {why}; {projected}. engine='torch' silences this",
+                SlowEngineWarning,
+                stacklevel=5,  # the caller of fit (through scikit-learn's _fit_context)
+            )
+        if self.verbose > 0:
+            print(
+                f"{type(self).__name__}: training {self.n_ensembles} model(s) on the {engine} "
+                f"engine ({device})" + ("" if why is None else f"; not fused: {why}"),
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def _planned_steps(self, n_rows: int, length: int, batch: int, copies: bool) -> int:
+        """The optimizer steps of all members' training, early stopping aside."""
+        n_train = n_rows - round(self.validation_fraction * n_rows)
+        items = max(1, n_train * length if copies else n_train)
+        steps = self.epochs * math.ceil(items / min(batch, items))
+        if self.max_steps is not None:
+            steps = min(steps, self.max_steps)
+        return steps * self.n_ensembles
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -482,9 +581,16 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
     engine : {"auto", "torch", "fused"}
         Training engine (:func:`attnmoe.training.train_mlm`): ``"fused"`` is the
         compiled kernel for small one-layer models (same loss and gradients as
-        ``"torch"``, several times faster); ``"auto"`` uses it when the model allows.
+        ``"torch"``, several times faster); ``"auto"`` uses it when the model allows,
+        else trains on ``"torch"`` with a :class:`SlowEngineWarning` that says why and
+        the fit's time projected from a few timed steps (on the CPU only).
+    device : str
+        Where training runs: ``"cpu"``, or ``"cuda"`` / ``"cuda:1"`` for the torch
+        engine on a GPU (the same model up to float rounding; dropout draws from
+        the GPU's generator). The fitted models are kept on the CPU in float64 for
+        prediction. ``ValueError`` when torch sees no such device.
     verbose : int
-        0 silent, 1 progress bars.
+        0 silent, 1 progress bars and a line naming the training engine (on stderr).
 
     Attributes
     ----------
@@ -545,6 +651,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         random_state=None,
         n_jobs: int | None = 1,
         engine: str = "auto",
+        device: str = "cpu",
         verbose: int = 0,
     ) -> None:
         self.block = block
@@ -575,6 +682,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.engine = engine
+        self.device = device
         self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -810,6 +918,7 @@ class AttentionMoEImputer(TransformerMixin, _TableMLM):
         random_state=None,
         n_jobs: int | None = 1,
         engine: str = "auto",
+        device: str = "cpu",
         verbose: int = 0,
     ) -> None:
         self.block = block
@@ -838,6 +947,7 @@ class AttentionMoEImputer(TransformerMixin, _TableMLM):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.engine = engine
+        self.device = device
         self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -918,4 +1028,9 @@ class AttentionMoEImputer(TransformerMixin, _TableMLM):
         return _check_feature_names_in(self, input_features)
 
 
-__all__ = ["AttentionMoEClassifier", "AttentionMoEImputer", "TrainingHistory"]
+__all__ = [
+    "AttentionMoEClassifier",
+    "AttentionMoEImputer",
+    "SlowEngineWarning",
+    "TrainingHistory",
+]

@@ -11,6 +11,7 @@ from .engine import (
     FusedAdam,
     FusedMLM,
     fused_mlm_step,
+    fused_refusal,
     fused_supported,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "FusedAdam",
     "FusedMLM",
     "fused_mlm_step",
+    "fused_refusal",
     "fused_supported",
 ]

@@ -50,23 +50,50 @@ MAX_FUSED_TABLE = 2**16
 def fused_supported(model: torch.nn.Module, length: int | None = None) -> bool:
     """Whether :class:`FusedMLM` computes exactly this model's MLM loss, and the
     model is small enough for it to be the faster path."""
-    if not kernels.HAVE_NUMBA or type(model) is not BidirectionalAttention:
-        return False
+    return fused_refusal(model, length) is None
+
+
+def fused_refusal(model: torch.nn.Module, length: int | None = None) -> str | None:
+    """Why :class:`FusedMLM` does not train this model on sentences of ``length``
+    locations (one short clause), or None when it does (:func:`fused_supported`)."""
+    if not kernels.HAVE_NUMBA:
+        return "numba is not installed"
+    if type(model) is not BidirectionalAttention:
+        return f"the fused engine trains BidirectionalAttention only, not {type(model).__name__}"
     cfg = model.config
     param = model.output.weight
     length = cfg.max_len if length is None else length
+    # the gate score table (masked location, head, expert location, word): beyond this
+    # size its per-step build costs more than torch's step (benchmarks/probe_fused_limit.py)
     table = length * cfg.n_heads * length * (cfg.vocab_size + 1)
-    return (
-        cfg.d_model <= MAX_FUSED_D_MODEL
-        and table <= MAX_FUSED_TABLE
-        and cfg.n_layers == 1
-        and cfg.activation == "relu"
-        and cfg.bias
-        and (cfg.top_k is None or cfg.top_k >= cfg.max_len)
-        and (cfg.window is None or cfg.window >= cfg.max_len - 1)
-        and param.device.type == "cpu"
-        and param.dtype in (torch.float32, torch.float64)
-    )
+    checks = [
+        (
+            cfg.d_model <= MAX_FUSED_D_MODEL,
+            f"d_model={cfg.d_model} is above its {MAX_FUSED_D_MODEL}",
+        ),
+        (
+            table <= MAX_FUSED_TABLE,
+            f"the gate table of {length} locations x {cfg.n_heads} heads x {length} x "
+            f"{cfg.vocab_size + 1} words, {table:,} entries, is above its {MAX_FUSED_TABLE:,}",
+        ),
+        (cfg.n_layers == 1, f"n_layers={cfg.n_layers}, and it trains one layer"),
+        (cfg.activation == "relu", f"activation={cfg.activation!r}, and it computes ReLU"),
+        (cfg.bias, "the model has no biases"),
+        (
+            cfg.top_k is None or cfg.top_k >= cfg.max_len,
+            f"top_k={cfg.top_k}, and it computes dense gates",
+        ),
+        (
+            cfg.window is None or cfg.window >= cfg.max_len - 1,
+            f"window={cfg.window}, and it reads whole sentences",
+        ),
+        (param.device.type == "cpu", f"the model is on {param.device}, and it runs on the CPU"),
+        (
+            param.dtype in (torch.float32, torch.float64),
+            f"the dtype is {param.dtype}, and it takes float32 or float64",
+        ),
+    ]
+    return next((why for ok, why in checks if not ok), None)
 
 
 class DropoutStream:
