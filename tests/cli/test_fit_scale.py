@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -74,3 +76,58 @@ def test_device_cuda_without_a_gpu_is_one_error_line(tmp_path, small_csv, capsys
         main([*argv, "--device", "cuda"])
     err = capsys.readouterr().err.strip().splitlines()
     assert "no cuda device" in err[-1]
+
+
+def _fit_args(tmp_path, csv, out, *flags):
+    fast = json.dumps({"batch_size": 16, "dropout": 0.0})
+    return ["fit", str(csv), "--target", "y", "--out", str(tmp_path / out), "--params", fast,
+            *flags]  # fmt: skip
+
+
+def test_checkpoints_and_resume_from_the_command_line(tmp_path, small_csv):
+    whole = _fit_args(tmp_path, small_csv, "whole", "--checkpoint-dir", str(tmp_path / "a"))
+    assert main([*whole, "--max-steps", "8"]) == 0
+    part = _fit_args(tmp_path, small_csv, "part", "--checkpoint-dir", str(tmp_path / "b"))
+    assert main([*part, "--max-steps", "4", "--checkpoint-every", "2"]) == 0
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [
+        "step-000000002",
+        "step-000000004",
+    ]
+    assert main([*part, "--max-steps", "8", "--resume"]) == 0
+    a = AttentionMoEClassifier.from_pretrained(tmp_path / "whole")
+    b = AttentionMoEClassifier.from_pretrained(tmp_path / "part")
+    X = pd.DataFrame({"a": list("xy")})
+    np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), atol=1e-6)
+    assert b.resume is True and b.checkpoint_dir == str(tmp_path / "b")
+
+
+def test_nproc_flag_sets_the_estimators_nproc(tmp_path, small_csv, monkeypatch):
+    seen = {}
+
+    def spy(self, X, y, X_unlabeled=None, sample_weight=None):
+        seen.update(nproc=self.nproc, resume=self.resume, checkpoint_every=self.checkpoint_every)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(AttentionMoEClassifier, "fit", spy)
+    assert main(_fit_args(tmp_path, small_csv, "m", "--nproc", "3")) != 0
+    assert seen == {"nproc": 3, "resume": False, "checkpoint_every": 0}  # unset: defaults
+
+
+def test_fit_under_torchrun_trains_as_a_rank_and_rank_0_saves(tmp_path, small_csv, monkeypatch):
+    with socket.socket() as sock:  # what torchrun --nproc_per_node 1 sets
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}
+    for key, value in {**env, "MASTER_PORT": str(port)}.items():
+        monkeypatch.setenv(key, value)
+    seen = {}
+    fit = AttentionMoEClassifier._fit_distributed
+
+    def spy(self, *args):
+        seen["histories"] = fit(self, *args)
+        return seen["histories"]
+
+    monkeypatch.setattr(AttentionMoEClassifier, "_fit_distributed", spy)
+    assert main(_fit_args(tmp_path, small_csv, "m", "--max-steps", "3")) == 0
+    assert seen["histories"][0].world_size == 1 and seen["histories"][0].steps == 3
+    assert AttentionMoEClassifier.from_pretrained(tmp_path / "m").max_steps == 3

@@ -117,3 +117,35 @@ def test_an_unknown_device_is_refused(device):
     X, y = _table(20, 2)
     with pytest.raises(ValueError, match="device="):
         AttentionMoEClassifier(device=device).fit(X, y)
+
+
+def _proba_after(tmp_path=None, **params) -> np.ndarray:
+    X, y = _table(160, 3)
+    clf = AttentionMoEClassifier(
+        epochs=2, batch_size=64, learning_rate=1e-2, dropout=0.0, random_state=0, **params
+    ).fit(X, y)
+    return clf, clf.predict_proba(X)
+
+
+def test_two_processes_fit_the_model_of_one(tmp_path):
+    one, p1 = _proba_after(checkpoint_dir=str(tmp_path))  # one process, the same trainer
+    two, p2 = _proba_after(nproc=2)
+    assert one.histories_[0].steps == two.histories_[0].steps == 2 * (160 * 4 // 64)
+    assert two.histories_[0].world_size == 2
+    np.testing.assert_allclose(p1, p2, atol=1e-5)
+    assert (tmp_path / "step-000000020").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"validation_fraction": 0.2}, "validation_fraction"),
+        ({"target_weight": 2.0}, "target_weight"),
+        ({"average_last": 0.5}, "average_last"),
+        ({"engine": "fused"}, "engine='fused'"),
+    ],
+)
+def test_the_distributed_trainer_refuses_what_it_cannot_do(tmp_path, params, match):
+    X, y = _table(60, 3)
+    with pytest.raises(ValueError, match=match):
+        AttentionMoEClassifier(checkpoint_dir=str(tmp_path), **params).fit(X, y)

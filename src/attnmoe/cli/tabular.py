@@ -11,6 +11,7 @@ place.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -20,8 +21,9 @@ import numpy as np
 import pandas as pd
 
 from ..tabular.params import parse_estimator_params
+from ..training.distributed.launch import _launched_by_torchrun
 from .csv_files import add_sep, empty_columns, labels_as_written, read_table, spell_filled
-from .options import add_device, add_out, add_random_state
+from .options import add_checkpoint_options, add_device, add_out, add_random_state
 from .outputs import check_output, say_replaced, write_csv
 
 
@@ -46,7 +48,7 @@ def _without_empty(features: pd.DataFrame) -> pd.DataFrame:
 
 
 #: estimator parameters that have a flag of their own (``--max-steps`` sets ``max_steps``)
-_FLAGGED = ("max_steps", "device", "nproc")
+_FLAGGED = ("max_steps", "device", "nproc", "checkpoint_dir", "checkpoint_every", "resume")
 
 
 def _settings(args: argparse.Namespace, estimator: type) -> dict[str, Any]:
@@ -132,6 +134,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     clf = _fit(AttentionMoEClassifier(**params), X, y, unlabeled)
     seconds = time.perf_counter() - start
+    if _launched_by_torchrun() and os.environ["RANK"] != "0":  # rank 0 saves the model
+        return 0
     replaced = say_replaced(args.out)
     clf.save_pretrained(args.out)
     replaced()
@@ -298,6 +302,27 @@ def _model_options(p: argparse.ArgumentParser, estimator: str) -> None:
     )
 
 
+def _distributed_options(p: argparse.ArgumentParser) -> None:
+    """``--nproc`` and the checkpoint flags: the estimator's data-parallel training."""
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=None,
+        help="processes that train together (data-parallel, gloo on CPU); under torchrun "
+        "every rank runs this command and rank 0 saves the model",
+    )
+    add_checkpoint_options(
+        p,
+        dir_help="write checkpoints here (trains on the data-parallel trainer, even on "
+        "one process)",
+        every_help="steps between checkpoints (0: at the end only)",
+        resume_help="continue from the newest checkpoint in --checkpoint-dir",
+    )
+    for action in p._actions:  # unset flags leave the estimator's defaults
+        if action.dest in ("checkpoint_every", "resume"):
+            action.default = None
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``fit``, ``predict`` and ``impute``."""
     p = sub.add_parser(
@@ -336,6 +361,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_device(
         p, help="where training runs: cpu (default) or cuda, cuda:1 (the torch engine on a GPU)"
     )
+    _distributed_options(p)
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser(

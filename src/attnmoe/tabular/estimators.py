@@ -37,6 +37,8 @@ from ..model import AttentionConfig, BidirectionalAttention
 from ..model.attention import MultiHeadSelfAttention
 from ..training import TrainingHistory, torch_threads, train_mlm
 from ..training.distributed.affinity import usable_cpus
+from ..training.distributed.launch import _launched_by_torchrun
+from ..training.distributed.tables import train_rows_distributed
 from ..training.fused import fused_refusal, fused_supported
 from ..training.options import (
     ADAM_FLAVOURS,
@@ -314,6 +316,10 @@ class _TableMLM(BaseEstimator):
         "n_jobs": [_at_least(1), Options(Integral, {-1}), None],
         "engine": [StrOptions(set(ENGINES))],
         "device": [str],
+        "nproc": [_at_least(1)],
+        "checkpoint_dir": [str, Path, None],
+        "checkpoint_every": [_at_least(0)],
+        "resume": ["boolean"],
         "verbose": ["verbose"],
     }
 
@@ -405,6 +411,9 @@ class _TableMLM(BaseEstimator):
         data = torch.as_tensor(tokens)
         # batch_size counts masked predictions: copies, or every location of rows
         batch = self.batch_size if copies else max(1, self.batch_size // length)
+        if self._distributed():
+            histories = self._fit_distributed(models, seeds, tokens, batch, weights)
+            return [model.cpu().double().eval() for model in models], histories
         self._say_engine(models[0], data, batch, copies)
 
         def fit_one(model: BidirectionalAttention, seed: int, threads: int | None):
@@ -441,6 +450,54 @@ class _TableMLM(BaseEstimator):
             histories = [fit_one(m, s, threads) for m, s in zip(models, seeds, strict=True)]
         # predict on the CPU in float64: results then do not depend on the batch size
         return [model.cpu().double().eval() for model in models], histories
+
+    def _distributed(self) -> bool:
+        """Whether training runs on the data-parallel trainer: several processes, a
+        torchrun launch, or checkpoints asked for."""
+        return self.nproc > 1 or self.checkpoint_dir is not None or _launched_by_torchrun()
+
+    def _fit_distributed(self, models, seeds, tokens, batch, weights) -> list:
+        """Each member trained by :func:`train_rows_distributed` (one after the other)."""
+        refused = {
+            "sample_weight or target_weight != 1": weights is not None
+            and bool((weights != 1).any()),
+            "validation_fraction > 0": self.validation_fraction > 0,
+            "average_last > 0": self.average_last > 0,
+            "context_mask_rate > 0": self.context_mask_rate > 0,
+            "engine='fused'": self.engine == "fused",
+        }
+        found = [name for name, bad in refused.items() if bad]
+        if found:
+            raise ValueError(
+                f"the data-parallel trainer (nproc, checkpoint_dir, torchrun) does not take "
+                f"{', '.join(found)}; train in one process for these"
+            )
+        if self.resume and self.checkpoint_dir is None:
+            raise ValueError("resume=True needs a checkpoint_dir")
+        if self.verbose > 0:
+            print(
+                f"{type(self).__name__}: training {len(models)} model(s) on the data-parallel "
+                f"torch trainer ({self.device})",
+                file=sys.stderr,
+                flush=True,
+            )
+        settings = {
+            "epochs": self.epochs, "max_steps": self.max_steps, "batch_size": batch,
+            "lr": self.learning_rate, "weight_decay": self.weight_decay,
+            "masking": "copies" if self._copies() else "all", "nproc": self.nproc,
+            "device": self.device, "num_threads": _threads(self.n_jobs),
+            "checkpoint_every": self.checkpoint_every, "resume": self.resume,
+            "verbose": self.verbose,
+        }  # fmt: skip
+        histories = []
+        for k, (model, seed) in enumerate(zip(models, seeds, strict=True)):
+            folder = self.checkpoint_dir
+            if folder is not None and len(models) > 1:
+                folder = Path(folder) / f"member_{k}"
+            histories.append(
+                train_rows_distributed(model, tokens, seed=seed, checkpoint_dir=folder, **settings)
+            )
+        return histories
 
     def _say_engine(self, model, data: torch.Tensor, batch: int, copies: bool) -> None:
         """Warn once when ``engine="auto"`` must train on the slower torch engine (why,
@@ -589,6 +646,20 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         engine on a GPU (the same model up to float rounding; dropout draws from
         the GPU's generator). The fitted models are kept on the CPU in float64 for
         prediction. ``ValueError`` when torch sees no such device.
+    nproc : int
+        Processes that train each member together (data-parallel, gloo on CPU,
+        nccl on CUDA: :func:`attnmoe.training.distributed.tables.train_rows_distributed`).
+        Above 1, under torchrun (every rank runs the same ``fit``), or with
+        ``checkpoint_dir``, training runs on that trainer: the rows (or masked
+        copies) in one seeded order, ``epochs`` passes of whole batches of
+        ``batch_size`` capped at ``max_steps``, torch's engine; the same weights for
+        any ``nproc`` up to float rounding (with dropout, in distribution). It
+        does not take sample weights, ``target_weight``, early stopping,
+        ``average_last`` or ``context_mask_rate`` (``ValueError``).
+    checkpoint_dir, checkpoint_every, resume
+        Checkpoints of the data-parallel trainer: every ``checkpoint_every`` steps
+        and at the end into ``checkpoint_dir`` (``member_<k>/`` per ensemble member
+        when there are several); ``resume`` continues from the newest one.
     verbose : int
         0 silent, 1 progress bars and a line naming the training engine (on stderr).
 
@@ -604,6 +675,8 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
     models_ : list of BidirectionalAttention
         One per ensemble member.
     histories_ : list of TrainingHistory
+        One per member (``DistributedHistory`` when trained by the data-parallel
+        trainer).
 
     Examples
     --------
@@ -652,6 +725,10 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         n_jobs: int | None = 1,
         engine: str = "auto",
         device: str = "cpu",
+        nproc: int = 1,
+        checkpoint_dir: str | None = None,
+        checkpoint_every: int = 0,
+        resume: bool = False,
         verbose: int = 0,
     ) -> None:
         self.block = block
@@ -683,6 +760,10 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         self.n_jobs = n_jobs
         self.engine = engine
         self.device = device
+        self.nproc = nproc
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
+        self.resume = resume
         self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -919,6 +1000,10 @@ class AttentionMoEImputer(TransformerMixin, _TableMLM):
         n_jobs: int | None = 1,
         engine: str = "auto",
         device: str = "cpu",
+        nproc: int = 1,
+        checkpoint_dir: str | None = None,
+        checkpoint_every: int = 0,
+        resume: bool = False,
         verbose: int = 0,
     ) -> None:
         self.block = block
@@ -948,6 +1033,10 @@ class AttentionMoEImputer(TransformerMixin, _TableMLM):
         self.n_jobs = n_jobs
         self.engine = engine
         self.device = device
+        self.nproc = nproc
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
+        self.resume = resume
         self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
