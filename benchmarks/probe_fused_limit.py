@@ -4,8 +4,8 @@ fused and the torch engine over table sizes (columns x distinct values per colum
 The paper's model (one BERT block, 5 heads of 4, d = 20, batches of 128 masked copies)
 on random tables of 2,000 rows, one thread. Each engine trains a few steps after a
 warm-up (numba's compilation is cached); the fused engine is forced past its size
-limit (``MAX_FUSED_TABLE``) to be timed. Prints a Markdown table and writes it to
-``benchmarks/results/fused_limit.md``::
+limits (``MAX_FUSED_TABLE``, ``MAX_FUSED_PAIRS``) to be timed. Prints a Markdown
+table and writes it to ``--out`` (``benchmarks/results/fused_limit.md``)::
 
     nice python benchmarks/probe_fused_limit.py
 """
@@ -26,15 +26,16 @@ from attnmoe.training.fused import engine as fused_engine
 
 OUT = Path(__file__).resolve().parent / "results" / "fused_limit.md"
 COLUMNS = (5, 10, 22, 32, 64)
-VALUES = (10, 46, 128, 256)
+VALUES = (2, 10, 46, 128, 256)
 MAX_BYTES = 1.5e9  # the fused engine's float32 tables beyond this are not tried here
 
 
 def tokens(n_rows: int, n_columns: int, n_values: int, seed: int = 0) -> np.ndarray:
-    """Random rows: column j holds codes ``j * n_values + [0, n_values)``, then a target."""
+    """Random rows as the estimators encode them: every column's codes ``0 ..
+    n_values - 1`` (the location tells the columns apart), then a target of 3 classes."""
     rng = np.random.default_rng(seed)
-    cells = rng.integers(0, n_values, (n_rows, n_columns)) + np.arange(n_columns) * n_values
-    target = rng.integers(0, 3, (n_rows, 1)) + n_columns * n_values
+    cells = rng.integers(0, n_values, (n_rows, n_columns))
+    target = rng.integers(0, 3, (n_rows, 1))
     return np.hstack([cells, target]).astype(np.int64)
 
 
@@ -71,19 +72,24 @@ def seconds_per_step(engine: str, data: np.ndarray, vocab: int, steps: int) -> f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--columns", type=int, nargs="+", default=list(COLUMNS))
+    parser.add_argument("--values", type=int, nargs="+", default=list(VALUES))
+    parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    fused_engine.MAX_FUSED_TABLE = 2**62  # time the fused engine past its limit
+    fused_engine.MAX_FUSED_TABLE = 2**62  # time the fused engine past its limits
+    fused_engine.MAX_FUSED_PAIRS = 2**62
     torch.set_num_threads(1)
     seconds_per_step("torch", tokens(300, 2, 3), 9, 2)  # imports and first calls
     lines = [
-        "| columns | values | table L·h·L·(V+1) | fused ms/step | torch ms/step | torch / fused |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| columns | values | pairs L·(V+1) | table L·h·L·(V+1) | fused ms/step | torch ms/step "
+        "| torch / fused |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     print(lines[0], flush=True)
-    for n_columns in COLUMNS:
-        for n_values in VALUES:
+    for n_columns in args.columns:
+        for n_values in args.values:
             data = tokens(2000, n_columns, n_values)
-            vocab, length = n_columns * n_values + 3, n_columns + 1
+            vocab, length = max(n_values, 3), n_columns + 1
             table = length * 5 * length * (vocab + 1)
             torch_s = seconds_per_step("torch", data, vocab, args.steps)
             fused_s = float("nan")
@@ -91,13 +97,14 @@ def main() -> None:
                 seconds_per_step("fused", data, vocab, 1)  # compile / warm up
                 fused_s = seconds_per_step("fused", data, vocab, args.steps)
             line = (
-                f"| {n_columns} | {n_values} | {table:,} | {fused_s * 1e3:.1f} | "
+                f"| {n_columns} | {n_values} | {length * (vocab + 1):,} | {table:,} | "
+                f"{fused_s * 1e3:.1f} | "
                 f"{torch_s * 1e3:.1f} | {torch_s / fused_s:.2f} |"
             )
             lines.append(line)
             print(line, flush=True)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

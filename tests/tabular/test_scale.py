@@ -12,6 +12,7 @@ import torch
 
 from attnmoe.tabular import AttentionMoEClassifier
 from attnmoe.tabular.estimators import MAX_STEPS, SlowEngineWarning
+from attnmoe.training.fused import MAX_FUSED_PAIRS, MAX_FUSED_TABLE
 
 
 def _table(n_rows: int, n_columns: int, n_values: int = 4, seed: int = 0):
@@ -70,9 +71,25 @@ def test_a_table_past_the_fused_limit_warns_with_the_table_size(monkeypatch):
     import attnmoe.training.fused.engine as engine
 
     monkeypatch.setattr(engine, "MAX_FUSED_TABLE", 100)
+    monkeypatch.setattr(engine, "MAX_FUSED_PAIRS", 10)
     X, y = _table(60, 3)
-    with pytest.warns(SlowEngineWarning, match="gate table of 4 locations"):
+    with pytest.warns(SlowEngineWarning, match=r"4 locations x \d+ words = \d+ \(location, word\)"):
         AttentionMoEClassifier(epochs=1, random_state=0).fit(X, y)
+
+
+def test_many_columns_of_few_values_train_on_the_fused_engine(capsys):
+    """Issue 24: 22 columns, one of 46 values (a test score as whole numbers): past the
+    gate-table limit, but few (location, word) pairs, so fused."""
+    X, y = _table(230, 22, n_values=2)
+    X["c21"] = np.arange(230) % 46
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SlowEngineWarning)
+        clf = AttentionMoEClassifier(epochs=1, verbose=1, random_state=0).fit(X, y)
+    model = clf.models_[0]
+    length, words = 23, model.config.vocab_size + 1
+    assert length * 5 * length * words > MAX_FUSED_TABLE  # refused before the pairs' limit
+    assert length * words <= MAX_FUSED_PAIRS
+    assert "on the fused engine" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("params", [{}, {"engine": "torch"}, {"engine": "fused"}])

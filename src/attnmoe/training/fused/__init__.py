@@ -6,6 +6,7 @@
 
 from .engine import (
     MAX_FUSED_D_MODEL,
+    MAX_FUSED_PAIRS,
     MAX_FUSED_TABLE,
     DropoutStream,
     FusedAdam,
@@ -17,6 +18,7 @@ from .engine import (
 
 __all__ = [
     "MAX_FUSED_D_MODEL",
+    "MAX_FUSED_PAIRS",
     "MAX_FUSED_TABLE",
     "DropoutStream",
     "FusedAdam",

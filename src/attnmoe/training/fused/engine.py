@@ -42,9 +42,17 @@ from ...model.attention import BidirectionalAttention
 from . import kernels
 
 # The kernel loops per prediction over d and reads (location, word) tables; for
-# text-sized models torch's BLAS path is the faster one.
+# text-sized models torch's BLAS path is the faster one. A model is fused when its gate
+# table (L x heads x L x (V + 1)) fits MAX_FUSED_TABLE, or its (location, word) pairs
+# (L x (V + 1)) fit MAX_FUSED_PAIRS: the step's cost follows the pairs. Measured with the
+# paper's model on one thread (benchmarks/probe_fused_limit.py, results in
+# benchmarks/results/fused_limit.md): the fused step is 9-86x faster than torch's up to
+# 1,081 pairs (22 columns, one of 46 values, and the target: past the table limit),
+# 1.3-2.9x at 1,419-1,551 pairs, and from 2,827 pairs on 0.46-1.6x (slower at 10-32
+# columns, a little faster at 64, where torch's step is slow too): no clear gain there.
 MAX_FUSED_D_MODEL = 64
 MAX_FUSED_TABLE = 2**16
+MAX_FUSED_PAIRS = 2048
 
 
 def fused_supported(model: torch.nn.Module, length: int | None = None) -> bool:
@@ -63,18 +71,19 @@ def fused_refusal(model: torch.nn.Module, length: int | None = None) -> str | No
     cfg = model.config
     param = model.output.weight
     length = cfg.max_len if length is None else length
-    # the gate score table (masked location, head, expert location, word): beyond this
-    # size its per-step build costs more than torch's step (benchmarks/probe_fused_limit.py)
-    table = length * cfg.n_heads * length * (cfg.vocab_size + 1)
+    # beyond both sizes the fused step costs more than torch's (benchmarks/probe_fused_limit.py)
+    pairs = length * (cfg.vocab_size + 1)
+    table = pairs * cfg.n_heads * length
     checks = [
         (
             cfg.d_model <= MAX_FUSED_D_MODEL,
             f"d_model={cfg.d_model} is above its {MAX_FUSED_D_MODEL}",
         ),
         (
-            table <= MAX_FUSED_TABLE,
-            f"the gate table of {length} locations x {cfg.n_heads} heads x {length} x "
-            f"{cfg.vocab_size + 1} words, {table:,} entries, is above its {MAX_FUSED_TABLE:,}",
+            table <= MAX_FUSED_TABLE or pairs <= MAX_FUSED_PAIRS,
+            f"{length} locations x {cfg.vocab_size + 1} words = {pairs:,} (location, word) "
+            f"pairs are above its {MAX_FUSED_PAIRS:,} and the gate table, {table:,} "
+            f"entries, above its {MAX_FUSED_TABLE:,}",
         ),
         (cfg.n_layers == 1, f"n_layers={cfg.n_layers}, and it trains one layer"),
         (cfg.activation == "relu", f"activation={cfg.activation!r}, and it computes ReLU"),
