@@ -11,6 +11,7 @@ place.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -20,8 +21,9 @@ import numpy as np
 import pandas as pd
 
 from ..tabular.params import parse_estimator_params
+from ..training.distributed.launch import _launched_by_torchrun
 from .csv_files import add_sep, empty_columns, labels_as_written, read_table, spell_filled
-from .options import add_out, add_random_state
+from .options import add_checkpoint_options, add_device, add_out, add_random_state
 from .outputs import check_output, say_replaced, write_csv
 
 
@@ -45,11 +47,21 @@ def _without_empty(features: pd.DataFrame) -> pd.DataFrame:
     return features.drop(columns=empty)
 
 
-def _settings(text: str | None, estimator: type, random_state: int) -> dict[str, Any]:
-    params = parse_estimator_params(text, "--params", estimator)
+#: estimator parameters that have a flag of their own (``--max-steps`` sets ``max_steps``)
+_FLAGGED = ("max_steps", "device", "nproc", "checkpoint_dir", "checkpoint_every", "resume")
+
+
+def _settings(args: argparse.Namespace, estimator: type) -> dict[str, Any]:
+    """The estimator's parameters: ``--params``, the seed and the flags that set one."""
+    params = parse_estimator_params(args.params, "--params", estimator)
     if "random_state" in params:
         raise ValueError("--params: give the seed with --random-state, not in --params")
-    return {"random_state": random_state, "verbose": 1, **params}
+    flags = {k: getattr(args, k) for k in _FLAGGED if getattr(args, k, None) is not None}
+    both = sorted(set(flags) & set(params))
+    if both:
+        flag = "--" + both[0].replace("_", "-")
+        raise ValueError(f"--params: give {both[0]} with {flag}, not in --params")
+    return {"random_state": args.random_state, "verbose": 1, **params, **flags}
 
 
 def _fit(estimator, *data):
@@ -96,7 +108,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     check_replaceable(args.out, "classifier.json")  # before training, not after
     data, text = read_table(args.data, args.sep)
     _columns(data, [args.target, *args.drop], "--target/--drop")
-    params = _settings(args.params, AttentionMoEClassifier, args.random_state)
+    params = _settings(args, AttentionMoEClassifier)
     labelled = data[args.target].notna().to_numpy()
     if not labelled.any():
         raise ValueError(f"the target column {args.target!r} has no labels")
@@ -122,6 +134,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     clf = _fit(AttentionMoEClassifier(**params), X, y, unlabeled)
     seconds = time.perf_counter() - start
+    if _launched_by_torchrun() and os.environ["RANK"] != "0":  # rank 0 saves the model
+        return 0
     replaced = say_replaced(args.out)
     clf.save_pretrained(args.out)
     replaced()
@@ -253,7 +267,7 @@ def _cmd_impute(args: argparse.Namespace) -> int:
         raise ValueError(
             f"columns {empty} are empty: nothing to learn them from; add them to --keep"
         )
-    params = _settings(args.params, AttentionMoEImputer, args.random_state)
+    params = _settings(args, AttentionMoEImputer)
     out = text.copy()  # every cell as written; only the missing ones change
     if holes.to_numpy().any():
         filled = _fit(AttentionMoEImputer(**params), data[columns])
@@ -278,6 +292,35 @@ def _model_options(p: argparse.ArgumentParser, estimator: str) -> None:
         default=None,
         help=f"JSON of {estimator} parameters, e.g. '{{\"n_ensembles\": 3}}'",
     )
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="cap on the optimizer steps of the training (max_steps; default the "
+        "estimator's, 25,000; --params '{\"max_steps\": null}' for none)",
+    )
+
+
+def _distributed_options(p: argparse.ArgumentParser) -> None:
+    """``--nproc`` and the checkpoint flags: the estimator's data-parallel training."""
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=None,
+        help="processes that train together (data-parallel, gloo on CPU); under torchrun "
+        "every rank runs this command and rank 0 saves the model",
+    )
+    add_checkpoint_options(
+        p,
+        dir_help="write checkpoints here (trains on the data-parallel trainer, even on "
+        "one process)",
+        every_help="steps between checkpoints (0: at the end only)",
+        resume_help="continue from the newest checkpoint in --checkpoint-dir",
+    )
+    for action in p._actions:  # unset flags leave the estimator's defaults
+        if action.dest in ("checkpoint_every", "resume"):
+            action.default = None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -315,6 +358,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "columns join the training as fit's X_unlabeled; a target column there is ignored",
     )
     _model_options(p, "AttentionMoEClassifier")
+    add_device(
+        p, help="where training runs: cpu (default) or cuda, cuda:1 (the torch engine on a GPU)"
+    )
+    _distributed_options(p)
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser(

@@ -66,6 +66,7 @@ class TrainingHistory:
     seconds: float = 0.0
     masked_predictions: int = 0
     averaged_epochs: int = 0  # end-of-epoch weights averaged into the result
+    steps: int = 0  # optimizer steps taken
 
 
 def _as_tokens(data: Tensor | np.ndarray) -> Tensor:
@@ -94,6 +95,7 @@ def train_mlm(
     *,
     key_mask: Tensor | None = None,
     epochs: int = 10,
+    max_steps: int | None = None,
     batch_size: int = 64,
     lr: float = 1e-3,
     weight_decay: float = 0.0,
@@ -128,6 +130,13 @@ def train_mlm(
     epochs, batch_size, lr, weight_decay
         Optimisation budget; ``batch_size`` counts sentences (masked copies
         under ``masking="copies"``).
+    max_steps
+        A cap on the optimizer steps over the whole training (None: no cap). The
+        epochs run as usual until the cap; the last one may stop part-way through
+        its order (its first ``batch_size`` items per remaining step). When the
+        cap cuts training short, ``epochs`` counts only the epochs begun (for
+        ``average_last``) and ``history.epochs_run`` says how many ran. A cap at
+        or above ``epochs`` times the steps of an epoch changes nothing.
     masking
         ``"all"``: every location masked once per sentence per epoch (one pass
         for one-layer models, masked copies otherwise); a batch is
@@ -232,8 +241,10 @@ def train_mlm(
     check_patience(patience, val_x is not None)
     average_last = check_average_last(average_last, patience is not None)
     # the last n_average epochs' weights are summed (float64) and their mean returned
-    n_average = 0 if average_last == 0 else max(1, math.floor(average_last * epochs + 0.5))
     train = _training_set(model, train_x, train_keys, train_weights, masking)
+    per_step = min(batch_size, train.n_items)
+    epochs = _budget_epochs(epochs, max_steps, math.ceil(train.n_items / per_step))
+    n_average = 0 if average_last == 0 else max(1, math.floor(average_last * epochs + 0.5))
     stepper, num_threads = _stepper(
         model, train, engine, masking, batch_size, lr, weight_decay, adam, mask_prob,
         generator, seed, num_threads,
@@ -249,8 +260,11 @@ def train_mlm(
             model.train()
             order = torch.randperm(train.n_items, generator=generator)
             order = (order if train.items is None else train.items.cpu()[order]).to(train.x.device)
+            if max_steps is not None:  # the budget's last epoch stops part-way
+                order = order[: (max_steps - history.steps) * per_step]
             total, count, made = stepper.epoch(order, draw_copies(), epoch)
             history.masked_predictions += made
+            history.steps += math.ceil(len(order) / per_step)
             history.train_loss.append(total / count)
             history.epochs_run = epoch + 1
             postfix = {"loss": f"{history.train_loss[-1]:.4f}"}
@@ -277,6 +291,15 @@ def train_mlm(
     _finish(model, best_state, weight_sums, history.averaged_epochs)
     history.seconds = time.perf_counter() - start
     return history
+
+
+def _budget_epochs(epochs: int, max_steps: int | None, steps_per_epoch: int) -> int:
+    """The epochs begun under a cap of ``max_steps`` optimizer steps (all when None)."""
+    if max_steps is None:
+        return epochs
+    if isinstance(max_steps, bool) or int(max_steps) != max_steps or max_steps < 1:
+        raise ValueError(f"max_steps must be None or a positive integer, got {max_steps!r}")
+    return min(epochs, math.ceil(int(max_steps) / steps_per_epoch))
 
 
 def _check_options(

@@ -157,7 +157,8 @@ class FusedEpochs:
         self.tokens = data.x.numpy()
 
     def epoch(self, order: Tensor, copies: np.ndarray | None, epoch: int) -> EpochResult:
-        n_items, per_step = self.data.n_items, self.per_step
+        # the order may stop short of every item (the last epoch of a step budget)
+        n_items, per_step = len(order), self.per_step
         sizes = np.minimum(per_step, n_items - np.arange(0, n_items, per_step))
         try:
             losses = self.fused.train_epoch(
@@ -173,5 +174,5 @@ class FusedEpochs:
                 f"MLM loss became non-finite at epoch {epoch + 1} ({error}); the weights "
                 "are kept from the last finite step. Try a lower learning rate."
             ) from None
-        made = n_items if self.data.copies else int(self.data.x.numel())
+        made = n_items if self.data.copies else n_items * self.data.length
         return float(losses @ sizes), int(sizes.sum()), made

@@ -23,7 +23,7 @@ from ..checkpoint import (
     remove_staging,
     save_checkpoint,
 )
-from ..losses import mlm_loss
+from ..losses import masked_copies_loss, mlm_loss
 from .batches import BatchOrder, bert_masking, draw_masking, shard_range
 from .memory import peak_rss_mib, rss_mib
 from .seeds import DROPOUT, derive_seed
@@ -37,13 +37,16 @@ class Objective(nn.Module):
     not ``forward``, hence this wrapper.
     """
 
-    def __init__(self, model: MaskedWordModel) -> None:
+    def __init__(self, model: MaskedWordModel, copies: bool = False) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.copies = model, copies
 
     def forward(
         self, x: Tensor, draws: tuple[Tensor, ...] | None, scale: float
     ) -> tuple[Tensor, Tensor]:
+        if self.copies:  # masked copies: a window's last token is its masked location
+            loss = masked_copies_loss(self.model, x[:, :-1], x[:, -1])
+            return loss * (len(x) * scale), loss.detach() * len(x)
         if draws is None:  # every location masked alone (one pass when exact)
             loss = mlm_loss(self.model, x)
             return loss * (x.numel() * scale), loss.detach() * x.numel()
@@ -231,7 +234,7 @@ def run_rank(
     history = DistributedHistory(world_size=world)
     start_step = _resume(model, optimizer, job, place, history)
     history.start_step = history.steps = start_step
-    net = _wrap(Objective(model), job, place, history)
+    net = _wrap(Objective(model, job.masking == "copies"), job, place, history)
     order = BatchOrder(len(job.source) // job.global_batch, job.seed, job.shuffle)
     autocast = (
         torch.autocast(place.device.type, dtype=torch.bfloat16)
@@ -347,9 +350,14 @@ def _shard(
     x = job.source.windows(lo, hi)
     if x.shape[0] != job.global_batch // place.world:
         raise ValueError(f"the source returned {x.shape[0]} windows for {lo}..{hi}")
-    if x.numel() and (int(x.min()) < 0 or int(x.max()) >= vocab_size):
-        raise ValueError(f"token ids of windows {lo}..{hi} outside [0, {vocab_size})")
-    if job.masking == "all":
+    ids = x[:, :-1] if job.masking == "copies" else x  # copies: the location comes last
+    # a masked copy may hold the mask token (a missing cell) in its context
+    top = vocab_size + (job.masking == "copies")
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= top):
+        raise ValueError(f"token ids of windows {lo}..{hi} outside [0, {top})")
+    if job.masking == "copies":  # one prediction per window
+        draws, n_global = None, job.global_batch
+    elif job.masking == "all":
         draws, n_global = None, job.global_batch * x.shape[1]
     else:
         full = draw_masking(

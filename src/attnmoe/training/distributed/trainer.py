@@ -89,8 +89,11 @@ def train_mlm_distributed(
     masking
         ``"all"``: every location masked alone (one L x L pass for one-layer
         models); ``"random"``: BERT's 15 % / 80-10-10; ``"auto"``: ``"all"``
-        for one layer, else ``"random"``. ``"copies"`` (masked copies, of
-        :func:`~attnmoe.training.train_mlm` only) raises ``ValueError``.
+        for one layer, else ``"random"``. ``"copies"`` (one-layer models): each
+        window is one masked copy, its last token the location masked and the
+        others the sentence (:class:`~attnmoe.training.distributed.tables.RowSource`
+        makes them from a table's rows); ``source.window`` is then the
+        sentence length plus one.
     mask_prob
         Share of locations predicted under random masking.
     seed
@@ -219,9 +222,12 @@ def _check_options(
         raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     if not isinstance(source, TokenSource):
         raise TypeError("source must provide window, __len__ and windows(start, stop)")
-    if source.window > model.config.max_len:
-        raise ValueError(f"windows of {source.window} tokens exceed max_len={model.config.max_len}")
-    masking = resolve_masking(masking, model, ("all", "random"))
+    masking = resolve_masking(masking, model, ("all", "random", "copies"))
+    if masking == "copies" and not model.one_pass_exact:
+        raise ValueError("masking='copies' needs a one-layer model")
+    length = source.window - (masking == "copies")  # copies: the location comes last
+    if length > model.config.max_len:
+        raise ValueError(f"windows of {length} tokens exceed max_len={model.config.max_len}")
     if global_batch < 1:
         raise ValueError("global_batch must be positive")
     check_lr(lr)

@@ -6,20 +6,24 @@
 
 from .engine import (
     MAX_FUSED_D_MODEL,
+    MAX_FUSED_PAIRS,
     MAX_FUSED_TABLE,
     DropoutStream,
     FusedAdam,
     FusedMLM,
     fused_mlm_step,
+    fused_refusal,
     fused_supported,
 )
 
 __all__ = [
     "MAX_FUSED_D_MODEL",
+    "MAX_FUSED_PAIRS",
     "MAX_FUSED_TABLE",
     "DropoutStream",
     "FusedAdam",
     "FusedMLM",
     "fused_mlm_step",
+    "fused_refusal",
     "fused_supported",
 ]

@@ -52,31 +52,67 @@ from ...model.functional import split_codes
 from . import kernels
 
 # The kernel loops per prediction over d and reads (location, word) tables; for
-# text-sized models torch's BLAS path is the faster one.
+# text-sized models torch's BLAS path is the faster one. A model is fused when its gate
+# table (L x heads x L x (V + 1)) fits MAX_FUSED_TABLE, or its (location, word) pairs
+# (L x (V + 1)) fit MAX_FUSED_PAIRS: the step's cost follows the pairs. Measured with the
+# paper's model on one thread (benchmarks/probe_fused_limit.py, results in
+# benchmarks/results/fused_limit.md): the fused step is 9-86x faster than torch's up to
+# 1,081 pairs (22 columns, one of 46 values, and the target: past the table limit),
+# 1.3-2.9x at 1,419-1,551 pairs, and from 2,827 pairs on 0.46-1.6x (slower at 10-32
+# columns, a little faster at 64, where torch's step is slow too): no clear gain there.
 MAX_FUSED_D_MODEL = 64
 MAX_FUSED_TABLE = 2**16
+MAX_FUSED_PAIRS = 2048
 
 
 def fused_supported(model: torch.nn.Module, length: int | None = None) -> bool:
     """Whether :class:`FusedMLM` computes exactly this model's MLM loss, and the
     model is small enough for it to be the faster path."""
-    if not kernels.HAVE_NUMBA or type(model) is not BidirectionalAttention:
-        return False
+    return fused_refusal(model, length) is None
+
+
+def fused_refusal(model: torch.nn.Module, length: int | None = None) -> str | None:
+    """Why :class:`FusedMLM` does not train this model on sentences of ``length``
+    locations (one short clause), or None when it does (:func:`fused_supported`)."""
+    if not kernels.HAVE_NUMBA:
+        return "numba is not installed"
+    if type(model) is not BidirectionalAttention:
+        return f"the fused engine trains BidirectionalAttention only, not {type(model).__name__}"
     cfg = model.config
     param = model.output.weight
     length = cfg.max_len if length is None else length
-    table = length * cfg.n_heads * length * (cfg.vocab_size + 1)
-    return (
-        cfg.d_model <= MAX_FUSED_D_MODEL
-        and table <= MAX_FUSED_TABLE
-        and cfg.n_layers == 1
-        and cfg.activation == "relu"
-        and cfg.bias
-        and (cfg.top_k is None or cfg.top_k >= cfg.max_len)
-        and (cfg.window is None or cfg.window >= cfg.max_len - 1)
-        and param.device.type == "cpu"
-        and param.dtype in (torch.float32, torch.float64)
-    )
+    # beyond both sizes the fused step costs more than torch's (benchmarks/probe_fused_limit.py)
+    pairs = length * (cfg.vocab_size + 1)
+    table = pairs * cfg.n_heads * length
+    checks = [
+        (
+            cfg.d_model <= MAX_FUSED_D_MODEL,
+            f"d_model={cfg.d_model} is above its {MAX_FUSED_D_MODEL}",
+        ),
+        (
+            table <= MAX_FUSED_TABLE or pairs <= MAX_FUSED_PAIRS,
+            f"{length} locations x {cfg.vocab_size + 1} words = {pairs:,} (location, word) "
+            f"pairs are above its {MAX_FUSED_PAIRS:,} and the gate table, {table:,} "
+            f"entries, above its {MAX_FUSED_TABLE:,}",
+        ),
+        (cfg.n_layers == 1, f"n_layers={cfg.n_layers}, and it trains one layer"),
+        (cfg.activation == "relu", f"activation={cfg.activation!r}, and it computes ReLU"),
+        (cfg.bias, "the model has no biases"),
+        (
+            cfg.top_k is None or cfg.top_k >= cfg.max_len,
+            f"top_k={cfg.top_k}, and it computes dense gates",
+        ),
+        (
+            cfg.window is None or cfg.window >= cfg.max_len - 1,
+            f"window={cfg.window}, and it reads whole sentences",
+        ),
+        (param.device.type == "cpu", f"the model is on {param.device}, and it runs on the CPU"),
+        (
+            param.dtype in (torch.float32, torch.float64),
+            f"the dtype is {param.dtype}, and it takes float32 or float64",
+        ),
+    ]
+    return next((why for ok, why in checks if not ok), None)
 
 
 class DropoutStream:

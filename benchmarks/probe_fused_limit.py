@@ -1,0 +1,111 @@
+"""Where the fused engine stops being the faster one: time per optimizer step of the
+fused and the torch engine over table sizes (columns x distinct values per column).
+
+The paper's model (one BERT block, 5 heads of 4, d = 20, batches of 128 masked copies)
+on random tables of 2,000 rows, one thread. Each engine trains a few steps after a
+warm-up (numba's compilation is cached); the fused engine is forced past its size
+limits (``MAX_FUSED_TABLE``, ``MAX_FUSED_PAIRS``) to be timed. Prints a Markdown
+table and writes it to ``--out`` (``benchmarks/results/fused_limit.md``)::
+
+    nice python benchmarks/probe_fused_limit.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from attnmoe import AttentionConfig, BidirectionalAttention
+from attnmoe.training import train_mlm
+from attnmoe.training.fused import engine as fused_engine
+
+OUT = Path(__file__).resolve().parent / "results" / "fused_limit.md"
+COLUMNS = (5, 10, 22, 32, 64)
+VALUES = (2, 10, 46, 128, 256)
+MAX_BYTES = 1.5e9  # the fused engine's float32 tables beyond this are not tried here
+
+
+def tokens(n_rows: int, n_columns: int, n_values: int, seed: int = 0) -> np.ndarray:
+    """Random rows as the estimators encode them: every column's codes ``0 ..
+    n_values - 1`` (the location tells the columns apart), then a target of 3 classes."""
+    rng = np.random.default_rng(seed)
+    cells = rng.integers(0, n_values, (n_rows, n_columns))
+    target = rng.integers(0, 3, (n_rows, 1))
+    return np.hstack([cells, target]).astype(np.int64)
+
+
+def model(vocab: int, length: int) -> BidirectionalAttention:
+    torch.manual_seed(0)
+    cfg = AttentionConfig(
+        vocab_size=vocab, max_len=length, d_model=20, n_heads=5, d_head=4, d_ff=5,
+        n_layers=1, block="bert", dropout=0.1, layer_norm_eps=1e-6,
+    )  # fmt: skip
+    return BidirectionalAttention(cfg)
+
+
+def fused_bytes(length: int, vocab: int) -> float:
+    """The fused engine's largest tables (scores and their exponentials), float32."""
+    return 4.0 * length * length * (vocab + 1) * (5 + 20)
+
+
+def seconds_per_step(engine: str, data: np.ndarray, vocab: int, steps: int) -> float:
+    """Seconds per optimizer step: a run of ``1 + steps`` steps less a run of one (the
+    setup), each the fastest of three (the machine is shared)."""
+    times = {1: math.inf, 1 + steps: math.inf}
+    for _ in range(3):
+        for n in times:
+            m = model(vocab, data.shape[1])
+            start = time.perf_counter()
+            train_mlm(
+                m, data, epochs=1, max_steps=n, batch_size=128, masking="copies",
+                engine=engine, verbose=0, num_threads=1,
+            )  # fmt: skip
+            times[n] = min(times[n], time.perf_counter() - start)
+    return (times[1 + steps] - times[1]) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--columns", type=int, nargs="+", default=list(COLUMNS))
+    parser.add_argument("--values", type=int, nargs="+", default=list(VALUES))
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    fused_engine.MAX_FUSED_TABLE = 2**62  # time the fused engine past its limits
+    fused_engine.MAX_FUSED_PAIRS = 2**62
+    torch.set_num_threads(1)
+    seconds_per_step("torch", tokens(300, 2, 3), 9, 2)  # imports and first calls
+    lines = [
+        "| columns | values | pairs L·(V+1) | table L·h·L·(V+1) | fused ms/step | torch ms/step "
+        "| torch / fused |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    print(lines[0], flush=True)
+    for n_columns in args.columns:
+        for n_values in args.values:
+            data = tokens(2000, n_columns, n_values)
+            vocab, length = max(n_values, 3), n_columns + 1
+            table = length * 5 * length * (vocab + 1)
+            torch_s = seconds_per_step("torch", data, vocab, args.steps)
+            fused_s = float("nan")
+            if fused_bytes(length, vocab) <= MAX_BYTES:
+                seconds_per_step("fused", data, vocab, 1)  # compile / warm up
+                fused_s = seconds_per_step("fused", data, vocab, args.steps)
+            line = (
+                f"| {n_columns} | {n_values} | {length * (vocab + 1):,} | {table:,} | "
+                f"{fused_s * 1e3:.1f} | "
+                f"{torch_s * 1e3:.1f} | {torch_s / fused_s:.2f} |"
+            )
+            lines.append(line)
+            print(line, flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
