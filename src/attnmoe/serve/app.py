@@ -4,10 +4,16 @@
 predicts, logs every row when a log is set (all of the request's rows or none:
 a log that cannot take them makes the answer a 503, not a half-logged request),
 and answers per row the class, the probabilities and the top experts per head.
+
+Requests that arrive together are predicted together (one pass over their rows)
+and their records committed together (one transaction); a request is answered
+only after its records are committed, so an answered request is a logged one.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import secrets
 import uuid
@@ -15,13 +21,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from .._version import __version__
 from ..model.io import read_manifest
-from .log import LogUnavailableError, PredictionLog
+from .batching import Batches
+from .log import GroupCommit, LogUnavailableError, PredictionLog
 from .predictor import Predictor, RowError
 from .schemas import Health, ModelInfo, PredictRequest, PredictResponse
 
@@ -89,7 +95,23 @@ def create_app(
         files={name: entry["sha256"] for name, entry in manifest["files"].items()},
     )
     expected = f"Bearer {token}".encode() if token else None
-    app = FastAPI(title="attnmoe", version=__version__)
+
+    def predict_batch(batch) -> None:
+        answers = predictor.predict_many([prepared for prepared, _ in batch])
+        for (_, future), rows in zip(batch, answers, strict=True):
+            future.set_result(rows)
+
+    predictions = Batches(predict_batch, "attnmoe-predict")
+    writer = None if prediction_log is None else GroupCommit(prediction_log)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        predictions.close()  # finish what is queued; the writer commits it
+        if writer is not None:
+            writer.close()
+
+    app = FastAPI(title="attnmoe", version=__version__, lifespan=lifespan)
     app.state.predictor, app.state.log = predictor, prediction_log
 
     @app.middleware("http")
@@ -125,26 +147,28 @@ def create_app(
         if len(body.rows) > max_rows:
             return _problem(413, f"rows: {len(body.rows)} rows, more than the limit of {max_rows}")
         try:
-            X = predictor.frame(body.rows)
+            prepared = predictor.prepare(body.rows)
             per_row = _groups(body, body.rows, groups)
         except RowError as err:
             return _problem(422, str(err))
         request_id = uuid.uuid4().hex
-        answers = await run_in_threadpool(predictor.predict, X)
-        if prediction_log is not None:
-            try:
-                await run_in_threadpool(
-                    prediction_log.append,
-                    answers,
-                    model_id=predictor.model_id,
-                    model_checksum=predictor.checksum,
-                    request_id=request_id,
-                    groups=per_row,
-                )
+        answers = await asyncio.wrap_future(predictions.submit(prepared))
+        if writer is not None:
+            records = PredictionLog.records(
+                answers,
+                model_id=predictor.model_id,
+                model_checksum=predictor.checksum,
+                request_id=request_id,
+                groups=per_row,
+            )
+            try:  # answered only once committed
+                await asyncio.wrap_future(writer.submit(records))
             except LogUnavailableError as err:
                 return _problem(503, f"{err}; nothing was logged, try again")
-        rows = [{"row": i, **a} for i, a in enumerate(answers)]
-        payload = PredictResponse(request_id=request_id, predictions=rows)
-        return JSONResponse(payload.model_dump(by_alias=True), headers={"X-Request-ID": request_id})
+        # the fields of PredictResponse, written directly: the answers are built here
+        payload = {"request_id": request_id, "predictions": [
+            {"row": i, **a} for i, a in enumerate(answers)
+        ]}  # fmt: skip
+        return JSONResponse(payload, headers={"X-Request-ID": request_id})
 
     return app

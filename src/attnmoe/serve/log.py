@@ -13,7 +13,9 @@ A plain path (or ``sqlite:///path``) is SQLite in WAL mode: readers never block
 the writers, and several writer processes queue on the database lock (each
 append is one transaction, all rows of a request or none). A database locked
 past ``timeout`` raises :class:`LogUnavailableError`, which the server answers
-with 503.
+with 503. The server commits the records of the requests that arrive together
+in one transaction (:class:`GroupCommit`) and answers each request only once
+its records are committed.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ import datetime as dt
 import json
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future
 from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from .batching import Batches
 
 #: version of the tables' layout; a log written by a newer attnmoe is refused
 SCHEMA_VERSION = 1
@@ -153,8 +158,37 @@ class PredictionLog:
         try:
             with self.engine.begin() as conn:  # one transaction: all records or none
                 conn.execute(table.insert(), records)
-        except OperationalError as err:
+        except DBAPIError as err:  # locked, disk full, unreachable: an error answer, no crash
             raise LogUnavailableError(f"the log {self.name} is unavailable: {err.orig}") from None
+
+    @staticmethod
+    def records(
+        predictions: Iterable[Mapping[str, Any]],
+        *,
+        model_id: str,
+        model_checksum: str | None,
+        request_id: str,
+        groups: Iterable[Mapping[str, Any]] | None = None,
+        time: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The rows :meth:`append` writes for one request (see there)."""
+        predictions = list(predictions)
+        groups = [{} for _ in predictions] if groups is None else list(groups)
+        now = utc_now() if time is None else time
+        return [
+            {
+                "time": now,
+                "model_id": model_id,
+                "model_checksum": model_checksum,
+                "request_id": request_id,
+                "row": row,
+                "predicted": str(p["class"]),
+                "probability": float(p["probability"]),
+                "experts": json.dumps(p["experts"], separators=(",", ":")),
+                "groups": json.dumps(dict(g), default=_json_value, separators=(",", ":")),
+            }
+            for row, (p, g) in enumerate(zip(predictions, groups, strict=True))
+        ]
 
     def append(
         self,
@@ -170,23 +204,20 @@ class PredictionLog:
         :meth:`Predictor.predict <attnmoe.serve.Predictor.predict>` gives them); rows are
         numbered from 0 in order. ``time``: ISO 8601 UTC (default now; for imports of
         older predictions). Returns how many were written."""
-        predictions = list(predictions)
-        groups = [{} for _ in predictions] if groups is None else list(groups)
-        now = utc_now() if time is None else time
-        records = [
-            {
-                "time": now,
-                "model_id": model_id,
-                "model_checksum": model_checksum,
-                "request_id": request_id,
-                "row": row,
-                "predicted": str(p["class"]),
-                "probability": float(p["probability"]),
-                "experts": json.dumps(p["experts"], separators=(",", ":")),
-                "groups": json.dumps(dict(g), default=_json_value, separators=(",", ":")),
-            }
-            for row, (p, g) in enumerate(zip(predictions, groups, strict=True))
-        ]
+        records = self.records(
+            predictions,
+            model_id=model_id,
+            model_checksum=model_checksum,
+            request_id=request_id,
+            groups=groups,
+            time=time,
+        )
+        self._write(PREDICTIONS, records)
+        return len(records)
+
+    def append_records(self, records: list[dict[str, Any]]) -> int:
+        """Write rows made by :meth:`records` (of any number of requests) in one
+        transaction: all or none. Returns how many were written."""
         self._write(PREDICTIONS, records)
         return len(records)
 
@@ -248,3 +279,37 @@ class PredictionLog:
     def close(self) -> None:
         """Release the database connections."""
         self.engine.dispose()
+
+
+class GroupCommit:
+    """Commit the records of requests that arrive together in one transaction.
+
+    :meth:`submit` queues one request's records; a writer thread takes everything
+    queued since its last commit and writes it in one transaction, then resolves
+    each request's future: with the count written, or with
+    :class:`LogUnavailableError` for every request of a failed transaction (none
+    of their records is written). A future resolved without error means its
+    records are committed.
+    """
+
+    def __init__(self, log: PredictionLog, max_requests: int = 256) -> None:
+        self.log = log
+        self._batches = Batches(self._commit, "attnmoe-log-writer", max_requests)
+
+    def _commit(self, batch: list[tuple[list[dict[str, Any]], Future]]) -> None:
+        try:
+            self.log.append_records([r for records, _ in batch for r in records])
+        except LogUnavailableError as err:
+            for _, future in batch:
+                future.set_exception(LogUnavailableError(str(err)))
+            return
+        for records, future in batch:
+            future.set_result(len(records))
+
+    def submit(self, records: list[dict[str, Any]]) -> Future:
+        """Queue one request's records (:meth:`PredictionLog.records`)."""
+        return self._batches.submit(records)
+
+    def close(self) -> None:
+        """Commit what is queued and stop the writer thread."""
+        self._batches.close()
