@@ -41,7 +41,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     token = None if args.token_file is None else _read_token(args.token_file)
     limits = {"max_rows": args.max_rows, "max_bytes": args.max_bytes}
-    app = create_app(args.model, log=args.log, token=token, groups=args.group, **limits)
+    log = None if args.log is None else serve_package().PredictionLog(args.log, sync=args.log_sync)
+    app = create_app(args.model, log=log, token=token, groups=args.group, **limits)
     state = app.state.predictor
     logged = "not logged" if args.log is None else f"logged to {app.state.log.name}"
     print(
@@ -104,6 +105,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="append every prediction to this database: a path (SQLite) or an SQLAlchemy "
         "URL such as postgresql+psycopg://user@host/db",
+    )
+    p.add_argument(
+        "--log-sync",
+        choices=["full", "normal"],
+        default="full",
+        help="SQLite log: 'full' (default) syncs every commit to disk (a logged prediction "
+        "survives a power cut); 'normal' syncs at checkpoints (it survives a killed server, "
+        "not a power cut; faster)",
     )
     p.add_argument(
         "--token-file",

@@ -56,6 +56,27 @@ def _groups(body: PredictRequest, rows: list, names: Sequence[str]) -> list[dict
     ]
 
 
+class BearerToken:
+    """ASGI middleware: an HTTP request without ``Authorization: Bearer <token>`` gets 401.
+
+    Plain ASGI (no per-request task, as ``BaseHTTPMiddleware`` makes): cheap on every request.
+    """
+
+    def __init__(self, app, expected: bytes) -> None:
+        self.app, self.expected = app, expected
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not secrets.compare_digest(given, self.expected):
+                problem = _problem(
+                    401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"}
+                )
+                await problem(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(
     model_dir: str | Path,
     log: str | PredictionLog | None = None,
@@ -114,12 +135,8 @@ def create_app(
     app = FastAPI(title="attnmoe", version=__version__, lifespan=lifespan)
     app.state.predictor, app.state.log = predictor, prediction_log
 
-    @app.middleware("http")
-    async def _bearer(request: Request, call_next):
-        given = request.headers.get("authorization", "").encode()
-        if expected is not None and not secrets.compare_digest(given, expected):
-            return _problem(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
-        return await call_next(request)
+    if expected is not None:
+        app.add_middleware(BearerToken, expected=expected)
 
     @app.get("/health", response_model=Health)
     def health() -> Health:

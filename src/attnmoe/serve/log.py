@@ -90,11 +90,16 @@ def utc_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
 
-def _sqlite_pragmas(timeout: float):
+#: SQLite's ``synchronous`` settings :class:`PredictionLog` offers (see its ``sync``)
+SYNC_MODES = ("full", "normal")
+
+
+def _sqlite_pragmas(timeout: float, sync: str):
     def connect(dbapi_connection, _record) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        cursor.execute(f"PRAGMA synchronous={sync.upper()}")
         cursor.close()
 
     return connect
@@ -111,19 +116,28 @@ class PredictionLog:
     timeout
         Seconds a write waits for a locked database before
         :class:`LogUnavailableError`.
+    sync : {"full", "normal"}
+        SQLite only: ``"full"`` syncs every commit to disk, so a committed record
+        survives a power cut; ``"normal"`` syncs at WAL checkpoints only, so a
+        committed record survives a killed process (it is in the operating
+        system's hands) but the last commits may be lost to a power cut or an
+        operating-system crash, and each commit costs no disk sync.
 
     Raises
     ------
     ValueError
-        If the log was written by a newer attnmoe (its schema version is higher).
+        If the log was written by a newer attnmoe (its schema version is higher),
+        or ``sync`` is not one of the above.
     """
 
-    def __init__(self, target: str, timeout: float = 10.0) -> None:
+    def __init__(self, target: str, timeout: float = 10.0, sync: str = "full") -> None:
+        if sync not in SYNC_MODES:
+            raise ValueError(f"sync must be one of {SYNC_MODES}, got {sync!r}")
         url = sa.engine.make_url(database_url(target))
         self.name = url.render_as_string(hide_password=True)
         self.engine = sa.create_engine(url)
         if url.get_backend_name() == "sqlite":
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas(timeout))
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas(timeout, sync))
         try:
             self._prepare()
         except OperationalError as err:
