@@ -106,6 +106,8 @@ def create_app(
     """
     predictor = Predictor(model_dir)
     prediction_log = PredictionLog(log) if isinstance(log, str) else log
+    if prediction_log is not None:
+        predictor.register(prediction_log)
     manifest = read_manifest(predictor.directory) or {"files": {}}
     info = ModelInfo(
         model_id=predictor.model_id,
@@ -184,7 +186,8 @@ def create_app(
                 return _problem(503, f"{err}; nothing was logged, try again")
         # the fields of PredictResponse, written directly: the answers are built here
         payload = {"request_id": request_id, "predictions": [
-            {"row": i, **a} for i, a in enumerate(answers)
+            {"row": i, **{k: v for k, v in a.items() if k != "gates"}}  # gates: logged only
+            for i, a in enumerate(answers)
         ]}  # fmt: skip
         return JSONResponse(payload, headers={"X-Request-ID": request_id})
 

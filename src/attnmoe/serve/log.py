@@ -3,8 +3,11 @@
 Tables (SQLAlchemy Core):
 
 - ``predictions``: time (UTC, ISO 8601), model id and checksum, request id, row
-  index, predicted class, its probability, the top experts per head (JSON) and
-  the group columns named at start (JSON object);
+  index, predicted class, its probability, the top experts per head (JSON), the
+  group columns named at start (JSON object) and every expert's gate averaged
+  over the heads (JSON object; empty in records of schema version 1);
+- ``models``: each model that logged, with its training baseline of the gates
+  (``gate_baseline_`` of the classifier; null for models saved without one);
 - ``labels``: labels that arrive later, joined to ``predictions`` by request id
   and row (:meth:`PredictionLog.add_labels`, ``attnmoe log-labels``);
 - ``schema_version``: one row, the layout's version; a newer one is refused.
@@ -33,8 +36,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from .batching import Batches
 
-#: version of the tables' layout; a log written by a newer attnmoe is refused
-SCHEMA_VERSION = 1
+#: version of the tables' layout; a log written by a newer attnmoe is refused, an older
+#: one upgraded in place (1 -> 2: ``predictions.gates`` and the ``models`` table added)
+SCHEMA_VERSION = 2
 
 _META = sa.MetaData()
 SCHEMA = sa.Table(
@@ -56,8 +60,18 @@ PREDICTIONS = sa.Table(
     sa.Column("probability", sa.Float, nullable=False),
     sa.Column("experts", sa.Text, nullable=False),
     sa.Column("groups", sa.Text, nullable=False),
+    sa.Column("gates", sa.Text),
     sa.Index("ix_predictions_request", "request_id", "row"),
     sa.Index("ix_predictions_time", "time"),
+)
+MODELS = sa.Table(
+    "models",
+    _META,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("time", sa.String(32), nullable=False),
+    sa.Column("model_id", sa.String(200), nullable=False),
+    sa.Column("model_checksum", sa.String(64)),
+    sa.Column("baseline", sa.Text),
 )
 LABELS = sa.Table(
     "labels",
@@ -165,6 +179,18 @@ class PredictionLog:
                 f"the log {self.name} has schema version {found}, newer than this attnmoe's "
                 f"({SCHEMA_VERSION}); upgrade attnmoe"
             )
+        elif found < SCHEMA_VERSION:
+            self._upgrade(found)
+
+    def _upgrade(self, found: int) -> None:
+        """Bring a log of schema version ``found`` to :data:`SCHEMA_VERSION` in one transaction."""
+        with self.engine.begin() as conn:
+            if conn.execute(sa.select(SCHEMA.c.version)).scalar() != found:
+                return  # another process upgraded it meanwhile
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("predictions")}
+            if "gates" not in columns:  # 1 -> 2 (the models table: create_all made it)
+                conn.execute(sa.text("ALTER TABLE predictions ADD COLUMN gates TEXT"))
+            conn.execute(SCHEMA.update().values(version=SCHEMA_VERSION))
 
     def _write(self, table: sa.Table, records: list[dict[str, Any]]) -> None:
         if not records:
@@ -200,6 +226,7 @@ class PredictionLog:
                 "probability": float(p["probability"]),
                 "experts": json.dumps(p["experts"], separators=(",", ":")),
                 "groups": json.dumps(dict(g), default=_json_value, separators=(",", ":")),
+                "gates": json.dumps(p.get("gates") or {}, separators=(",", ":")),
             }
             for row, (p, g) in enumerate(zip(predictions, groups, strict=True))
         ]
@@ -214,8 +241,9 @@ class PredictionLog:
         groups: Iterable[Mapping[str, Any]] | None = None,
         time: str | None = None,
     ) -> int:
-        """Append one record per prediction (``class``, ``probability``, ``experts`` as
-        :meth:`Predictor.predict <attnmoe.serve.Predictor.predict>` gives them); rows are
+        """Append one record per prediction (``class``, ``probability``, ``experts`` and
+        ``gates`` as :meth:`Predictor.predict <attnmoe.serve.Predictor.predict>` gives
+        them); rows are
         numbered from 0 in order. ``time``: ISO 8601 UTC (default now; for imports of
         older predictions). Returns how many were written."""
         records = self.records(
@@ -268,6 +296,40 @@ class PredictionLog:
                 )
             }
         return len(records), sum(1 for r in records if (r["request_id"], r["row"]) not in known)
+
+    def register_model(
+        self, model_id: str, model_checksum: str | None, baseline: dict[str, Any] | None
+    ) -> None:
+        """Note the model that logs here, with its training baseline of the gates
+        (``gate_baseline_``; None for a model saved without one), once per checksum."""
+        with self.engine.begin() as conn:
+            known = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(MODELS)
+                .where(MODELS.c.model_id == model_id)
+                .where(MODELS.c.model_checksum == model_checksum)
+            ).scalar()
+            if not known:
+                text = None if baseline is None else json.dumps(baseline, separators=(",", ":"))
+                conn.execute(
+                    MODELS.insert().values(
+                        time=utc_now(),
+                        model_id=model_id,
+                        model_checksum=model_checksum,
+                        baseline=text,
+                    )
+                )
+
+    def models(self) -> pd.DataFrame:
+        """The models that logged here, in the order they first did (``baseline`` parsed)."""
+        with self.engine.connect() as conn:
+            frame = pd.DataFrame(
+                conn.execute(sa.select(MODELS).order_by(MODELS.c.id)).mappings().all()
+            )
+        if frame.empty:
+            return pd.DataFrame(columns=["id", "time", "model_id", "model_checksum", "baseline"])
+        frame["baseline"] = [None if b is None else json.loads(b) for b in frame["baseline"]]
+        return frame
 
     def count(self) -> int:
         """How many predictions the log holds."""

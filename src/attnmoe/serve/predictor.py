@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..explain import explain, top_experts
+from ..explain.usage import expert_names, target_gates
 from ..model.io import MANIFEST_NAME
 from ..tabular import AttentionMoEClassifier
 from ..tabular.encoding import label_indices
@@ -120,6 +121,11 @@ class Predictor:
         self._lock = threading.Lock()  # one explain() at a time: the models are shared
         self.tables = ExpertTables.for_classifier(self.clf)
         self._codes: list[dict] = [{} for _ in self.columns]
+
+    def register(self, log) -> None:
+        """Note this model and its training baseline (if saved with one) in ``log``."""
+        baseline = getattr(self.clf, "gate_baseline_", None)
+        log.register_model(self.model_id, self.checksum, baseline)
 
     @property
     def classes(self) -> list:
@@ -242,13 +248,14 @@ class Predictor:
         tokens = np.concatenate([p.tokens for p in batch])
         texts = np.concatenate([p.texts for p in batch])
         proba, share, gate = self.tables.answer(tokens)
-        answers = self._answers(proba, self._table_experts(share, gate, texts))
+        answers = self._answers(proba, self._table_experts(share, gate, texts), gate.mean(1))
         bounds = np.cumsum([0, *(p.n_rows for p in batch)])
         return [answers[a:z] for a, z in itertools.pairwise(bounds)]
 
     def predict(self, X: pd.DataFrame, proba: np.ndarray | None = None) -> list[dict[str, Any]]:
-        """Per row: ``class``, ``probability`` (of it), ``probabilities`` (class -> p)
-        and ``experts`` (head -> the top experts with their gate and share).
+        """Per row: ``class``, ``probability`` (of it), ``probabilities`` (class -> p),
+        ``experts`` (head -> the top experts with their gate and share) and ``gates``
+        (expert -> its gate averaged over the heads and members, six decimals).
 
         The probabilities are ``predict_proba``'s (on the tables path, to rounding:
         float64 tables beside the model's own arithmetic); ``proba``: already computed
@@ -261,22 +268,30 @@ class Predictor:
             texts = np.full(tokens.shape, "(masked)", dtype=object)
             texts[:, :-1] = X.reset_index(drop=True).astype(object).to_numpy().astype(str)
             proba, share, gate = self.tables.answer(tokens, proba)
-            return self._answers(proba, self._table_experts(share, gate, texts))
-        with self._lock:
+            return self._answers(proba, self._table_experts(share, gate, texts), gate.mean(1))
+        with self._lock, warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # masked cells: predict_proba's to say
             proba = self.clf.predict_proba(X) if proba is None else proba
             predicted = self.clf.classes_[proba.argmax(1)]
             experts = self._experts(X, predicted)
-        return self._answers(proba, experts)
+            gates = target_gates(self.clf, X).mean(1)
+        return self._answers(proba, experts, gates)
 
-    def _answers(self, proba: np.ndarray, experts: list[dict[str, list]]) -> list[dict[str, Any]]:
+    def _answers(
+        self, proba: np.ndarray, experts: list[dict[str, list]], gates: np.ndarray
+    ) -> list[dict[str, Any]]:
+        """The answer per row; ``gates`` ``(rows, experts)``: each expert's gate averaged
+        over the heads and members, logged for the monitor (``gates``, not served)."""
         predicted = self.clf.classes_[proba.argmax(1)]
         classes = self.classes
+        names = expert_names(self.clf)
         return [
             {
                 "class": plain(predicted[i]),
                 "probability": float(proba[i].max()),
                 "probabilities": {str(c): float(p) for c, p in zip(classes, proba[i], strict=True)},
                 "experts": experts[i],
+                "gates": {n: round(float(g), 6) for n, g in zip(names, gates[i], strict=True)},
             }
             for i in range(len(proba))
         ]
