@@ -76,12 +76,14 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     log = serve.PredictionLog(args.db)
     try:
         data = serve.monitor_data(log, args.threshold)
-        serve.write_monitor(log, args.out, args.threshold)
+        serve.write_monitor(log, args.out, args.threshold, data)
     finally:
         log.close()
+    baseline = "" if data["baseline"] else " (no training baseline: drift not measured)"
     print(
         f"{data['n']:,} predictions over {len(data['days'])} days, "
-        f"{len(data['alerts'])} drift alerts; written to {args.out}"
+        f"{len(data['alerts'])} drift alerts{baseline}, {len(data['bias_alerts'])} bias alerts; "
+        f"written to {args.out}"
     )
     return 0
 
@@ -148,8 +150,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "monitor",
         help="the prediction log as one HTML page: usage, drift and accuracy per day",
         description="Write a self-contained HTML page from the prediction log DB: predictions "
-        "and each column's share of the gates per day (UTC), the columns whose share moved "
-        "past --threshold from the first day, and the accuracy once labels arrived.",
+        "and each column's share of the gates per day (UTC), the columns whose mean gate moved "
+        "past --threshold from the model's training baseline, and, once labels arrived, the "
+        "accuracy per day and per group column and week (the bias audit's accuracy gap).",
     )
     p.add_argument("db", metavar="DB_URL", help="the log: a path (SQLite) or an SQLAlchemy URL")
     p.add_argument("--out", required=True, help="HTML file to write")
@@ -157,7 +160,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--threshold",
         type=float,
         default=0.05,
-        help="flag a column whose gate share moves by more than this (default 0.05)",
+        help="flag a column whose mean gate moves by more than this from training (default 0.05)",
     )
     p.set_defaults(func=_cmd_monitor)
 
