@@ -173,3 +173,55 @@ def test_monitor_of_an_empty_log(tmp_path, capsys):
     db = str(tmp_path / "log.db")
     assert main(["monitor", db, "--out", str(tmp_path / "m.html")]) == 0
     assert "0 predictions over 0 days" in capsys.readouterr().out
+
+
+def test_the_served_monitor_is_the_written_page_and_needs_the_token(model_dir, traffic, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from attnmoe.serve import build_monitor, create_app
+
+    client = TestClient(create_app(model_dir, log=traffic, token="tok-m0n"))
+    assert client.get("/monitor").status_code == 401
+    answer = client.get("/monitor", headers={"Authorization": "Bearer tok-m0n"})
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/html")
+    assert answer.text == build_monitor(PredictionLog(traffic))
+    assert TestClient(create_app(model_dir)).get("/monitor").status_code == 404  # no log
+
+
+def test_the_live_monitor_page_in_headless_chromium(model_dir, traffic, rows, tmp_path, chromium):
+    import httpx
+
+    from tests.serve.test_cli import _free_port, _serve
+
+    port = _free_port()
+    server = _serve(model_dir, traffic, port)  # simulated traffic, then live requests
+    try:
+        for k in range(3):
+            answer = httpx.post(f"http://127.0.0.1:{port}/predict", json={"rows": rows[: k + 1]})
+            assert answer.status_code == 200
+        url = f"http://127.0.0.1:{port}/monitor"
+        dump = run_chromium(chromium, tmp_path / "profile", "--dump-dom", url)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert dump.returncode == 0, dump.stderr[-2000:]
+    console = console_errors(dump.stderr)
+    assert not console, console
+    parsed = _Page()
+    parsed.feed(dump.stdout)
+    assert "data-js-errors" not in parsed.root["html"] and parsed.root["body"]["data-ready"] == "1"
+    with sqlite3.connect(traffic) as db:
+        per_day = dict(
+            db.execute("SELECT substr(time, 1, 10), count(*) FROM predictions GROUP BY 1")
+        )
+        n_labelled = db.execute(
+            "SELECT count(*) FROM predictions p "
+            "JOIN labels l ON l.request_id = p.request_id AND l.row = p.row"
+        ).fetchone()[0]
+    assert len(per_day) == len(DAYS) + 1  # today's live requests
+    assert int(parsed.root["body"]["data-charts"]) == len(per_day)
+    assert {day: int(attrs["data-n"]) for day, attrs in parsed.days.items()} == per_day
+    assert int(parsed.ids["n"]) == sum(per_day.values()) == 5 * 9 + 6
+    assert int(parsed.ids["n-labelled"]) == n_labelled
+    # the served model's own baseline (it logs here now): today's drift is measured
+    assert int(parsed.root["body"]["data-share-bars"]) == 4

@@ -1,4 +1,6 @@
-"""The HTTP app (FastAPI): ``POST /predict``, ``GET /model``, ``GET /health``.
+"""The HTTP app (FastAPI): ``POST /predict``, ``GET /model``, ``GET /health``, ``GET /monitor``.
+
+``GET /monitor`` is the monitor page of the live log (as ``attnmoe monitor``).
 
 :func:`create_app` loads the model once; each ``/predict`` checks its rows,
 predicts, logs every row when a log is set (all of the request's rows or none:
@@ -21,13 +23,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 
 from .._version import __version__
 from ..model.io import read_manifest
 from .batching import Batches
 from .log import GroupCommit, LogUnavailableError, PredictionLog
+from .monitor import DRIFT_THRESHOLD, build_monitor
 from .predictor import Predictor, RowError
 from .schemas import Health, ModelInfo, PredictRequest, PredictResponse
 
@@ -148,6 +152,18 @@ def create_app(
     @app.get("/model", response_model=ModelInfo)
     def model() -> ModelInfo:
         return info
+
+    @app.get("/monitor", response_class=HTMLResponse, responses={404: {}, 503: {}})
+    def monitor(threshold: float = DRIFT_THRESHOLD):
+        """The monitor page (as ``attnmoe monitor LOG --out``) from the live log."""
+        if prediction_log is None:
+            return _problem(404, "monitor: this server keeps no log (start it with --log)")
+        try:
+            return HTMLResponse(build_monitor(prediction_log, threshold))
+        except DBAPIError as err:
+            return _problem(
+                503, f"monitor: the log {prediction_log.name} is unavailable: {err.orig}"
+            )
 
     @app.post("/predict", response_model=PredictResponse, responses={413: {}, 422: {}, 503: {}})
     async def predict(request: Request):
