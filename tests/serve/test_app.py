@@ -273,3 +273,11 @@ def test_a_full_disk_answers_503_and_the_server_recovers(model_dir, rows, tmp_pa
     log.engine.dispose()
     assert client.post("/predict", json={"rows": rows}).status_code == 200
     assert log.count() == 2 * len(rows)
+
+
+def test_a_whole_number_too_large_for_a_float_is_a_422(client, rows):
+    rows[0]["noise"] = 10**400  # JSON allows it; a binned column reads it as a float
+    answer = client.post("/predict", json={"rows": rows})
+    assert answer.status_code == 422 and answer.json()["detail"].startswith("rows[0].noise: ")
+    rows[0]["noise"], rows[1]["size"] = 0.5, 10**400  # a category column: just unseen
+    assert client.post("/predict", json={"rows": rows}).status_code == 200

@@ -38,6 +38,8 @@ from .tables import ExpertTables
 TOP_EXPERTS = 3
 #: distinct values whose code each categorical column remembers
 CODE_CACHE = 4096
+#: the largest finite float: a larger whole number in a binned column has no bin
+_FLOAT_MAX = int(np.finfo(float).max)
 #: int64's range: a whole number outside it makes pandas keep a column as objects
 _INT64 = (-(2**63), 2**63 - 1)
 
@@ -137,6 +139,8 @@ class Predictor:
         if column in self.numeric:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise RowError(where, f"expected a number or null, got {type(value).__name__}")
+            if isinstance(value, int) and abs(value) > _FLOAT_MAX:  # binned as a float
+                raise RowError(where, "expected a finite number (this one is too large)")
         elif not isinstance(value, (str, int, float, bool)):
             kind = type(value).__name__
             raise RowError(where, f"expected a string, number, bool or null, got {kind}")
