@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -179,3 +180,17 @@ def test_a_killed_server_loses_no_answered_request_and_restarts(model_dir, rows,
         server.terminate()
         server.wait(timeout=30)
     assert PredictionLog(str(db)).count() == len(logged) + len(rows)
+
+
+def test_predict_log_notes_the_model_and_its_training_baseline(model_dir, table, clf, tmp_path):
+    table[0].head(3).to_csv(tmp_path / "new.csv", index=False)
+    db = str(tmp_path / "log.db")
+    argv = ["predict", str(model_dir), str(tmp_path / "new.csv"), "--out", str(tmp_path / "p.csv")]
+    assert main([*argv, "--log", db]) == 0
+    assert main([*argv, "--log", db]) == 0  # noted once
+    models = PredictionLog(db).models()
+    assert list(models["model_id"]) == ["colours"]
+    assert models["baseline"][0] == clf.gate_baseline_
+    gates = [json.loads(g) for g in PredictionLog(db).labelled()["gates"]]
+    assert list(gates[0]) == clf.gate_baseline_["experts"]
+    assert sum(gates[0].values()) == pytest.approx(1.0, abs=1e-5)
