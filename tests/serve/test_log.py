@@ -112,3 +112,18 @@ def test_a_version_1_log_is_upgraded_in_place(tmp_path):
     log.register_model("m", None, {"overall": [1.0]})
     log.register_model("m", None, {"overall": [1.0]})  # once per model and checksum
     assert list(log.models()["baseline"]) == [{"overall": [1.0]}]
+
+
+def test_a_log_locked_at_start_says_so_in_one_line(tmp_path):
+    path = tmp_path / "log.db"
+    log = PredictionLog(str(path), timeout=0.05)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(LogUnavailableError, match="locked"):
+            log.register_model("m", None, None)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    log.register_model("m", None, None)
+    assert len(log.models()) == 1

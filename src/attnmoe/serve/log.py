@@ -302,23 +302,26 @@ class PredictionLog:
     ) -> None:
         """Note the model that logs here, with its training baseline of the gates
         (``gate_baseline_``; None for a model saved without one), once per checksum."""
-        with self.engine.begin() as conn:
-            known = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(MODELS)
-                .where(MODELS.c.model_id == model_id)
-                .where(MODELS.c.model_checksum == model_checksum)
-            ).scalar()
-            if not known:
-                text = None if baseline is None else json.dumps(baseline, separators=(",", ":"))
-                conn.execute(
-                    MODELS.insert().values(
-                        time=utc_now(),
-                        model_id=model_id,
-                        model_checksum=model_checksum,
-                        baseline=text,
+        try:
+            with self.engine.begin() as conn:
+                known = conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(MODELS)
+                    .where(MODELS.c.model_id == model_id)
+                    .where(MODELS.c.model_checksum == model_checksum)
+                ).scalar()
+                if not known:
+                    text = None if baseline is None else json.dumps(baseline, separators=(",", ":"))
+                    conn.execute(
+                        MODELS.insert().values(
+                            time=utc_now(),
+                            model_id=model_id,
+                            model_checksum=model_checksum,
+                            baseline=text,
+                        )
                     )
-                )
+        except DBAPIError as err:  # a log locked or full at start: one line, no traceback
+            raise LogUnavailableError(f"the log {self.name} is unavailable: {err.orig}") from None
 
     def models(self) -> pd.DataFrame:
         """The models that logged here, in the order they first did (``baseline`` parsed)."""
