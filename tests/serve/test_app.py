@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from attnmoe import __version__
 from attnmoe.explain import explain, top_experts
 from attnmoe.serve import PredictionLog, create_app
+from attnmoe.serve.log import GroupCommit
 
 TOKEN = "s3cret-token-4f9a"
 
@@ -22,7 +27,7 @@ def client(model_dir):
     return TestClient(create_app(model_dir))
 
 
-def test_predictions_equal_predict_proba_exactly(client, clf, rows):
+def test_predictions_equal_predict_proba(client, clf, rows):
     answer = client.post("/predict", json={"rows": rows})
     assert answer.status_code == 200
     body = answer.json()
@@ -30,9 +35,11 @@ def test_predictions_equal_predict_proba_exactly(client, clf, rows):
     proba = clf.predict_proba(pd.DataFrame(rows))
     for i, got in enumerate(body["predictions"]):
         assert got["row"] == i
-        assert [got["probabilities"][str(c)] for c in clf.classes_] == list(proba[i])
+        # the served tables run in float64 beside the model's own arithmetic: to rounding
+        got_proba = [got["probabilities"][str(c)] for c in clf.classes_]
+        assert got_proba == pytest.approx(list(proba[i]), abs=1e-12, rel=0)
         assert got["class"] == clf.classes_[proba[i].argmax()]
-        assert got["probability"] == proba[i].max()
+        assert got["probability"] == pytest.approx(proba[i].max(), abs=1e-12, rel=0)
 
 
 def test_experts_per_head_are_explains_top_experts(client, clf, rows):
@@ -55,7 +62,8 @@ def test_a_missing_cell_is_masked_not_refused(client, clf, rows):
     got = client.post("/predict", json={"rows": rows[:1]}).json()["predictions"][0]
     with pytest.warns(UserWarning):
         expected = clf.predict_proba(pd.DataFrame(rows[:1]))[0]
-    assert [got["probabilities"][str(c)] for c in clf.classes_] == list(expected)
+    got_proba = [got["probabilities"][str(c)] for c in clf.classes_]
+    assert got_proba == pytest.approx(list(expected), abs=1e-12, rel=0)
 
 
 def test_health_and_model(client, clf, model_dir):
@@ -171,3 +179,105 @@ def test_a_served_class_is_json_for_numeric_labels(table, tmp_path):
     got = client.post("/predict", json={"rows": [{"colour": "red", "size": 1, "noise": 0.0}]})
     assert got.status_code == 200 and got.json()["predictions"][0]["class"] in (0, 1)
     assert client.get("/model").json()["classes"] == [0, 1]
+
+
+def test_concurrent_requests_are_each_logged_once(model_dir, rows, tmp_path):
+    db = tmp_path / "log.db"
+    with TestClient(create_app(model_dir, log=str(db))) as client:
+
+        def send(k: int):
+            return client.post("/predict", json={"rows": rows[: 1 + k % len(rows)]})
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(send, range(64)))
+    assert [a.status_code for a in answers] == [200] * 64
+    logged = PredictionLog(str(db)).labelled()
+    sent = {a.json()["request_id"]: len(a.json()["predictions"]) for a in answers}
+    assert logged.groupby("request_id").size().to_dict() == sent
+    for answer in answers[:8]:  # and each answer's records are its own
+        body = answer.json()
+        mine = logged[logged["request_id"] == body["request_id"]]
+        assert list(mine["probability"]) == [p["probability"] for p in body["predictions"]]
+
+
+def _blocked_writes(log: PredictionLog, monkeypatch) -> tuple[threading.Event, list[int]]:
+    """Hold the log's first write until the event is set; record each write's size (as
+    it starts)."""
+    release, sizes = threading.Event(), []
+    write = log.append_records
+
+    def held(records):
+        sizes.append(len(records))
+        if len(sizes) == 1:
+            release.wait(30)
+        return write(records)
+
+    monkeypatch.setattr(log, "append_records", held)
+    return release, sizes
+
+
+def test_requests_waiting_for_a_commit_are_committed_together(tmp_path, monkeypatch):
+    log = PredictionLog(str(tmp_path / "log.db"))
+    release, sizes = _blocked_writes(log, monkeypatch)
+    writer = GroupCommit(log)
+    answer = {"class": "yes", "probability": 0.5, "experts": {}}
+    records = [
+        PredictionLog.records([answer] * 2, model_id="m", model_checksum=None, request_id=str(k))
+        for k in range(20)
+    ]
+    futures = [writer.submit(records[0])]
+    while not sizes:  # until the writer holds the first request's write
+        time.sleep(0.01)
+    futures += [writer.submit(r) for r in records[1:]]
+    time.sleep(0.1)
+    assert not any(f.done() for f in futures)  # nothing answered before its commit
+    release.set()
+    assert [f.result(timeout=30) for f in futures] == [2] * 20
+    assert sizes == [2, 38]  # the 19 that queued meanwhile: one transaction
+    writer.close()
+    assert log.count() == 40
+
+
+def test_an_answer_waits_for_its_commit(model_dir, rows, tmp_path, monkeypatch):
+    log = PredictionLog(str(tmp_path / "log.db"))
+    release, _sizes = _blocked_writes(log, monkeypatch)
+    with TestClient(create_app(model_dir, log=log)) as client, ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(client.post, "/predict", json={"rows": rows})
+        time.sleep(1.0)
+        assert _sizes == [len(rows)]  # the write started, and is held
+        assert not pending.done() and log.count() == 0
+        release.set()
+        assert pending.result(timeout=30).status_code == 200
+    assert log.count() == len(rows)
+
+
+def test_a_full_disk_answers_503_and_the_server_recovers(model_dir, rows, tmp_path):
+    db = tmp_path / "log.db"
+    log = PredictionLog(str(db))
+    client = TestClient(create_app(model_dir, log=log))
+    assert client.post("/predict", json={"rows": rows}).status_code == 200
+    with sqlite3.connect(db) as conn:
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+
+    def full(dbapi_connection, _record) -> None:  # the database may not grow: a full disk
+        dbapi_connection.execute(f"PRAGMA max_page_count={pages}")
+
+    sa.event.listen(log.engine, "connect", full)
+    log.engine.dispose()
+    for _ in range(3):  # an error answer each time, and the server stays up
+        answer = client.post("/predict", json={"rows": rows * 40})
+        assert answer.status_code == 503
+        assert "full" in answer.json()["detail"] and "nothing was logged" in answer.json()["detail"]
+        assert client.get("/health").status_code == 200
+    sa.event.remove(log.engine, "connect", full)
+    log.engine.dispose()
+    assert client.post("/predict", json={"rows": rows}).status_code == 200
+    assert log.count() == 2 * len(rows)
+
+
+def test_a_whole_number_too_large_for_a_float_is_a_422(client, rows):
+    rows[0]["noise"] = 10**400  # JSON allows it; a binned column reads it as a float
+    answer = client.post("/predict", json={"rows": rows})
+    assert answer.status_code == 422 and answer.json()["detail"].startswith("rows[0].noise: ")
+    rows[0]["noise"], rows[1]["size"] = 0.5, 10**400  # a category column: just unseen
+    assert client.post("/predict", json={"rows": rows}).status_code == 200

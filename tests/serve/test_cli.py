@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pandas as pd
@@ -116,3 +119,78 @@ def test_without_the_serve_extra_one_line_says_what_to_install(model_dir, monkey
     monkeypatch.setitem(sys.modules, "attnmoe.serve", None)  # as if sqlalchemy were missing
     assert main(["log-labels", "log.db", "labels.csv"]) == 2
     assert "pip install 'attnmoe[serve]'" in capsys.readouterr().err
+
+
+def _serve(model_dir, db, port: int) -> subprocess.Popen:
+    """``attnmoe serve`` in a process of its own, once it answers /health."""
+    import httpx
+
+    command = [sys.executable, "-m", "attnmoe.cli", "serve", str(model_dir), "--port", str(port)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    server = subprocess.Popen(
+        [*command, "--log", str(db)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/health").raise_for_status()
+            return server
+        except httpx.TransportError:
+            assert server.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+
+
+def test_a_killed_server_loses_no_answered_request_and_restarts(model_dir, rows, tmp_path):
+    import httpx
+
+    db, port = tmp_path / "log.db", _free_port()
+    server = _serve(model_dir, db, port)
+    answered: list[str] = []
+
+    def send() -> None:
+        with httpx.Client(timeout=10) as client:
+            while True:
+                try:
+                    answer = client.post(f"http://127.0.0.1:{port}/predict", json={"rows": rows})
+                except httpx.TransportError:
+                    return  # killed
+                assert answer.status_code == 200
+                answered.append(answer.json()["request_id"])
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    time.sleep(2.0)
+    server.send_signal(signal.SIGKILL)
+    server.wait(timeout=30)
+    for thread in threads:
+        thread.join(timeout=30)
+    assert answered  # the load ran
+    logged = PredictionLog(str(db)).labelled()
+    assert set(answered) <= set(logged["request_id"])  # answered implies committed
+    assert (logged.groupby("request_id").size() == len(rows)).all()  # whole requests only
+
+    port = _free_port()
+    server = _serve(model_dir, db, port)  # a clean restart on the same log
+    try:
+        assert (
+            httpx.post(f"http://127.0.0.1:{port}/predict", json={"rows": rows}).status_code == 200
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert PredictionLog(str(db)).count() == len(logged) + len(rows)
+
+
+def test_predict_log_notes_the_model_and_its_training_baseline(model_dir, table, clf, tmp_path):
+    table[0].head(3).to_csv(tmp_path / "new.csv", index=False)
+    db = str(tmp_path / "log.db")
+    argv = ["predict", str(model_dir), str(tmp_path / "new.csv"), "--out", str(tmp_path / "p.csv")]
+    assert main([*argv, "--log", db]) == 0
+    assert main([*argv, "--log", db]) == 0  # noted once
+    models = PredictionLog(db).models()
+    assert list(models["model_id"]) == ["colours"]
+    assert models["baseline"][0] == clf.gate_baseline_
+    gates = [json.loads(g) for g in PredictionLog(db).labelled()["gates"]]
+    assert list(gates[0]) == clf.gate_baseline_["experts"]
+    assert sum(gates[0].values()) == pytest.approx(1.0, abs=1e-5)

@@ -84,3 +84,46 @@ def test_a_locked_database_raises_log_unavailable(tmp_path):
         holder.close()
     log.append([ANSWER], model_id="m", model_checksum=None, request_id="r")
     assert log.count() == 1
+
+
+def test_a_version_1_log_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "log.db"
+    with sqlite3.connect(path) as db:  # the layout of schema version 1, one record
+        db.executescript(
+            """
+            CREATE TABLE schema_version (id INTEGER PRIMARY KEY, version INTEGER NOT NULL);
+            INSERT INTO schema_version VALUES (1, 1);
+            CREATE TABLE predictions (id INTEGER PRIMARY KEY, time VARCHAR(32) NOT NULL,
+                model_id VARCHAR(200) NOT NULL, model_checksum VARCHAR(64),
+                request_id VARCHAR(64) NOT NULL, "row" INTEGER NOT NULL, predicted TEXT NOT NULL,
+                probability FLOAT NOT NULL, experts TEXT NOT NULL, groups TEXT NOT NULL);
+            INSERT INTO predictions VALUES (1, '2026-01-01T00:00:00+00:00', 'm', NULL, 'old', 0,
+                'yes', 0.5, '{}', '{}');
+            """
+        )
+    log = PredictionLog(str(path))
+    log.append([{**ANSWER, "gates": {"a": 0.25}}], model_id="m", model_checksum=None,
+               request_id="new")  # fmt: skip
+    frame = log.labelled()
+    assert list(frame["request_id"]) == ["old", "new"]
+    assert [None if pd.isna(g) else g for g in frame["gates"]] == [None, '{"a":0.25}']
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    log.register_model("m", None, {"overall": [1.0]})
+    log.register_model("m", None, {"overall": [1.0]})  # once per model and checksum
+    assert list(log.models()["baseline"]) == [{"overall": [1.0]}]
+
+
+def test_a_log_locked_at_start_says_so_in_one_line(tmp_path):
+    path = tmp_path / "log.db"
+    log = PredictionLog(str(path), timeout=0.05)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(LogUnavailableError, match="locked"):
+            log.register_model("m", None, None)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    log.register_model("m", None, None)
+    assert len(log.models()) == 1

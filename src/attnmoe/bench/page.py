@@ -16,7 +16,17 @@ from pathlib import Path
 TARGETS = "TARGETS.md"
 SECTION = "SECTION.md"
 #: the topics of the page, in order: each a folder of ``benchmarks/results`` with a SECTION.md
-TOPICS = ("speed", "tabular", "baselines", "real_tables", "scale", "ddp", "text", "reliability")
+TOPICS = (
+    "speed",
+    "tabular",
+    "baselines",
+    "real_tables",
+    "scale",
+    "ddp",
+    "text",
+    "reliability",
+    "serve",
+)
 
 # a Markdown link's target: ](target) or ](target "title")
 _LINK = re.compile(r"\]\(([^)\s]+)")

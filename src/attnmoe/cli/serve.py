@@ -41,7 +41,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     token = None if args.token_file is None else _read_token(args.token_file)
     limits = {"max_rows": args.max_rows, "max_bytes": args.max_bytes}
-    app = create_app(args.model, log=args.log, token=token, groups=args.group, **limits)
+    log = None if args.log is None else serve_package().PredictionLog(args.log, sync=args.log_sync)
+    app = create_app(args.model, log=log, token=token, groups=args.group, **limits)
     state = app.state.predictor
     logged = "not logged" if args.log is None else f"logged to {app.state.log.name}"
     print(
@@ -75,12 +76,14 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     log = serve.PredictionLog(args.db)
     try:
         data = serve.monitor_data(log, args.threshold)
-        serve.write_monitor(log, args.out, args.threshold)
+        serve.write_monitor(log, args.out, args.threshold, data)
     finally:
         log.close()
+    baseline = "" if data["baseline"] else " (no training baseline: drift not measured)"
     print(
         f"{data['n']:,} predictions over {len(data['days'])} days, "
-        f"{len(data['alerts'])} drift alerts; written to {args.out}"
+        f"{len(data['alerts'])} drift alerts{baseline}, {len(data['bias_alerts'])} bias alerts; "
+        f"written to {args.out}"
     )
     return 0
 
@@ -104,6 +107,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="append every prediction to this database: a path (SQLite) or an SQLAlchemy "
         "URL such as postgresql+psycopg://user@host/db",
+    )
+    p.add_argument(
+        "--log-sync",
+        choices=["full", "normal"],
+        default="full",
+        help="SQLite log: 'full' (default) syncs every commit to disk (a logged prediction "
+        "survives a power cut); 'normal' syncs at checkpoints (it survives a killed server, "
+        "not a power cut; faster)",
     )
     p.add_argument(
         "--token-file",
@@ -139,8 +150,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "monitor",
         help="the prediction log as one HTML page: usage, drift and accuracy per day",
         description="Write a self-contained HTML page from the prediction log DB: predictions "
-        "and each column's share of the gates per day (UTC), the columns whose share moved "
-        "past --threshold from the first day, and the accuracy once labels arrived.",
+        "and each column's share of the gates per day (UTC), the columns whose mean gate moved "
+        "past --threshold from the model's training baseline, and, once labels arrived, the "
+        "accuracy per day and per group column and week (the bias audit's accuracy gap).",
     )
     p.add_argument("db", metavar="DB_URL", help="the log: a path (SQLite) or an SQLAlchemy URL")
     p.add_argument("--out", required=True, help="HTML file to write")
@@ -148,7 +160,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--threshold",
         type=float,
         default=0.05,
-        help="flag a column whose gate share moves by more than this (default 0.05)",
+        help="flag a column whose mean gate moves by more than this from training (default 0.05)",
     )
     p.set_defaults(func=_cmd_monitor)
 

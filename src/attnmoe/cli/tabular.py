@@ -240,6 +240,7 @@ def _log_predictions(log, args: argparse.Namespace, clf, data: pd.DataFrame, X, 
     try:
         request_id = uuid.uuid4().hex
         predictor = Predictor(args.model, clf)
+        predictor.register(log)  # the model and its training baseline, for the monitor
         n = log.append(
             predictor.predict(X, proba),
             model_id=predictor.model_id,

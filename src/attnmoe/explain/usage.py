@@ -56,6 +56,47 @@ def target_gates(clf, X) -> np.ndarray:
     return np.concatenate(out, axis=1)
 
 
+@torch.no_grad()
+def gate_baseline(clf, tokens: torch.Tensor) -> dict[str, Any]:
+    """Each expert's mean gate over token rows: the usage a monitor compares live traffic to.
+
+    Parameters
+    ----------
+    clf
+        A fitted :class:`~attnmoe.tabular.AttentionMoEClassifier` (its models and
+        column names are read; ``fit`` calls this on its training rows).
+    tokens
+        ``(n, n_features + 1)`` token rows with the target (last) masked, as
+        :meth:`~attnmoe.tabular.AttentionMoEClassifier.tokens` gives them.
+
+    Returns
+    -------
+    dict
+        ``experts`` (the columns, then ``"(target)"``); ``overall`` (per expert,
+        its final-layer gate at the target averaged over the rows, the heads and
+        the ensemble members: the shares sum to one); ``heads`` (per head, the
+        same averaged over the rows and the members); ``n_rows``.
+    """
+    target = tokens.shape[1] - 1
+    heads = 0.0
+    for model in clf.models_:
+        was_training = model.training
+        model.eval()
+        total = 0.0
+        for first in range(0, len(tokens), _CHUNK):
+            weights = model.attention_weights(tokens[first : first + _CHUNK])[-1]
+            total = total + weights[:, :, target].double().sum(0).numpy()  # (H, L)
+        model.train(was_training)
+        heads = heads + total / max(len(tokens), 1)
+    heads = np.asarray(heads) / len(clf.models_)
+    return {
+        "experts": expert_names(clf),
+        "overall": heads.mean(0).tolist(),
+        "heads": heads.tolist(),
+        "n_rows": len(tokens),
+    }
+
+
 def expert_names(clf) -> list[str]:
     """Names of a classifier's experts: its columns, then ``"(target)"``."""
     names = getattr(clf, "feature_names_in_", None)

@@ -1,13 +1,21 @@
-"""The HTTP app (FastAPI): ``POST /predict``, ``GET /model``, ``GET /health``.
+"""The HTTP app (FastAPI): ``POST /predict``, ``GET /model``, ``GET /health``, ``GET /monitor``.
+
+``GET /monitor`` is the monitor page of the live log (as ``attnmoe monitor``).
 
 :func:`create_app` loads the model once; each ``/predict`` checks its rows,
 predicts, logs every row when a log is set (all of the request's rows or none:
 a log that cannot take them makes the answer a 503, not a half-logged request),
 and answers per row the class, the probabilities and the top experts per head.
+
+Requests that arrive together are predicted together (one pass over their rows)
+and their records committed together (one transaction); a request is answered
+only after its records are committed, so an answered request is a logged one.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import secrets
 import uuid
@@ -15,13 +23,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 
 from .._version import __version__
 from ..model.io import read_manifest
-from .log import LogUnavailableError, PredictionLog
+from .batching import Batches
+from .log import GroupCommit, LogUnavailableError, PredictionLog
+from .monitor import DRIFT_THRESHOLD, build_monitor
 from .predictor import Predictor, RowError
 from .schemas import Health, ModelInfo, PredictRequest, PredictResponse
 
@@ -48,6 +58,27 @@ def _groups(body: PredictRequest, rows: list, names: Sequence[str]) -> list[dict
     return [
         {n: {**row, **more}.get(n) for n in names} for row, more in zip(rows, extra, strict=True)
     ]
+
+
+class BearerToken:
+    """ASGI middleware: an HTTP request without ``Authorization: Bearer <token>`` gets 401.
+
+    Plain ASGI (no per-request task, as ``BaseHTTPMiddleware`` makes): cheap on every request.
+    """
+
+    def __init__(self, app, expected: bytes) -> None:
+        self.app, self.expected = app, expected
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not secrets.compare_digest(given, self.expected):
+                problem = _problem(
+                    401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"}
+                )
+                await problem(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def create_app(
@@ -79,6 +110,8 @@ def create_app(
     """
     predictor = Predictor(model_dir)
     prediction_log = PredictionLog(log) if isinstance(log, str) else log
+    if prediction_log is not None:
+        predictor.register(prediction_log)
     manifest = read_manifest(predictor.directory) or {"files": {}}
     info = ModelInfo(
         model_id=predictor.model_id,
@@ -89,15 +122,27 @@ def create_app(
         files={name: entry["sha256"] for name, entry in manifest["files"].items()},
     )
     expected = f"Bearer {token}".encode() if token else None
-    app = FastAPI(title="attnmoe", version=__version__)
+
+    def predict_batch(batch) -> None:
+        answers = predictor.predict_many([prepared for prepared, _ in batch])
+        for (_, future), rows in zip(batch, answers, strict=True):
+            future.set_result(rows)
+
+    predictions = Batches(predict_batch, "attnmoe-predict")
+    writer = None if prediction_log is None else GroupCommit(prediction_log)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        predictions.close()  # finish what is queued; the writer commits it
+        if writer is not None:
+            writer.close()
+
+    app = FastAPI(title="attnmoe", version=__version__, lifespan=lifespan)
     app.state.predictor, app.state.log = predictor, prediction_log
 
-    @app.middleware("http")
-    async def _bearer(request: Request, call_next):
-        given = request.headers.get("authorization", "").encode()
-        if expected is not None and not secrets.compare_digest(given, expected):
-            return _problem(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
-        return await call_next(request)
+    if expected is not None:
+        app.add_middleware(BearerToken, expected=expected)
 
     @app.get("/health", response_model=Health)
     def health() -> Health:
@@ -107,6 +152,18 @@ def create_app(
     @app.get("/model", response_model=ModelInfo)
     def model() -> ModelInfo:
         return info
+
+    @app.get("/monitor", response_class=HTMLResponse, responses={404: {}, 503: {}})
+    def monitor(threshold: float = DRIFT_THRESHOLD):
+        """The monitor page (as ``attnmoe monitor LOG --out``) from the live log."""
+        if prediction_log is None:
+            return _problem(404, "monitor: this server keeps no log (start it with --log)")
+        try:
+            return HTMLResponse(build_monitor(prediction_log, threshold))
+        except DBAPIError as err:
+            return _problem(
+                503, f"monitor: the log {prediction_log.name} is unavailable: {err.orig}"
+            )
 
     @app.post("/predict", response_model=PredictResponse, responses={413: {}, 422: {}, 503: {}})
     async def predict(request: Request):
@@ -125,26 +182,29 @@ def create_app(
         if len(body.rows) > max_rows:
             return _problem(413, f"rows: {len(body.rows)} rows, more than the limit of {max_rows}")
         try:
-            X = predictor.frame(body.rows)
+            prepared = predictor.prepare(body.rows)
             per_row = _groups(body, body.rows, groups)
         except RowError as err:
             return _problem(422, str(err))
         request_id = uuid.uuid4().hex
-        answers = await run_in_threadpool(predictor.predict, X)
-        if prediction_log is not None:
-            try:
-                await run_in_threadpool(
-                    prediction_log.append,
-                    answers,
-                    model_id=predictor.model_id,
-                    model_checksum=predictor.checksum,
-                    request_id=request_id,
-                    groups=per_row,
-                )
+        answers = await asyncio.wrap_future(predictions.submit(prepared))
+        if writer is not None:
+            records = PredictionLog.records(
+                answers,
+                model_id=predictor.model_id,
+                model_checksum=predictor.checksum,
+                request_id=request_id,
+                groups=per_row,
+            )
+            try:  # answered only once committed
+                await asyncio.wrap_future(writer.submit(records))
             except LogUnavailableError as err:
                 return _problem(503, f"{err}; nothing was logged, try again")
-        rows = [{"row": i, **a} for i, a in enumerate(answers)]
-        payload = PredictResponse(request_id=request_id, predictions=rows)
-        return JSONResponse(payload.model_dump(by_alias=True), headers={"X-Request-ID": request_id})
+        # the fields of PredictResponse, written directly: the answers are built here
+        payload = {"request_id": request_id, "predictions": [
+            {"row": i, **{k: v for k, v in a.items() if k != "gates"}}  # gates: logged only
+            for i, a in enumerate(answers)
+        ]}  # fmt: skip
+        return JSONResponse(payload, headers={"X-Request-ID": request_id})
 
     return app

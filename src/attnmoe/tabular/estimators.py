@@ -682,6 +682,10 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
     histories_ : list of TrainingHistory
         One per member (``DistributedHistory`` when trained by the data-parallel
         trainer).
+    gate_baseline_ : dict
+        Each column's (and head's) mean gate over the training rows
+        (:func:`attnmoe.explain.usage.gate_baseline`): the baseline a prediction
+        monitor measures drift against. Absent from models saved before it existed.
 
     Examples
     --------
@@ -848,6 +852,11 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         locations[-1] = self.target_weight
         weights = self._loss_weights(row_weights, len(tokens), locations)
         self.models_, self.histories_ = self._fit_models(tokens, self.mask_id_, weights)
+        from ..explain.usage import gate_baseline  # deferred: explain reads this module
+
+        training = torch.as_tensor(tokens[: len(frame)]).clone()
+        training[:, -1] = self.mask_id_  # the target masked, as at prediction
+        self.gate_baseline_ = gate_baseline(self, training)
         return self
 
     def _with_unlabeled(self, frame: pd.DataFrame, X_unlabeled) -> pd.DataFrame:

@@ -123,6 +123,45 @@ def classifier_meta(clf) -> dict[str, Any]:
         ),
         "mask_id_": int(clf.mask_id_),
         "members": [f"member_{k}" for k in range(len(clf.models_))],
+        "gate_baseline_": _baseline_meta(getattr(clf, "gate_baseline_", None)),
+    }
+
+
+def _baseline_meta(baseline: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``gate_baseline_`` for the JSON: numbers as text (exact), as the encoder's."""
+    if baseline is None:
+        return None
+    return {
+        "experts": list(baseline["experts"]),
+        "overall": _float_texts(baseline["overall"]),
+        "heads": [_float_texts(h) for h in baseline["heads"]],
+        "n_rows": int(baseline["n_rows"]),
+    }
+
+
+def _baseline(data: Any, n_experts: int, file: Path) -> dict[str, Any] | None:
+    """``gate_baseline_`` checked: None (saved before it existed) or the fitted attribute."""
+    if data is None:
+        return None
+    field = "gate_baseline_"
+    if not isinstance(data, dict) or set(data) != {"experts", "overall", "heads", "n_rows"}:
+        _fail(file, field, "must be an object of experts, overall, heads and n_rows")
+    experts = data["experts"]
+    if not isinstance(experts, list) or len(experts) != n_experts:
+        _fail(file, field, f"experts must list {n_experts} names (the columns and the target)")
+    if not all(isinstance(e, str) for e in experts):
+        _fail(file, field, "experts must be names (text)")
+    if not _is_int(data["n_rows"], 0):
+        _fail(file, field, f"n_rows must be an integer >= 0, got {data['n_rows']!r:.60}")
+    if not isinstance(data["heads"], list) or not data["heads"]:
+        _fail(file, field, "heads must be a non-empty list of per-head gates")
+    overall = _floats(data["overall"], file, f"{field}.overall", n_experts)
+    heads = [_floats(h, file, f"{field}.heads", n_experts) for h in data["heads"]]
+    return {
+        "experts": experts,
+        "overall": overall.tolist(),
+        "heads": [h.tolist() for h in heads],
+        "n_rows": data["n_rows"],
     }
 
 
@@ -392,12 +431,13 @@ def read_classifier(directory: str | os.PathLike, model_type: str) -> dict[str, 
     classes = _classes(meta, file)
     encoder = _encoder(meta["encoder"], file)
     _check_consistent(meta, encoder, len(classes), file)
+    baseline = _baseline(meta.get("gate_baseline_"), meta["n_features_in_"] + 1, file)
     manifest = read_manifest(path)
     # the facts before the files: a member of another classifier is named as such
     _check_members(meta, None if manifest is None else manifest["facts"], path)
     if manifest is not None:
         check_files(path, manifest)
-    return {**meta, "classes_": classes, "encoder_": encoder}
+    return {**meta, "classes_": classes, "encoder_": encoder, "gate_baseline_": baseline}
 
 
 def check_params(estimator: type, params: dict[str, Any], file: Path) -> dict[str, Any]:
@@ -417,6 +457,8 @@ def restore_classifier(clf, meta: dict[str, Any], directory: str | os.PathLike):
     if meta.get("feature_names_in_") is not None:
         clf.feature_names_in_ = np.asarray(meta["feature_names_in_"], dtype=object)
     clf.mask_id_ = meta["mask_id_"]
+    if meta.get("gate_baseline_") is not None:  # older folders have none
+        clf.gate_baseline_ = meta["gate_baseline_"]
     with warnings.catch_warnings():
         # verified by the classifier's manifest, or already warned about as unverifiable
         warnings.simplefilter("ignore", UnverifiedModelWarning)
