@@ -276,8 +276,11 @@ def test_a_full_disk_answers_503_and_the_server_recovers(model_dir, rows, tmp_pa
 
 
 def test_a_whole_number_too_large_for_a_float_is_a_422(client, rows):
-    rows[0]["noise"] = 10**400  # JSON allows it; a binned column reads it as a float
+    rows[0]["noise"] = 10**400  # JSON allows it; a numeric column reads it as a float
     answer = client.post("/predict", json={"rows": rows})
     assert answer.status_code == 422 and answer.json()["detail"].startswith("rows[0].noise: ")
-    rows[0]["noise"], rows[1]["size"] = 0.5, 10**400  # a category column: just unseen
+    rows[0]["noise"], rows[1]["size"] = 0.5, 10**400  # whole numbers are numeric too
+    answer = client.post("/predict", json={"rows": rows})
+    assert answer.status_code == 422 and answer.json()["detail"].startswith("rows[1].size: ")
+    rows[1]["size"], rows[2]["colour"] = 1, 10**400  # a category column: just unseen
     assert client.post("/predict", json={"rows": rows}).status_code == 200

@@ -31,7 +31,7 @@ from ..explain import explain, top_experts
 from ..explain.usage import expert_names, target_gates
 from ..model.io import MANIFEST_NAME
 from ..tabular import AttentionMoEClassifier
-from ..tabular.encoding import label_indices
+from ..tabular.encoding import interpolated_codes, label_indices
 from .tables import ExpertTables
 
 #: experts reported per head and prediction
@@ -175,11 +175,14 @@ class Predictor:
         self.check(rows)
         return pd.DataFrame.from_records(rows, columns=self.columns)
 
-    def _code(self, j: int, value: Any) -> int:
-        """Column ``j``'s code of a checked JSON cell, as ``TableEncoder.encode`` gives it."""
+    def _code(self, j: int, value: Any) -> float:
+        """Column ``j``'s code of a checked JSON cell, as ``TableEncoder.encode`` gives it
+        (fractional between a numeric column's knots)."""
         coding, mask = self.clf.encoder_.columns_[j], self.clf.mask_id_
         if value is None:
             return mask
+        if coding.kind == "numeric":
+            return float(interpolated_codes(coding.knots, np.array([float(value)]))[0][0])
         if coding.kind == "binned":
             return int(np.searchsorted(coding.edges, float(value), side="right"))
         cache = self._codes[j]
@@ -197,7 +200,7 @@ class Predictor:
         self.check(rows)
         if self.tables is None:
             return Prepared(len(rows), frame=pd.DataFrame.from_records(rows, columns=self.columns))
-        tokens = np.full((len(rows), len(self.columns) + 1), self.clf.mask_id_, dtype=np.int64)
+        tokens = np.full((len(rows), len(self.columns) + 1), self.clf.mask_id_, dtype=float)
         texts = np.full(tokens.shape, "(masked)", dtype=object)
         for j, column in enumerate(self.columns):
             cells = [row[column] for row in rows]

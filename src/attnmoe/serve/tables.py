@@ -127,11 +127,21 @@ class _Member:
         """Gates ``(B, H, L)`` of the target and each expert's context share ``(B, H, L, d)``."""
         heads = np.arange(self.scores.shape[0])[None, :, None]
         locations = np.arange(x.shape[1])[None, None, :]
-        words = x[:, None, :]
-        scores = self.scores[heads, locations, words]  # (B, H, L)
+        # a fractional code c mixes words floor(c) and floor(c) + 1 by (1 - t, t); the
+        # scores and experts are affine in the word embedding, so they mix the same way
+        low = np.floor(x).astype(np.int64)
+        t = (x - low)[:, None, :]  # (B, 1, L)
+        high = np.where(t[:, 0] > 0, low + 1, low)[:, None, :]
+        low = low[:, None, :]
+        scores = (1 - t) * self.scores[heads, locations, low] + t * self.scores[
+            heads, locations, high
+        ]  # (B, H, L)
         weights = np.exp(scores - scores.max(-1, keepdims=True))
         gates = weights / weights.sum(-1, keepdims=True)
-        return gates, gates[..., None] * self.experts[heads, locations, words]
+        experts = (1 - t)[..., None] * self.experts[heads, locations, low] + t[
+            ..., None
+        ] * self.experts[heads, locations, high]
+        return gates, gates[..., None] * experts
 
     def logits(self, context: np.ndarray) -> np.ndarray:
         hidden = context if self.link is None else self.link.forward(context)

@@ -159,7 +159,7 @@ def _numbers(series: pd.Series) -> np.ndarray:
     return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
-def _interpolated_codes(knots: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, int]:
+def interpolated_codes(knots: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, int]:
     """``np.interp(values, knots, 0..K-1)`` of finite values (outside the knots: the
     nearest edge's code), and how many values were outside."""
     codes = np.interp(values, knots, np.arange(len(knots), dtype=float))
@@ -277,7 +277,7 @@ class TableEncoder:
                 if coding.kind == "binned":
                     out[ok, j] = np.searchsorted(coding.edges, values[ok], side="right")
                 elif ok.any():
-                    out[ok, j], clipped = _interpolated_codes(coding.knots, values[ok])
+                    out[ok, j], clipped = interpolated_codes(coding.knots, values[ok])
                     n_clipped += clipped
                 n_unseen += int((~ok & ~missing).sum())
             else:
