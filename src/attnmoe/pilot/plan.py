@@ -136,9 +136,10 @@ def check_settings(out: Path, settings: dict[str, Any]) -> None:
         now = json.loads(text)
         changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
         if changed:
+            what = "; ".join(f"{k} was {before.get(k)!r}, now {now.get(k)!r}" for k in changed)
             raise ValueError(
-                f"{out} holds a pilot run with other settings ({', '.join(changed)} differ); "
-                "rerun it with the same ones to resume, or choose another --out"
+                f"{out} holds a pilot run with other settings ({what}): rerun it with the "
+                "same ones to resume, or choose another --out"
             )
         return
     out.mkdir(parents=True, exist_ok=True)

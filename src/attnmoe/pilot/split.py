@@ -101,7 +101,7 @@ def _segment_mask(column: pd.Series, values: Sequence[str]) -> np.ndarray:
     mask = column.astype(str).isin([str(v) for v in values]).to_numpy()
     if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
         numbers = pd.to_numeric(pd.Series(list(values)), errors="coerce").dropna()
-        mask |= column.isin(numbers.to_list()).to_numpy()  # "3" matches 3.0
+        mask = mask | column.isin(numbers.to_list()).to_numpy()  # "3" matches 3.0
     return mask
 
 
