@@ -125,6 +125,7 @@ def pilot(
         "group": group,
         "drop": list(drop),
         "budget": budget,
+        "sweep": list(plan.sweep),
         "seeds": n_seeds,
         "models": chosen,
         "params": params or {},
