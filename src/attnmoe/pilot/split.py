@@ -143,7 +143,8 @@ def _side_masks(
                 f"(its values: {seen})"
             )
         known = column.notna().to_numpy()
-        words = f"train: {split_by} in {list(train or [])}; new rows: the other {split_by} values"
+        chosen = " or ".join(map(str, train or []))
+        words = f"train: {split_by} = {chosen}; new rows: every other {split_by}"
         return in_train, known & ~in_train, words, False
     values, limit, dates = _as_time(data[time], str(cutoff), str(time))
     known = values.notna().to_numpy()
