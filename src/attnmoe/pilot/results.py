@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -160,14 +160,16 @@ class ExplainViews:
                 for r in shift.moved.to_dict("records")
             ],
         }
+        usage = self.on_new.usage.set_axis(["column", "gate", "strongest_share"], axis=1)
+        numbers["usage_new"] = usage.to_dict("records")
+        numbers["explained_rows"] = [asdict(r) for r in self.on_new.explained or []]
+        if (a := self.on_new.accuracy) is not None:
+            numbers["reliability_new"] = a.reliability.to_dict("records")
         groups = self.on_new.groups
         if groups is not None and groups.result is not None:
             gaps = groups.result.gaps
             numbers["audit_flagged"] = int(gaps["flagged"].sum())
-            numbers["audit_flags"] = [
-                {"group": r["group"], "metric": r["metric"], "gap": r["gap"]}
-                for r in gaps[gaps["flagged"]].to_dict("records")
-            ]
+            numbers["audit"] = gaps.to_dict("records")
         return numbers
 
 
