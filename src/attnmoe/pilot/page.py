@@ -147,7 +147,7 @@ def _view_plots(views: ExplainViews) -> dict[str, str]:
             "predicted class",
             "column",
         ),
-        "shift": plots.shift_bars(shift.before, shift.after),
+        "shift": plots.shift_bars(shift.before, shift.after, ("training rows", "new rows")),
     }
     if (a := views.on_new.accuracy) is not None:
         drawn["reliability"] = plots.reliability(a.reliability, a.n_labelled)
