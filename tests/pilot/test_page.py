@@ -126,3 +126,24 @@ def test_compare_refuses_a_folder_without_a_pilot(tmp_path, capsys):
 def test_a_pilot_without_data_target_or_out_is_said(argv, capsys):
     assert main(argv) == 2
     assert "a pilot needs DATA, --target COL and --out DIR" in capsys.readouterr().err
+
+
+def test_the_shift_bars_carry_the_pilot_s_names(monkeypatch):
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from attnmoe.explain import plots
+
+    legends = []
+
+    def keep(fig):
+        legends.append([t.get_text() for t in fig.axes[0].get_legend().get_texts()])
+        plt.close(fig)
+        return ""
+
+    monkeypatch.setattr(plots, "_png", keep)
+    before, after = pd.Series([0.5, 0.5], index=["a", "b"]), pd.Series([0.4, 0.6], index=["a", "b"])
+    plots.shift_bars(before, after, ("training rows", "new rows"))
+    plots.shift_bars(before, after)  # the report's names stay the default
+    assert legends == [["training rows", "new rows"],
+                       ["training-like data (DATA)", "new data (--shift-data)"]]  # fmt: skip
