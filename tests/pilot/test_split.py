@@ -83,3 +83,11 @@ def test_a_target_absent_is_said(table):
         make_split(table, "class", split_by="region", train=["north"])
     with pytest.raises(ValueError, match="--new has no column 'label'"):
         make_split(table, "label", new=table.drop(columns="label"))
+
+
+def test_whole_number_labels_match_across_files_read_with_and_without_gaps(table):
+    table["label"] = (table["label"] == "yes").astype(int)
+    new = table.copy()
+    new.loc[0, "label"] = None  # pandas reads this target as floats
+    split = make_split(table, "label", new=new, drop=["day"])
+    assert set(split.y_train) == set(split.y_test) == {"0", "1"}

@@ -160,6 +160,15 @@ def _usable(frame: pd.DataFrame, target: str, features: list[str]) -> tuple[np.n
     return labelled & complete, int((~labelled).sum()), int((labelled & ~complete).sum())
 
 
+def _labels(values: pd.Series) -> pd.Series:
+    """Labels as text; whole numbers without a ``.0`` (a column with gaps reads as floats,
+    so the same class must not become "1" in one file and "1.0" in the other)."""
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    if numeric and (values % 1 == 0).all():
+        values = values.astype("int64")
+    return values.astype(str).reset_index(drop=True)
+
+
 def _typed(train: pd.DataFrame, test: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Numbers as floats, everything else as categoricals over both sides' values."""
     X_train, X_test = pd.DataFrame(index=train.index), pd.DataFrame(index=test.index)
@@ -260,7 +269,7 @@ def make_split(
         if not keep.any():
             raise ValueError(f"no usable {side} rows ({words}): every side needs labelled rows")
         sides[side] = rows[keep]
-    y_train = sides["training"][target].astype(str).reset_index(drop=True)
+    y_train = _labels(sides["training"][target])
     if y_train.nunique() < 2:
         raise ValueError(
             f"the target {target!r} has one value in the training rows: nothing to learn"
@@ -273,7 +282,7 @@ def make_split(
         X_train=X_train,
         y_train=y_train.rename(target),
         X_test=X_test,
-        y_test=sides["new"][target].astype(str).reset_index(drop=True).rename(target),
+        y_test=_labels(sides["new"][target]).rename(target),
         target=target,
         description=words,
         group_train=groups[0],
