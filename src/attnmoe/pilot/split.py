@@ -161,8 +161,8 @@ def _usable(frame: pd.DataFrame, target: str, features: list[str]) -> tuple[np.n
 
 
 def _labels(values: pd.Series) -> pd.Series:
-    """Labels as text; whole numbers without a ``.0`` (a column with gaps reads as floats,
-    so the same class must not become "1" in one file and "1.0" in the other)."""
+    """Labels (or groups) as text; whole numbers without a ``.0``: a column with gaps
+    reads as floats, and one class must not be "1" in one file and "1.0" in the other."""
     numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
     if numeric and (values % 1 == 0).all():
         values = values.astype("int64")
@@ -277,7 +277,7 @@ def make_split(
     X_train, X_test = _typed(sides["training"][features], sides["new"][features])
     groups = [None, None]
     if group is not None:
-        groups = [sides[s][group].astype(str).reset_index(drop=True) for s in ("training", "new")]
+        groups = [_labels(sides[s][group]) for s in ("training", "new")]
     return PilotSplit(
         X_train=X_train,
         y_train=y_train.rename(target),
