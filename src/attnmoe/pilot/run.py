@@ -14,8 +14,8 @@ Cost, for every model in the same way:
   process already holds from earlier work (allocator caches) is reused before
   the resident level grows, so this is what the fit added, not all it touched;
 - size on disk: attnmoe's ``save_pretrained`` folder, LightGBM's and CatBoost's
-  native model files, and for scikit-learn models the bytes of their pickle
-  (measured only, never loaded back).
+  native model files, and for scikit-learn models the file ``joblib.dump``
+  writes (scikit-learn's documented way to persist one; measured, never loaded).
 
 Runs are appended to ``runs.csv`` as they finish (the machinery of
 :func:`attnmoe.bench.runner.append_runs`); a rerun skips those recorded.
@@ -24,7 +24,6 @@ Runs are appended to ``runs.csv`` as they finish (the machinery of
 from __future__ import annotations
 
 import json
-import pickle
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 import pandas as pd
 from joblib import delayed
@@ -141,7 +141,9 @@ def model_size(model: Any, keep: Path | None = None) -> int:
             path = Path(tmp) / "model.cbm"
             model.model_.save_model(str(path))
             return path.stat().st_size
-        return len(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
+        path = Path(tmp) / "model.joblib"  # scikit-learn's own way to persist a model
+        joblib.dump(model, path)
+        return path.stat().st_size
 
 
 def effect(classes: np.ndarray, proba: np.ndarray, truth: pd.Series) -> dict[str, float]:
