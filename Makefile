@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# three pilots on shipped tables (docs/pilot.md), then their comparison; prints each
+# verdict line and the pages' paths (runs/demo/). The [dev] install has the real extra.
 demo: $(STAMP)
 	$(BIN)/attnmoe demo
 

@@ -18,9 +18,15 @@ ROOT = "attnmoe"
 
 # package -> the packages it must not import (at any depth)
 LAYERS = {
-    "attnmoe.model": ("training", "cli", "bench", "explain", "tabular", "text", "serve"),
-    "attnmoe.training": ("cli", "bench", "explain", "tabular", "text", "serve"),
-    "attnmoe.serve": ("cli", "bench", "text"),
+    "attnmoe.model": ("training", "cli", "bench", "explain", "tabular", "text", "serve", "pilot"),
+    "attnmoe.training": ("cli", "bench", "explain", "tabular", "text", "serve", "pilot"),
+    "attnmoe.serve": ("cli", "bench", "text", "pilot"),
+    # the pilot sits beside serve/, above bench/ and explain/; only cli/ imports it
+    "attnmoe.pilot": ("cli", "serve", "text"),
+    "attnmoe.bench": ("pilot",),
+    "attnmoe.explain": ("pilot",),
+    "attnmoe.tabular": ("pilot",),
+    "attnmoe.text": ("pilot",),
 }
 
 

@@ -34,7 +34,7 @@ def test_the_command_list_is_complete():
         "version", "convert", "check-equivalence", "demo", "bench", "bench tabular",
         "bench real", "bench cost", "fit", "predict", "impute", "report", "report-sentence",
         "experts-hf", "train-text", "analogy", "train-ddp", "serve", "log-labels",
-        "monitor",
+        "monitor", "pilot",
     }  # fmt: skip
     assert names == expected
 

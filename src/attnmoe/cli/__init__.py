@@ -14,10 +14,10 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from . import bench, explain, model, serve, tabular, text, train
+from . import bench, explain, model, pilot, serve, tabular, text, train
 
 #: the command families, in the order ``attnmoe --help`` lists them
-COMMAND_FAMILIES = (model, bench, tabular, explain, text, train, serve)
+COMMAND_FAMILIES = (model, pilot, bench, tabular, explain, text, train, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""``attnmoe demo``, ``bench tabular``, ``bench real`` and ``bench cost``: runs of
+"""``attnmoe bench tabular``, ``bench real`` and ``bench cost``: runs of
 :mod:`attnmoe.bench`."""
 
 from __future__ import annotations
@@ -23,20 +23,6 @@ def _publish(out: Path, report: str, results_line: str) -> int:
     print(report)
     print(results_line)
     return 0
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from ..bench.runner import MODEL_NAMES, markdown_report, plan_runs, run_benchmark
-
-    print(
-        "attnmoe demo: auto-mpg under distribution shift (train on US cars, test on European\n"
-        "and Japanese cars), attnmoe against the usual tabular models, next to the paper.\n"
-    )
-    runs = plan_runs([], 0, list(MODEL_NAMES), args.seeds)  # attnmoe and every baseline
-    out = Path(args.out)
-    results = run_benchmark(runs, out / "runs.csv", jobs=args.jobs)
-    report = markdown_report(results, command=f"attnmoe demo --seeds {args.seeds}")
-    return _publish(out, report, f"results: {out / 'runs.csv'}, {out / 'summary.md'}")
 
 
 def _cmd_bench_tabular(args: argparse.Namespace) -> int:
@@ -118,13 +104,7 @@ def _parse_top_k(text: str) -> int | None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``demo`` and ``bench`` (with ``bench tabular``, ``bench real`` and ``bench cost``)."""
-    p = sub.add_parser("demo", help="the main demo: auto-mpg shift comparison (a few minutes)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per model (default 3)")
-    add_jobs(p, "parallel fits")
-    add_out(p, "output folder", default="runs/demo")
-    p.set_defaults(func=_cmd_demo)
-
+    """Add ``bench`` (with ``bench tabular``, ``bench real`` and ``bench cost``)."""
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench_command", metavar="BENCH")
     _register_bench_tabular(bench_sub)

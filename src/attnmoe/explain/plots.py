@@ -86,12 +86,17 @@ def confusion(matrix: np.ndarray, classes: list[str]) -> str:
     return _png(fig)
 
 
-def shift_bars(before: pd.Series, after: pd.Series) -> str:
-    """Mean gate weight per column on the training-like data and on the new data."""
+def shift_bars(
+    before: pd.Series,
+    after: pd.Series,
+    labels: tuple[str, str] = ("training-like data (DATA)", "new data (--shift-data)"),
+) -> str:
+    """Mean gate weight per column on the training-like data and on the new data
+    (``labels``: the two bars' names in the legend)."""
     fig, ax = _figure(1.5 + 0.9 * len(before), 3.6)
     x = np.arange(len(before))
-    ax.bar(x - 0.2, before.to_numpy(), width=0.4, label="training-like data (DATA)")
-    ax.bar(x + 0.2, after.to_numpy(), width=0.4, label="new data (--shift-data)")
+    ax.bar(x - 0.2, before.to_numpy(), width=0.4, label=labels[0])
+    ax.bar(x + 0.2, after.to_numpy(), width=0.4, label=labels[1])
     ax.set_xticks(x, _labels(before.index), rotation=35, ha="right")
     ax.set_ylabel("mean gate weight")
     ax.set_title("Which columns the model listens to, before and after")
