@@ -110,11 +110,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--log-sync",
-        choices=["full", "normal"],
-        default="full",
-        help="SQLite log: 'full' (default) syncs every commit to disk (a logged prediction "
-        "survives a power cut); 'normal' syncs at checkpoints (it survives a killed server, "
-        "not a power cut; faster)",
+        choices=["normal", "full"],
+        default="normal",
+        help="SQLite log: 'normal' (default) syncs at checkpoints (a logged prediction "
+        "survives a killed server, not a power cut); 'full' syncs every commit to disk "
+        "(it survives a power cut; each commit waits for the disk)",
     )
     p.add_argument(
         "--token-file",

@@ -130,12 +130,12 @@ class PredictionLog:
     timeout
         Seconds a write waits for a locked database before
         :class:`LogUnavailableError`.
-    sync : {"full", "normal"}
-        SQLite only: ``"full"`` syncs every commit to disk, so a committed record
-        survives a power cut; ``"normal"`` syncs at WAL checkpoints only, so a
+    sync : {"normal", "full"}
+        SQLite only: ``"normal"`` (default) syncs at WAL checkpoints only, so a
         committed record survives a killed process (it is in the operating
         system's hands) but the last commits may be lost to a power cut or an
-        operating-system crash, and each commit costs no disk sync.
+        operating-system crash, and each commit costs no disk sync; ``"full"``
+        syncs every commit to disk, so a committed record survives a power cut.
 
     Raises
     ------
@@ -144,7 +144,7 @@ class PredictionLog:
         or ``sync`` is not one of the above.
     """
 
-    def __init__(self, target: str, timeout: float = 10.0, sync: str = "full") -> None:
+    def __init__(self, target: str, timeout: float = 10.0, sync: str = "normal") -> None:
         if sync not in SYNC_MODES:
             raise ValueError(f"sync must be one of {SYNC_MODES}, got {sync!r}")
         url = sa.engine.make_url(database_url(target))
