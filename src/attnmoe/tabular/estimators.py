@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import math
 import numbers
-import sys
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -474,11 +473,10 @@ class _TableMLM(BaseEstimator):
             )
         if self.resume and self.checkpoint_dir is None:
             raise ValueError("resume=True needs a checkpoint_dir")
-        if self.verbose > 0:
+        if self.verbose > 0:  # with the trainer's own progress lines (stdout)
             print(
                 f"{type(self).__name__}: training {len(models)} model(s) on the data-parallel "
                 f"torch trainer ({self.device})",
-                file=sys.stderr,
                 flush=True,
             )
         settings = {
@@ -500,10 +498,9 @@ class _TableMLM(BaseEstimator):
         return histories
 
     def _say_engine(self, model, data: torch.Tensor, batch: int, copies: bool) -> None:
-        """Warn once when ``engine="auto"`` must train on the slower torch engine (why,
-        and the time projected from a short timed probe); say the engine if verbose."""
+        """Warn once when ``engine="auto"`` must train on the slower torch engine: why,
+        and the time projected from a short timed probe."""
         why = fused_refusal(model, data.shape[1])
-        engine = self.engine if self.engine != "auto" else "fused" if why is None else "torch"
         device = next(model.parameters()).device
         if self.engine == "auto" and why is not None and device.type == "cpu":
             steps = self._planned_steps(len(data), data.shape[1], batch, copies)
@@ -518,13 +515,6 @@ class _TableMLM(BaseEstimator):
                 f"take this model: {why}; {projected}. engine='torch' silences this",
                 SlowEngineWarning,
                 stacklevel=5,  # the caller of fit (through scikit-learn's _fit_context)
-            )
-        if self.verbose > 0:
-            print(
-                f"{type(self).__name__}: training {self.n_ensembles} model(s) on the {engine} "
-                f"engine ({device})" + ("" if why is None else f"; not fused: {why}"),
-                file=sys.stderr,
-                flush=True,
             )
 
     def _planned_steps(self, n_rows: int, length: int, batch: int, copies: bool) -> int:
@@ -661,7 +651,8 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         and at the end into ``checkpoint_dir`` (``member_<k>/`` per ensemble member
         when there are several); ``resume`` continues from the newest one.
     verbose : int
-        0 silent, 1 progress bars and a line naming the training engine (on stderr).
+        0 silent, 1 progress bars, named after the training engine (``MLM fused``,
+        ``MLM torch``; the data-parallel trainer prints progress lines instead).
 
     Attributes
     ----------
