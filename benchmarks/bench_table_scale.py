@@ -122,18 +122,19 @@ def summary(runs: pd.DataFrame) -> str:
         "|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for r in runs.sort_values(["columns", "rows", "model"]).itertuples():
+        steps = "" if pd.isna(r.steps) or r.steps == "" else f"{int(float(r.steps)):,}"
         lines.append(
             f"| {r.rows:,} | {r.columns} | {r.model} | {r.fit_seconds:.1f} | "
             f"{r.predict_rows_per_second:,.0f} | {r.accuracy:.4f} | {r.peak_rss_mib:,.0f} | "
-            f"{r.steps} |"
+            f"{steps} |"
         )
     ours = runs[runs.model == "attnmoe"]
     lines += ["", "attnmoe's fit time, fitted exponents (least squares on logs):", ""]
     for columns, part in ours.groupby("columns"):
-        a = exponent(part.rows, part.fit_seconds)
+        a = exponent(part["rows"], part["fit_seconds"])
         lines.append(f"- {columns} columns: fit_seconds ~ rows^{a:.2f}")
     for rows, part in ours.groupby("rows"):
-        b = exponent(part.columns, part.fit_seconds)
+        b = exponent(part["columns"], part["fit_seconds"])
         lines.append(f"- {rows:,} rows: fit_seconds ~ columns^{b:.2f}")
     return "\n".join(lines) + "\n"
 
