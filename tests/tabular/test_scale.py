@@ -25,8 +25,8 @@ def _table(n_rows: int, n_columns: int, n_values: int = 4, seed: int = 0):
 
 
 def test_the_default_cap_leaves_the_paper_size_at_its_epochs():
-    # 2,000 rows of 7 features and the target: 125 steps of 128 copies per epoch
-    assert 200 * -(-2000 * 8 // 128) <= MAX_STEPS
+    # 2,000 rows of 23 features and the target: 375 steps of 128 copies per epoch
+    assert 200 * -(-2000 * 24 // 128) <= MAX_STEPS
 
 
 def test_the_cap_stops_a_large_table_part_way():

@@ -65,11 +65,13 @@ class SlowEngineWarning(UserWarning):
     the model: the fit is slower than the model's size alone would suggest."""
 
 
-#: The default cap on optimizer steps (``max_steps``): above the 18,800 steps of the
+#: The default cap on optimizer steps (``max_steps``): far above the 18,800 steps of the
 #: paper's 200 epochs on its 2,000 rows of 5 features and the target (94 steps of 128
-#: masked copies per epoch; 125 steps with 7 features), so tables up to that size train
-#: all their epochs, while a table of a million rows stops after work of the same order.
-MAX_STEPS = 25_000
+#: masked copies per epoch; 375 steps with 23 features), so tables up to that size train
+#: all their epochs, while a table of a million rows stops after a few passes. Chosen on
+#: 200,000 rows x 20 columns (benchmarks/bench_table_scale.py): 25,000 steps (less than a
+#: pass) fell 0.011 short of LightGBM's accuracy, 75,000 (three passes) came within 0.003.
+MAX_STEPS = 75_000
 
 TableMasking = Literal["copies", "all"]
 """The estimators' ``masking``: the values of :data:`attnmoe.training.options.Masking`
@@ -558,7 +560,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         A cap on the optimizer steps of each ensemble member's training: the
         budget of large tables. Training runs ``epochs`` passes or stops once it
         has taken ``max_steps`` steps, part-way through a pass if need be. The
-        default (25,000) leaves tables up to 2,000 rows of 7 features (the
+        default (75,000) leaves tables up to 2,000 rows of 23 features (the
         paper's have 5: 18,800 steps of 200 epochs) at exactly their ``epochs``
         and caps the work of larger ones (a step is ``batch_size`` masked
         predictions, whatever the rows); None never caps (the paper's
