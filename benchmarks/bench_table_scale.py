@@ -116,24 +116,32 @@ def exponent(x, y) -> float:
     return float(np.polyfit(np.log(x), np.log(y), 1)[0])
 
 
-def summary(runs: pd.DataFrame) -> str:
+def summary(runs: pd.DataFrame, params: str) -> str:
+    """Every run in a table; attnmoe's exponents from its runs with ``params`` only."""
     lines = [
-        "| rows | columns | model | fit s | predict rows/s | accuracy | peak RSS MiB | steps |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|",
+        "| rows | columns | model | attnmoe params | fit s | predict rows/s | accuracy "
+        "| peak RSS MiB | steps |",
+        "|---:|---:|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in runs.sort_values(["columns", "rows", "model"]).itertuples():
+        steps = "" if pd.isna(r.steps) or r.steps == "" else f"{int(float(r.steps)):,}"
         lines.append(
-            f"| {r.rows:,} | {r.columns} | {r.model} | {r.fit_seconds:.1f} | "
+            f"| {r.rows:,} | {r.columns} | {r.model} | "
+            f"{r.params if r.model == 'attnmoe' else ''} | {r.fit_seconds:.1f} | "
             f"{r.predict_rows_per_second:,.0f} | {r.accuracy:.4f} | {r.peak_rss_mib:,.0f} | "
-            f"{r.steps} |"
+            f"{steps} |"
         )
-    ours = runs[runs.model == "attnmoe"]
-    lines += ["", "attnmoe's fit time, fitted exponents (least squares on logs):", ""]
+    ours = runs[(runs.model == "attnmoe") & (runs.params == params)]
+    lines += [
+        "",
+        f"attnmoe's fit time with {params}, fitted exponents (least squares on logs):",
+        "",
+    ]
     for columns, part in ours.groupby("columns"):
-        a = exponent(part.rows, part.fit_seconds)
+        a = exponent(part["rows"], part["fit_seconds"])
         lines.append(f"- {columns} columns: fit_seconds ~ rows^{a:.2f}")
     for rows, part in ours.groupby("rows"):
-        b = exponent(part.columns, part.fit_seconds)
+        b = exponent(part["columns"], part["fit_seconds"])
         lines.append(f"- {rows:,} rows: fit_seconds ~ columns^{b:.2f}")
     return "\n".join(lines) + "\n"
 
@@ -180,9 +188,10 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
                 runs = pd.concat([runs, pd.DataFrame([row])], ignore_index=True)
                 runs.to_csv(csv, index=False)
-    (args.out / "summary.md").write_text(summary(runs), encoding="utf-8")
-    plot(runs, PNG)
-    print(summary(runs))
+    params = json.dumps(attnmoe_params, sort_keys=True)
+    (args.out / "summary.md").write_text(summary(runs, params), encoding="utf-8")
+    plot(runs[(runs.model != "attnmoe") | (runs.params == params)], PNG)
+    print(summary(runs, params))
 
 
 if __name__ == "__main__":

@@ -25,8 +25,8 @@ def _table(n_rows: int, n_columns: int, n_values: int = 4, seed: int = 0):
 
 
 def test_the_default_cap_leaves_the_paper_size_at_its_epochs():
-    # 2,000 rows of 7 features and the target: 125 steps of 128 copies per epoch
-    assert 200 * -(-2000 * 8 // 128) <= MAX_STEPS
+    # 2,000 rows of 23 features and the target: 375 steps of 128 copies per epoch
+    assert 200 * -(-2000 * 24 // 128) <= MAX_STEPS
 
 
 def test_the_cap_stops_a_large_table_part_way():
@@ -89,7 +89,7 @@ def test_many_columns_of_few_values_train_on_the_fused_engine(capsys):
     length, words = 23, model.config.vocab_size + 1
     assert length * 5 * length * words > MAX_FUSED_TABLE  # refused before the pairs' limit
     assert length * words <= MAX_FUSED_PAIRS
-    assert "on the fused engine" in capsys.readouterr().err
+    assert "MLM fused:" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("params", [{}, {"engine": "torch"}, {"engine": "fused"}])
@@ -106,8 +106,7 @@ def test_verbose_says_which_engine_trains(params, engine, capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SlowEngineWarning)
         AttentionMoEClassifier(epochs=1, verbose=1, random_state=0, **params).fit(X, y)
-    lines = [line for line in capsys.readouterr().err.splitlines() if "engine" in line]
-    assert len(lines) == 1 and f"on the {engine} engine (cpu)" in lines[0]
+    assert f"MLM {engine}:" in capsys.readouterr().err  # the progress bar names it
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

@@ -299,7 +299,7 @@ def _model_options(p: argparse.ArgumentParser, estimator: str) -> None:
         default=None,
         metavar="N",
         help="cap on the optimizer steps of the training (max_steps; default the "
-        "estimator's, 25,000; --params '{\"max_steps\": null}' for none)",
+        "estimator's, 75,000; --params '{\"max_steps\": null}' for none)",
     )
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import math
 import numbers
-import sys
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -66,11 +65,13 @@ class SlowEngineWarning(UserWarning):
     the model: the fit is slower than the model's size alone would suggest."""
 
 
-#: The default cap on optimizer steps (``max_steps``): above the 18,800 steps of the
+#: The default cap on optimizer steps (``max_steps``): far above the 18,800 steps of the
 #: paper's 200 epochs on its 2,000 rows of 5 features and the target (94 steps of 128
-#: masked copies per epoch; 125 steps with 7 features), so tables up to that size train
-#: all their epochs, while a table of a million rows stops after work of the same order.
-MAX_STEPS = 25_000
+#: masked copies per epoch; 375 steps with 23 features), so tables up to that size train
+#: all their epochs, while a table of a million rows stops after a few passes. Chosen on
+#: 200,000 rows x 20 columns (benchmarks/bench_table_scale.py): 25,000 steps (less than a
+#: pass) fell 0.011 short of LightGBM's accuracy, 75,000 (three passes) came within 0.003.
+MAX_STEPS = 75_000
 
 TableMasking = Literal["copies", "all"]
 """The estimators' ``masking``: the values of :data:`attnmoe.training.options.Masking`
@@ -474,11 +475,10 @@ class _TableMLM(BaseEstimator):
             )
         if self.resume and self.checkpoint_dir is None:
             raise ValueError("resume=True needs a checkpoint_dir")
-        if self.verbose > 0:
+        if self.verbose > 0:  # with the trainer's own progress lines (stdout)
             print(
                 f"{type(self).__name__}: training {len(models)} model(s) on the data-parallel "
                 f"torch trainer ({self.device})",
-                file=sys.stderr,
                 flush=True,
             )
         settings = {
@@ -500,10 +500,9 @@ class _TableMLM(BaseEstimator):
         return histories
 
     def _say_engine(self, model, data: torch.Tensor, batch: int, copies: bool) -> None:
-        """Warn once when ``engine="auto"`` must train on the slower torch engine (why,
-        and the time projected from a short timed probe); say the engine if verbose."""
+        """Warn once when ``engine="auto"`` must train on the slower torch engine: why,
+        and the time projected from a short timed probe."""
         why = fused_refusal(model, data.shape[1])
-        engine = self.engine if self.engine != "auto" else "fused" if why is None else "torch"
         device = next(model.parameters()).device
         if self.engine == "auto" and why is not None and device.type == "cpu":
             steps = self._planned_steps(len(data), data.shape[1], batch, copies)
@@ -518,13 +517,6 @@ class _TableMLM(BaseEstimator):
                 f"take this model: {why}; {projected}. engine='torch' silences this",
                 SlowEngineWarning,
                 stacklevel=5,  # the caller of fit (through scikit-learn's _fit_context)
-            )
-        if self.verbose > 0:
-            print(
-                f"{type(self).__name__}: training {self.n_ensembles} model(s) on the {engine} "
-                f"engine ({device})" + ("" if why is None else f"; not fused: {why}"),
-                file=sys.stderr,
-                flush=True,
             )
 
     def _planned_steps(self, n_rows: int, length: int, batch: int, copies: bool) -> int:
@@ -571,7 +563,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         A cap on the optimizer steps of each ensemble member's training: the
         budget of large tables. Training runs ``epochs`` passes or stops once it
         has taken ``max_steps`` steps, part-way through a pass if need be. The
-        default (25,000) leaves tables up to 2,000 rows of 7 features (the
+        default (75,000) leaves tables up to 2,000 rows of 23 features (the
         paper's have 5: 18,800 steps of 200 epochs) at exactly their ``epochs``
         and caps the work of larger ones (a step is ``batch_size`` masked
         predictions, whatever the rows); None never caps (the paper's
@@ -666,7 +658,8 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         and at the end into ``checkpoint_dir`` (``member_<k>/`` per ensemble member
         when there are several); ``resume`` continues from the newest one.
     verbose : int
-        0 silent, 1 progress bars and a line naming the training engine (on stderr).
+        0 silent, 1 progress bars, named after the training engine (``MLM fused``,
+        ``MLM torch``; the data-parallel trainer prints progress lines instead).
 
     Attributes
     ----------

@@ -190,7 +190,7 @@ def train_mlm(
         None leaves torch's global generator (dropout) unseeded; shuffling and
         masking then draw as with seed 0.
     verbose
-        0 silent; 1 a progress bar over epochs.
+        0 silent; 1 a progress bar over epochs, named after the engine (``MLM fused``).
     on_epoch_end
         Called as ``on_epoch_end(epoch, history)`` after each epoch.
     num_threads
@@ -255,7 +255,10 @@ def train_mlm(
     weight_sums: list[Tensor] = []
     start = time.perf_counter()
     with torch_threads(num_threads):
-        bar = tqdm(range(epochs), desc="MLM", unit="epoch", disable=verbose <= 0, leave=False)
+        # the bar names the engine: verbose shows which one trains
+        bar = tqdm(
+            range(epochs), desc=f"MLM {engine}", unit="epoch", disable=verbose <= 0, leave=False
+        )
         for epoch in bar:
             model.train()
             order = torch.randperm(train.n_items, generator=generator)
