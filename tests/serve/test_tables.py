@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from attnmoe.serve import Predictor
-from attnmoe.serve.predictor import _column_texts
+from attnmoe.serve.predictor import RowError, _column_texts
 from attnmoe.serve.tables import ExpertTables
 from attnmoe.tabular import AttentionMoEClassifier
 
@@ -100,10 +100,10 @@ def test_the_cells_are_encoded_as_the_estimator_encodes_them(table, tmp_path):
     predictor = _fitted(table, tmp_path)
     rows = [
         {"colour": "red", "size": 2, "noise": 0.3},
-        {"colour": None, "size": 2.0, "noise": None},  # 2.0 is category 2
+        {"colour": None, "size": 2.0, "noise": None},  # 2.0 is knot 2
         {"colour": "unseen", "size": 7, "noise": -50.0},
-        {"colour": 3, "size": "2", "noise": 1e9},  # text "2" finds category 2
-        {"colour": "blue", "size": True, "noise": 0},
+        {"colour": 3, "size": 2.5, "noise": 1e9},  # between two knots; clipped
+        {"colour": "blue", "size": 1, "noise": 0},
     ]
     for k in range(len(rows)):  # each row alone, and all together
         for part in (rows[k : k + 1], rows):
@@ -111,6 +111,9 @@ def test_the_cells_are_encoded_as_the_estimator_encodes_them(table, tmp_path):
                 warnings.simplefilter("ignore", UserWarning)
                 expected = predictor.clf.tokens(pd.DataFrame.from_records(part)).numpy()
             assert (predictor.prepare(part).tokens == expected).all()
+    for cell in ("2", True):  # a numeric column (size: whole numbers) takes numbers only
+        with pytest.raises(RowError, match=r"rows\[0\]\.size: expected a number"):
+            predictor.prepare([{"colour": "red", "size": cell, "noise": 0.0}])
 
 
 CELLS = [None, True, False, 3, -2, 2.5, 1e16, 0.1, "a", "3", 10**20, 2**63 - 1]
