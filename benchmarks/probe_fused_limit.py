@@ -5,7 +5,7 @@ The paper's model (one BERT block, 5 heads of 4, d = 20, batches of 128 masked c
 on random tables of 2,000 rows, one thread. Each engine trains a few steps after a
 warm-up (numba's compilation is cached); the fused engine is forced past its size
 limits (``MAX_FUSED_TABLE``, ``MAX_FUSED_PAIRS``) to be timed. Prints a Markdown
-table and writes it to ``--out`` (``benchmarks/results/fused_limit.md``)::
+table and writes it to ``--out`` (``benchmarks/results/table_scale/fused_limit.md``)::
 
     nice python benchmarks/probe_fused_limit.py
 """
@@ -24,7 +24,7 @@ from attnmoe import AttentionConfig, BidirectionalAttention
 from attnmoe.training import train_mlm
 from attnmoe.training.fused import engine as fused_engine
 
-OUT = Path(__file__).resolve().parent / "results" / "fused_limit.md"
+OUT = Path(__file__).resolve().parent / "results" / "table_scale" / "fused_limit.md"
 COLUMNS = (5, 10, 22, 32, 64)
 VALUES = (2, 10, 46, 128, 256)
 MAX_BYTES = 1.5e9  # the fused engine's float32 tables beyond this are not tried here

@@ -22,6 +22,7 @@ TOPICS = (
     "baselines",
     "real_tables",
     "scale",
+    "table_scale",
     "ddp",
     "text",
     "reliability",

@@ -56,7 +56,7 @@ from . import kernels
 # table (L x heads x L x (V + 1)) fits MAX_FUSED_TABLE, or its (location, word) pairs
 # (L x (V + 1)) fit MAX_FUSED_PAIRS: the step's cost follows the pairs. Measured with the
 # paper's model on one thread (benchmarks/probe_fused_limit.py, results in
-# benchmarks/results/fused_limit.md): the fused step is 9-86x faster than torch's up to
+# benchmarks/results/table_scale/fused_limit.md): the fused step is 9-86x faster than torch's up to
 # 1,081 pairs (22 columns, one of 46 values, and the target: past the table limit),
 # 1.3-2.9x at 1,419-1,551 pairs, and from 2,827 pairs on 0.46-1.6x (slower at 10-32
 # columns, a little faster at 64, where torch's step is slow too): no clear gain there.
