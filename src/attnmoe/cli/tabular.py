@@ -107,7 +107,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     check_output(args.out, inputs=inputs, folder=True)
     check_replaceable(args.out, "classifier.json")  # before training, not after
     data, text = read_table(args.data, args.sep)
-    _columns(data, [args.target, *args.drop], "--target/--drop")
+    _columns(data, [args.target, *args.drop, *args.categorical], "--target/--drop/--categorical")
+    for name in args.categorical:  # unordered: categories, not numbers with knots
+        data[name] = data[name].astype("category")
     params = _settings(args, AttentionMoEClassifier)
     labelled = data[args.target].notna().to_numpy()
     if not labelled.any():
@@ -357,6 +359,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="CSV of rows without labels (e.g. the rows you will predict): their feature "
         "columns join the training as fit's X_unlabeled; a target column there is ignored",
+    )
+    p.add_argument(
+        "--categorical",
+        nargs="+",
+        metavar="COL",
+        default=[],
+        help="number columns whose values are unordered labels (codes, ids, zip codes): "
+        "categories; other number columns keep their order (knots)",
     )
     _model_options(p, "AttentionMoEClassifier")
     add_device(
