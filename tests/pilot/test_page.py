@@ -141,7 +141,7 @@ def test_the_shift_bars_carry_the_pilot_s_names(monkeypatch):
         plt.close(fig)
         return ""
 
-    monkeypatch.setattr(plots, "_png", keep)
+    monkeypatch.setattr(plots, "png", keep)
     before, after = pd.Series([0.5, 0.5], index=["a", "b"]), pd.Series([0.4, 0.6], index=["a", "b"])
     plots.shift_bars(before, after, ("training rows", "new rows"))
     plots.shift_bars(before, after)  # the report's names stay the default

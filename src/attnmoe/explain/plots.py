@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 
-def _figure(width: float, height: float):
+def figure(width: float, height: float):
+    """A new matplotlib figure and axes, drawn off-screen (Agg)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)  # no display, no GUI toolkit
@@ -24,7 +25,8 @@ def _figure(width: float, height: float):
     return plt.subplots(figsize=(width, height))
 
 
-def _png(fig) -> str:
+def png(fig) -> str:
+    """``fig`` as a PNG data URL (embedded in the page: no file beside it); closes it."""
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
@@ -40,7 +42,7 @@ def _labels(values: Iterable) -> list[str]:
 
 def heatmap(matrix: pd.DataFrame, title: str, xlabel: str, ylabel: str) -> str:
     """Gate weights, one cell per (row, column) of ``matrix``, each written on its cell."""
-    fig, ax = _figure(1.2 + 0.9 * matrix.shape[1], 1.0 + 0.45 * matrix.shape[0])
+    fig, ax = figure(1.2 + 0.9 * matrix.shape[1], 1.0 + 0.45 * matrix.shape[0])
     values = matrix.to_numpy(dtype=float)
     image = ax.imshow(values, cmap="viridis", aspect="auto", vmin=0)
     ax.set_xticks(range(matrix.shape[1]), _labels(matrix.columns), rotation=35, ha="right")
@@ -51,13 +53,13 @@ def heatmap(matrix: pd.DataFrame, title: str, xlabel: str, ylabel: str) -> str:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     fig.colorbar(image, ax=ax, label="mean gate weight")
-    return _png(fig)
+    return png(fig)
 
 
 def reliability(bins: pd.DataFrame, n_rows: int) -> str:
     """Share correct against mean confidence per bin (``confidence``, ``share_correct``,
     ``rows``); a point's area grows with its bin's share of the ``n_rows`` rows."""
-    fig, ax = _figure(4.6, 4.2)
+    fig, ax = figure(4.6, 4.2)
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
     sizes = 20 + 200 * bins["rows"].to_numpy() / max(1, n_rows)
     ax.scatter(bins["confidence"], bins["share_correct"], s=sizes, zorder=3)
@@ -68,13 +70,13 @@ def reliability(bins: pd.DataFrame, n_rows: int) -> str:
     ax.set_ylabel("share correct")
     ax.set_title("Reliability: are the probabilities honest?")
     ax.legend(loc="upper left")
-    return _png(fig)
+    return png(fig)
 
 
 def confusion(matrix: np.ndarray, classes: list[str]) -> str:
     """Counts of (true, predicted) classes, each written on its cell."""
     n = len(classes)
-    fig, ax = _figure(1.5 + 0.8 * n, 1.2 + 0.7 * n)
+    fig, ax = figure(1.5 + 0.8 * n, 1.2 + 0.7 * n)
     ax.imshow(matrix, cmap="Blues")
     for (r, c), value in np.ndenumerate(matrix):
         ax.text(c, r, str(value), ha="center", va="center")
@@ -83,7 +85,7 @@ def confusion(matrix: np.ndarray, classes: list[str]) -> str:
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title("Confusion matrix")
-    return _png(fig)
+    return png(fig)
 
 
 def shift_bars(
@@ -93,7 +95,7 @@ def shift_bars(
 ) -> str:
     """Mean gate weight per column on the training-like data and on the new data
     (``labels``: the two bars' names in the legend)."""
-    fig, ax = _figure(1.5 + 0.9 * len(before), 3.6)
+    fig, ax = figure(1.5 + 0.9 * len(before), 3.6)
     x = np.arange(len(before))
     ax.bar(x - 0.2, before.to_numpy(), width=0.4, label=labels[0])
     ax.bar(x + 0.2, after.to_numpy(), width=0.4, label=labels[1])
@@ -101,4 +103,4 @@ def shift_bars(
     ax.set_ylabel("mean gate weight")
     ax.set_title("Which columns the model listens to, before and after")
     ax.legend()
-    return _png(fig)
+    return png(fig)

@@ -11,8 +11,6 @@ against the file.
 
 from __future__ import annotations
 
-import base64
-import io
 from typing import Any
 
 import numpy as np
@@ -26,28 +24,10 @@ __all__ = ["compare_html", "effect_cost_chart", "gap_chart", "pilot_html"]
 _COLOURS = {"attnmoe": "C3", "transductive": "C1", "alternative": "C0", "floor": "grey"}
 
 
-def _figure(width: float, height: float):
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=(width, height))
-
-
-def _png(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def effect_cost_chart(models: dict[str, dict[str, Any]]) -> str:
     """Accuracy on the new rows against fit time (log scale), mean ± sd over seeds; the
     majority-class floor is left out (it is in the tables)."""
-    fig, ax = _figure(7.5, 4.6)
+    fig, ax = plots.figure(7.5, 4.6)
     for name, m in models.items():
         if m["kind"] == "floor":  # far below the others: it would squash their differences
             continue
@@ -61,12 +41,12 @@ def effect_cost_chart(models: dict[str, dict[str, Any]]) -> str:
     ax.set_ylabel("accuracy on the new rows: effect")
     ax.set_title("Effect against cost (mean ± sd over seeds); up and left is better")
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return plots.png(fig)
 
 
 def gap_chart(names: list[str], gaps: list[float], ses: list[float]) -> str:
     """attnmoe's accuracy gap to the best alternative per pilot, ± 2 paired SE."""
-    fig, ax = _figure(7.5, 1.2 + 0.6 * len(names))
+    fig, ax = plots.figure(7.5, 1.2 + 0.6 * len(names))
     y = np.arange(len(names))
     colours = ["C2" if g >= 0 else "C3" for g in gaps]
     ax.barh(y, 100 * np.asarray(gaps), xerr=200 * np.nan_to_num(ses), color=colours, capsize=4)
@@ -75,7 +55,7 @@ def gap_chart(names: list[str], gaps: list[float], ses: list[float]) -> str:
     ax.invert_yaxis()
     ax.set_xlabel("attnmoe − best alternative (accuracy points, ± 2 SE)")
     ax.set_title("Per use case: above or below what you would otherwise use")
-    return _png(fig)
+    return plots.png(fig)
 
 
 def _kpis(pilot: dict[str, Any]) -> list[Kpi]:
