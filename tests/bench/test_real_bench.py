@@ -72,6 +72,9 @@ def test_report_keeps_the_protocols_apart_and_gives_the_paired_gap():
     # differences 0.1 and -0.1: mean 0, SE 0.1; transductive 0.2 and 0.0: mean 0.1, SE 0.1
     assert "| t | lightgbm 0.700 | inductive | +0.000 | 0.100 | 2 |" in report
     assert "| t | lightgbm 0.700 | transductive | +0.100 | 0.100 | 2 |" in report
+    assert "- inductive: attnmoe at or above the best baseline on 1 of 1 tables" in report
+    assert "- transductive: attnmoe at or above the best baseline on 1 of 1 tables, within " \
+        "0.01 on 1, mean gap +0.100" in report  # fmt: skip
 
 
 def _tiny(seed: int = 0, n: int = 120) -> tuple[pd.DataFrame, pd.Series]:
@@ -116,3 +119,16 @@ def test_tabm_wrapper_fits_a_mixed_frame_and_averages_its_members():
     assert (model.predict(X) == y).mean() > 0.8
     again = tabm(random_state=0, max_epochs=8, patience=None).fit(X, y)
     np.testing.assert_allclose(again.predict_proba(X), proba, rtol=1e-5)  # seeded
+
+
+def test_report_gives_the_spread_against_catboost():
+    rows = [
+        dict(table="t", seed=seed, model=model, protocol="inductive", accuracy=acc,
+             macro_f1=acc, fit_seconds=1.0)
+        for seed, (ours, cat) in enumerate([(0.6, 0.70), (0.8, 0.70)])
+        for model, acc in (("attnmoe", ours), ("catboost", cat))
+    ]  # fmt: skip
+    report = real_markdown_report(pd.DataFrame(rows))
+    # attnmoe's sd 0.141; CatBoost's 0, floored at 0.005: ratio 28.3
+    assert "attnmoe 0.141, CatBoost 0.000; their ratio per table" in report
+    assert "mean 28.3, median 28.3" in report

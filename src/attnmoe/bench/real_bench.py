@@ -235,6 +235,40 @@ def _gaps(results: pd.DataFrame) -> list[str]:
     return lines if len(lines) > 2 else ["attnmoe and a baseline were not both run."]
 
 
+#: CatBoost's seed sd is floored at this in the spread ratio (it is 0 on some tables)
+_SD_FLOOR = 0.005
+
+
+def _suite_lines(results: pd.DataFrame) -> list[str]:
+    """Over the suite, per attnmoe protocol: tables where attnmoe's mean accuracy is at or
+    above the best baseline's, within 0.01 of it, the mean gap; and attnmoe's seed sd
+    against CatBoost's (inductive)."""
+    inductive = results[results["protocol"] == "inductive"]
+    means = inductive.groupby(["table", "model"])["accuracy"].mean().unstack()
+    if OURS not in means or means.shape[1] < 2:
+        return []
+    best = means.drop(columns=[OURS]).max(axis=1)
+    lines = []
+    for protocol in PROTOCOLS:
+        ours = results[(results["model"] == OURS) & (results["protocol"] == protocol)]
+        gap = (ours.groupby("table")["accuracy"].mean() - best).dropna()
+        if len(gap):
+            lines.append(
+                f"- {protocol}: attnmoe at or above the best baseline on {int((gap >= 0).sum())} "
+                f"of {len(gap)} tables, within 0.01 on {int((gap >= -0.01).sum())}, mean gap "
+                f"{gap.mean():+.3f}"
+            )
+    sds = inductive.groupby(["table", "model"])["accuracy"].std().unstack()
+    if "catboost" in sds:
+        ratio = (sds[OURS] / sds["catboost"].clip(lower=_SD_FLOOR)).dropna()
+        lines.append(
+            f"- seed-to-seed sd (inductive), mean over tables: attnmoe {sds[OURS].mean():.3f}, "
+            f"CatBoost {sds['catboost'].mean():.3f}; their ratio per table (CatBoost's sd "
+            f"floored at {_SD_FLOOR}): mean {ratio.mean():.1f}, median {ratio.median():.1f}"
+        )
+    return ["", "Over the suite:", "", *lines] if lines else []
+
+
 def real_markdown_report(
     results: pd.DataFrame, facts: pd.DataFrame | None = None, command: str = ""
 ) -> str:
@@ -267,6 +301,7 @@ def real_markdown_report(
         "accuracy), with the standard error of the per-seed differences:",
         "",
         *_gaps(results),
+        *_suite_lines(results),
     ]
     if facts is not None and len(facts):
         lines += ["", "Shift facts (no attnmoe involved; see shift.md for their definitions):", ""]
