@@ -79,7 +79,7 @@ def test_device_cuda_without_a_gpu_is_one_error_line(tmp_path, small_csv, capsys
 
 
 def _fit_args(tmp_path, csv, out, *flags):
-    fast = json.dumps({"batch_size": 16, "dropout": 0.0})
+    fast = json.dumps({"batch_size": 16, "dropout": 0.0, "n_ensembles": 1})
     return ["fit", str(csv), "--target", "y", "--out", str(tmp_path / out), "--params", fast,
             *flags]  # fmt: skip
 

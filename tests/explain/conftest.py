@@ -12,7 +12,7 @@ import torch
 from attnmoe.bench.datasets import load_auto_mpg, make_simulation
 from attnmoe.tabular import AttentionMoEClassifier
 
-FAST = dict(epochs=15, batch_size=256, learning_rate=1e-2, random_state=0)
+FAST = dict(epochs=15, batch_size=256, learning_rate=1e-2, n_ensembles=1, random_state=0)
 
 
 @pytest.fixture(scope="session")

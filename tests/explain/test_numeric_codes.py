@@ -10,7 +10,7 @@ import torch
 from attnmoe.explain import explain
 from attnmoe.tabular import AttentionMoEClassifier
 
-FAST = dict(epochs=15, batch_size=256, learning_rate=1e-2, random_state=0)
+FAST = dict(epochs=15, batch_size=256, learning_rate=1e-2, n_ensembles=1, random_state=0)
 
 
 def _table(n=240, seed=0):

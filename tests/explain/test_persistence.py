@@ -36,7 +36,7 @@ def _table(n=200, seed=0):
 def test_round_trip_predicts_the_same(tmp_path, labels):
     X = _table()
     y = np.resize(labels, len(X))
-    clf = AttentionMoEClassifier(n_ensembles=2, **FAST).fit(X, y)
+    clf = AttentionMoEClassifier(**{**FAST, "n_ensembles": 2}).fit(X, y)
     clf.save_pretrained(tmp_path / "model")
     back = AttentionMoEClassifier.from_pretrained(tmp_path / "model")
     assert back.classes_.dtype == clf.classes_.dtype

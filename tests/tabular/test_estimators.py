@@ -13,7 +13,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from attnmoe.model.io import UnverifiedModelWarning
 from attnmoe.tabular import AttentionMoEClassifier, AttentionMoEImputer, TableEncoder
 
-FAST = dict(epochs=15, batch_size=256, learning_rate=1e-2, random_state=0)
+FAST = dict(epochs=15, batch_size=256, learning_rate=1e-2, n_ensembles=1, random_state=0)
 
 
 def _rule_table(n=300, seed=0):
@@ -146,6 +146,16 @@ def test_same_random_state_same_model_and_ensembles_average():
     np.testing.assert_allclose(ensemble.predict_proba(X), np.mean(members, 0))
 
 
+def test_the_default_averages_three_members_and_the_paper_keeps_one():
+    from attnmoe.bench.runner import make_model
+
+    X, y = _rule_table(n=60)
+    params = {k: v for k, v in FAST.items() if k != "n_ensembles"}
+    assert len(AttentionMoEClassifier(**{**params, "epochs": 1}).fit(X, y).models_) == 3
+    assert AttentionMoEImputer().n_ensembles == 1  # chosen on classification only
+    assert make_model("attnmoe", 0).n_ensembles == 1  # the paper's benchmark: one model
+
+
 def test_ensemble_members_train_at_once_on_several_threads():
     import torch
 
@@ -228,9 +238,9 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="'adam' parameter of AttentionMoEClassifier must be"):
         AttentionMoEClassifier(**FAST, adam="sgd").fit(X, y)
     with pytest.raises(ValueError, match=r"'n_ensembles' parameter .* must be an int in the range"):
-        AttentionMoEClassifier(**FAST, n_ensembles=0).fit(X, y)
+        AttentionMoEClassifier(**{**FAST, "n_ensembles": 0}).fit(X, y)
     with pytest.raises(ValueError, match=r"'n_ensembles' parameter .* must be an int in the range"):
-        AttentionMoEClassifier(**FAST, n_ensembles=True).fit(X, y)
+        AttentionMoEClassifier(**{**FAST, "n_ensembles": True}).fit(X, y)
     for rate in (1.0, -0.1, "0.2", True):
         with pytest.raises(ValueError, match="'context_mask_rate' parameter of"):
             AttentionMoEClassifier(**FAST, context_mask_rate=rate).fit(X, y)

@@ -153,7 +153,7 @@ def test_paper_frame_predictions_are_unchanged(name, engine):
     stored = json.loads((DATA / "paper_frames_predict_proba.json").read_text())
     expected = np.array(stored["predict_proba"][f"{name}/{engine}"], dtype=float)
     split = _paper_frames()[name]
-    clf = AttentionMoEClassifier(epochs=3, random_state=0, engine=engine)
+    clf = AttentionMoEClassifier(epochs=3, n_ensembles=1, random_state=0, engine=engine)
     clf.fit(split.X_train.iloc[:300], split.y_train.iloc[:300])
     np.testing.assert_allclose(
         clf.predict_proba(split.X_test.iloc[:8]), expected, rtol=0, atol=1e-12
@@ -230,7 +230,7 @@ def test_the_column_types_example_runs_and_prints_what_it_says():
 # ---------------------------------------------------------------------------
 # the estimators pass fractional codes through
 
-FAST = dict(epochs=3, batch_size=256, learning_rate=1e-2, random_state=0)
+FAST = dict(epochs=3, batch_size=256, learning_rate=1e-2, n_ensembles=1, random_state=0)
 
 
 def _numeric_table(n=120, seed=0):

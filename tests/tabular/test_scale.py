@@ -138,7 +138,13 @@ def test_an_unknown_device_is_refused(device):
 def _proba_after(tmp_path=None, **params) -> np.ndarray:
     X, y = _table(160, 3)
     clf = AttentionMoEClassifier(
-        epochs=2, batch_size=64, learning_rate=1e-2, dropout=0.0, random_state=0, **params
+        epochs=2,
+        batch_size=64,
+        learning_rate=1e-2,
+        dropout=0.0,
+        n_ensembles=1,
+        random_state=0,
+        **params,
     ).fit(X, y)
     return clf, clf.predict_proba(X)
 

@@ -185,6 +185,7 @@ def measure_run(run: CostRun) -> dict[str, Any]:
         n_heads=run.n_heads,
         n_layers=run.n_layers,
         epochs=run.epochs,
+        n_ensembles=1,  # one model per config: the grid's knobs are the model's own
         random_state=run.seed,
         n_jobs=1,
     )

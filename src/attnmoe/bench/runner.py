@@ -48,6 +48,7 @@ PAPER_PARAMS: dict[str, Any] = {
     "masking": "copies",
     "learning_rate": 1e-3,
     "init": "keras",
+    "n_ensembles": 1,
 }
 
 

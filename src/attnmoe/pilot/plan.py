@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import write_text_atomically
+from ..tabular import AttentionMoEClassifier
 
 __all__ = [
     "ALTERNATIVES",
@@ -65,27 +66,23 @@ class Budget:
     sweep: tuple[dict[str, Any], ...]
 
 
+_KNOBS = ("n_ensembles", "n_heads", "top_k")
+
+
 def _grid(heads: Sequence[int], top_k: Sequence[int | None], ensembles: Sequence[int]):
-    """Every combination, as changes from the defaults (5 heads, dense, 1 member)."""
-    defaults = {"n_heads": 5, "top_k": None, "n_ensembles": 1}
+    """Every combination, as changes from the estimator's defaults."""
+    defaults = {k: AttentionMoEClassifier().get_params()[k] for k in _KNOBS}
     combos = itertools.product(ensembles, heads, top_k)
-    return tuple(
-        {
-            k: v
-            for k, v in zip(("n_ensembles", "n_heads", "top_k"), c, strict=True)
-            if v != defaults[k]
-        }
-        for c in combos
-    )
+    return tuple({k: v for k, v in zip(_KNOBS, c, strict=True) if v != defaults[k]} for c in combos)
 
 
 #: quick / standard / thorough: more seeds, a wider sweep of the cost knobs. ``top_k``
 #: below the number of columns trains with the torch engine, not the fused one (several
 #: times slower to fit, however sparse at prediction): it joins the sweep from "standard"
 BUDGETS: dict[str, Budget] = {
-    "quick": Budget(3, ({}, {"n_heads": 1}, {"n_ensembles": 3})),
+    "quick": Budget(3, ({}, {"n_heads": 1}, {"n_ensembles": 1})),
     "standard": Budget(
-        5, ({}, {"n_heads": 1}, {"n_ensembles": 3}, {"top_k": 2}, {"n_heads": 1, "top_k": 1})
+        5, ({}, {"n_heads": 1}, {"n_ensembles": 1}, {"top_k": 2}, {"n_heads": 1, "top_k": 1})
     ),
     "thorough": Budget(10, _grid((5, 2, 1), (None, 3, 1), (1, 3))),
 }
