@@ -12,6 +12,7 @@ import math
 import numbers
 import time
 import warnings
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
 from pathlib import Path
@@ -274,6 +275,12 @@ def _seconds_per_step(
     except (ValueError, FloatingPointError):  # e.g. nothing to predict in the first rows
         return None
     return (time.perf_counter() - start) / _PROBE_STEPS
+
+
+#: each classifier's prediction tables and what they were built from, beside the
+#: estimator (scikit-learn's contract: predicting leaves the estimator's ``__dict__``
+#: as it was), dropped with it
+_TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _weights_key(model: torch.nn.Module) -> tuple:
@@ -923,17 +930,11 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         """The members' experts-form tables (None when a member is not covered), kept
         while the members' weights and configs stay as they were built from."""
         key = [_weights_key(model) for model in self.models_]
-        cached = getattr(self, "_tables", None)
+        cached = _TABLES.get(self)
         if cached is None or cached[0] != key:
             cached = (key, ExpertTables.of(self.models_, len(self.classes_)))
-            self._tables = cached
+            _TABLES[self] = cached
         return cached[1]
-
-    def __getstate__(self) -> dict:
-        # the tables are a cache, rebuilt from the members on the next prediction
-        state = super().__getstate__()
-        state.pop("_tables", None)
-        return state
 
     def predict(self, X) -> np.ndarray:
         """Most probable label per row."""
