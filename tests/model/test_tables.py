@@ -121,9 +121,9 @@ def test_codes_are_checked_as_the_model_checks_them():
     tables = ExpertTables.of([_model("attention", "bert", "relu", 1)], CLASSES)
     with pytest.raises(ValueError, match="must lie in"):
         tables.probabilities(np.full((2, LENGTH), VOCAB + 1))
-    with pytest.raises(ValueError, match="must not\\s+interpolate into the mask id"):
+    with pytest.raises(ValueError, match=r"must not\s+interpolate into the mask id"):
         tables.probabilities(np.full((2, LENGTH), VOCAB - 0.5))
-    with pytest.raises(ValueError, match="codes must be \\(batch, length\\)"):
+    with pytest.raises(ValueError, match=r"codes must be \(batch, length\)"):
         tables.probabilities(np.zeros((2, LENGTH + 1), dtype=int))
 
 

@@ -258,17 +258,14 @@ class MemberTables:
         low, t = _split(x)
         link = self.link
         if link is None:  # the pure form: arguments of the right types, unused
-            none = np.zeros(0)
-            link_arrays = (none, none, none, np.zeros((0, 0)), none, np.zeros((0, 0)), none)
-            link_arrays += (none, none)
-            eps, gelu = 0.0, False
+            none, flat = np.zeros(0), np.zeros((0, 0))
+            arrays = (none, none, none, flat, none, flat, none, none, none)
+            link_args = (False, arrays, 0.0, False)
         else:
-            link_arrays = (link.residual, *link.norm1, *link.ff1, *link.ff2, *link.norm2)
-            eps, gelu = link.eps, link.gelu
-        _add_probabilities(
-            low, t, self.target, self.mask_id, *self._by_location, self.bias, link is not None, *link_arrays, eps, gelu,
-            self.rho, self.b, out,
-        )  # fmt: skip
+            arrays = (link.residual, *link.norm1, *link.ff1, *link.ff2, *link.norm2)
+            link_args = (True, arrays, link.eps, link.gelu)
+        gates = (self.target, self.mask_id, *self._by_location, self.bias)
+        _add_probabilities(low, t, *gates, *link_args, self.rho, self.b, out)
 
 
 class ExpertTables:
@@ -427,11 +424,12 @@ if HAVE_NUMBA:
 
     @numba.njit(cache=True, nogil=True)
     def _add_probabilities(  # pragma: no cover - compiled
-        low, t, target, mask_id, scores, top, gate_exp, experts, bias, has_link, residual, n1w, n1b, f1w,
-        f1b, f2w, f2b, n2w, n2b, eps, gelu, rho, rho_b, out,
+        low, t, target, mask_id, scores, top, gate_exp, experts, bias, has_link, link, eps,
+        gelu, rho, rho_b, out,
     ):  # fmt: skip
         # Per row: the context (_context_row), the bert link, the logits and their
         # softmax, added to out.
+        residual, n1w, n1b, f1w, f1b, f2w, f2b, n2w, n2b = link
         n_heads, d = experts.shape[2], experts.shape[3]
         acc = np.empty((n_heads, d))
         total = np.empty(n_heads)
