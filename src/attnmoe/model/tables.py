@@ -70,8 +70,10 @@ def covered(model: MaskedWordModel) -> bool:
     cfg = model.config
     if cfg.n_layers != 1 or cfg.top_k is not None or cfg.window is not None:
         return False
-    if model.training or not isinstance(model, (BidirectionalAttention, ContinuousWordExperts)):
-        return False  # dropout would draw in the torch path
+    if not isinstance(model, (BidirectionalAttention, ContinuousWordExperts)):
+        return False
+    if model.training:  # its forward pass draws dropout masks; the tables draw none
+        return False
     return all(p.dtype == torch.float64 and p.device.type == "cpu" for p in model.parameters())
 
 
@@ -143,7 +145,7 @@ class MemberTables:
 
     target: int  # the predicted location
     mask_id: int
-    scores: np.ndarray  # (H, L, V+1): the gate score of (location, word) for the mask at i
+    scores: np.ndarray  # (H, L, V+1): the gate score of (location, word), the mask at target
     experts: np.ndarray  # (H, L, V+1, d): alpha_j(w)
     bias: np.ndarray  # (d,): context bias
     rho: np.ndarray  # (C, d): the classes' output rows
