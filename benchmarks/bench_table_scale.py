@@ -6,7 +6,8 @@ causal columns, ``corr = 0.5``, ``x_noise = 0.5``, 10 equal-frequency bins per
 column and for the target), its training distribution only: the first ``rows``
 rows train, the next 10,000 rows score (in-distribution accuracy). Each
 (rows, columns, model) run is a fresh process (so its peak RSS is its own) on one
-thread; it records the fit time, prediction rows per second (one thread),
+thread; it records the fit time, prediction rows per second (one thread; for
+attnmoe also on the torch forward pass that its experts-form tables replaced),
 accuracy and peak RSS, and is appended to ``runs.csv`` as soon as it ends (a
 rerun skips recorded runs). The summary fits ``fit_seconds ~ rows^a`` per column
 count and ``~ columns^b`` per row count (least squares on logs) and plots the
@@ -80,6 +81,7 @@ def run(rows: int, columns: int, model: str, attnmoe_params: dict) -> dict:
     start = time.perf_counter()
     predicted = np.asarray(estimator.predict(X_test)).ravel()
     predict_seconds = time.perf_counter() - start
+    torch_path = torch_path_rows_per_second(estimator, X_test) if model == "attnmoe" else ""
     history = getattr(estimator, "histories_", [None])[0]
     return {
         "rows": rows,
@@ -87,12 +89,22 @@ def run(rows: int, columns: int, model: str, attnmoe_params: dict) -> dict:
         "model": model,
         "fit_seconds": fit_seconds,
         "predict_rows_per_second": len(X_test) / predict_seconds,
+        "predict_rows_per_second_torch": torch_path,
         "accuracy": float(np.mean(predicted.astype(int) == y_test.to_numpy().astype(int))),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "steps": getattr(history, "steps", ""),
         "epochs_run": getattr(history, "epochs_run", ""),
         "params": json.dumps(attnmoe_params if model == "attnmoe" else {}, sort_keys=True),
     }
+
+
+def torch_path_rows_per_second(estimator, X_test) -> float:
+    """attnmoe's prediction rows per second with every member on its torch forward pass
+    (the path before the experts-form tables, issue 24), the same rows as ``run``."""
+    estimator._prediction_tables = lambda: None  # this process's estimator only
+    start = time.perf_counter()
+    estimator.predict(X_test)
+    return len(X_test) / (time.perf_counter() - start)
 
 
 def _child(args, queue) -> None:
@@ -119,17 +131,21 @@ def exponent(x, y) -> float:
 def summary(runs: pd.DataFrame, params: str) -> str:
     """Every run in a table; attnmoe's exponents from its runs with ``params`` only."""
     lines = [
-        "| rows | columns | model | attnmoe params | fit s | predict rows/s | accuracy "
-        "| peak RSS MiB | steps |",
-        "|---:|---:|---|---|---:|---:|---:|---:|---:|",
+        "| rows | columns | model | attnmoe params | fit s | predict rows/s "
+        "| torch path rows/s | accuracy | peak RSS MiB | steps |",
+        "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|",
     ]
+
+    def number(value, spelt: str) -> str:  # blank where a run did not record it
+        return "" if value == "" or pd.isna(value) else format(float(value), spelt)
+
     for r in runs.sort_values(["columns", "rows", "model"]).itertuples():
-        steps = "" if pd.isna(r.steps) or r.steps == "" else f"{int(float(r.steps)):,}"
+        torch_path = getattr(r, "predict_rows_per_second_torch", "")
         lines.append(
             f"| {r.rows:,} | {r.columns} | {r.model} | "
             f"{r.params if r.model == 'attnmoe' else ''} | {r.fit_seconds:.1f} | "
-            f"{r.predict_rows_per_second:,.0f} | {r.accuracy:.4f} | {r.peak_rss_mib:,.0f} | "
-            f"{steps} |"
+            f"{r.predict_rows_per_second:,.0f} | {number(torch_path, ',.0f')} | "
+            f"{r.accuracy:.4f} | {r.peak_rss_mib:,.0f} | {number(r.steps, ',.0f')} |"
         )
     ours = runs[(runs.model == "attnmoe") & (runs.params == params)]
     lines += [
@@ -190,7 +206,8 @@ def main() -> None:
                 runs.to_csv(csv, index=False)
     params = json.dumps(attnmoe_params, sort_keys=True)
     (args.out / "summary.md").write_text(summary(runs, params), encoding="utf-8")
-    plot(runs[(runs.model != "attnmoe") | (runs.params == params)], PNG)
+    png = PNG if args.out == OUT else args.out / "fit_seconds.png"  # docs: the grid's only
+    plot(runs[(runs.model != "attnmoe") | (runs.params == params)], png)
     print(summary(runs, params))
 
 

@@ -12,6 +12,7 @@ import math
 import numbers
 import time
 import warnings
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
 from pathlib import Path
@@ -34,6 +35,7 @@ from sklearn.utils.validation import (
 
 from ..model import AttentionConfig, BidirectionalAttention
 from ..model.attention import MultiHeadSelfAttention
+from ..model.tables import ExpertTables
 from ..training import TrainingHistory, torch_threads, train_mlm
 from ..training.distributed.affinity import usable_cpus
 from ..training.distributed.launch import _launched_by_torchrun
@@ -278,6 +280,20 @@ def _seconds_per_step(
     except (ValueError, FloatingPointError):  # e.g. nothing to predict in the first rows
         return None
     return (time.perf_counter() - start) / _PROBE_STEPS
+
+
+#: each classifier's prediction tables and what they were built from, beside the
+#: estimator (scikit-learn's contract: predicting leaves the estimator's ``__dict__``
+#: as it was), dropped with it
+_TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _weights_key(model: torch.nn.Module) -> tuple:
+    """What a model's prediction tables are computed from: the model itself (held, so
+    its id is not reused), its mode and config, and each weight's storage and in-place
+    version (torch bumps it on every write)."""
+    weights = tuple((p.data_ptr(), p.dtype, p.device, p._version) for p in model.parameters())
+    return model, model.training, repr(model.config.to_dict()), weights
 
 
 def _duration(seconds: float) -> str:
@@ -898,8 +914,17 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
 
     @torch.no_grad()
     def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities ``(n, n_classes)``, the target masked."""
+        """Class probabilities ``(n, n_classes)``, the target masked.
+
+        Dense one-layer members (the default model) are answered from their
+        experts-form tables (:mod:`attnmoe.model.tables`: a compiled loop over the
+        rows, each row alone); other members run their torch forward pass. Both give
+        the members' float64 numbers, averaged over the ensemble.
+        """
         tokens = self.tokens(X)
+        tables = self._prediction_tables()
+        if tables is not None:
+            return tables.probabilities(tokens.numpy())
         target = tokens.shape[1] - 1
         n_classes = len(self.classes_)
         proba = np.zeros((len(tokens), n_classes))
@@ -909,6 +934,16 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
                 logits = model.masked_logits(x, positions=target)[:, 0, :n_classes]
                 proba[first : first + len(x)] += torch.softmax(logits, -1).double().numpy()
         return proba / len(self.models_)
+
+    def _prediction_tables(self) -> ExpertTables | None:
+        """The members' experts-form tables (None when a member is not covered), kept
+        while the members' weights and configs stay as they were built from."""
+        key = [_weights_key(model) for model in self.models_]
+        cached = _TABLES.get(self)
+        if cached is None or cached[0] != key:
+            cached = (key, ExpertTables.of(self.models_, len(self.classes_)))
+            _TABLES[self] = cached
+        return cached[1]
 
     def predict(self, X) -> np.ndarray:
         """Most probable label per row."""
