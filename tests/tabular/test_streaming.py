@@ -107,8 +107,10 @@ def _assert_same_model(a: AttentionMoEClassifier, b: AttentionMoEClassifier, X) 
     assert a.classes_.dtype == b.classes_.dtype and list(a.classes_) == list(b.classes_)
     assert a.mask_id_ == b.mask_id_
     assert list(a.feature_names_in_) == list(b.feature_names_in_)
-    for p, q in zip(a.models_[0].state_dict().values(), b.models_[0].state_dict().values()):
-        assert torch.equal(p, q)
+    assert len(a.models_) == len(b.models_)
+    for one, other in zip(a.models_, b.models_, strict=True):
+        for p, q in zip(one.state_dict().values(), other.state_dict().values(), strict=True):
+            assert torch.equal(p, q)
     assert a.gate_baseline_ == b.gate_baseline_
     with pytest.warns(UserWarning):  # the gaps are masked
         np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))

@@ -177,7 +177,8 @@ def _fit_chunked(args: argparse.Namespace) -> int:
         clf.fit_chunks(chunks)
     except TypeError as err:  # e.g. --params '{"epochs": "x"}'
         raise ValueError(f"cannot fit with these --params: {err}") from None
-    _end_progress_line(clf)
+    finally:  # a chunk's error (a column's type) comes while a bar is drawn: a line of its own
+        _end_progress_line(clf)
     seconds = time.perf_counter() - start
     if chunks.n_unlabelled:
         print(f"{chunks.n_unlabelled:,} rows without a {args.target!r} label are left out")

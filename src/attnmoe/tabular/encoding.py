@@ -223,8 +223,8 @@ class _ColumnSketch:
             kinds = ("text", "numbers") if numeric else ("numbers", "text")
             raise ValueError(
                 f"column {self.name!r} reads as {kinds[0]} in the first chunks and as "
-                f"{kinds[1]} in chunk {chunk}: give it one type in every chunk (e.g. "
-                "astype('category') in each)"
+                f"{kinds[1]} in chunk {chunk}: give it one type in every chunk (as "
+                "categories: a categorical dtype in each, or attnmoe fit --categorical)"
             )
         if numeric:
             self._update_numbers(present.to_numpy(dtype=float))
