@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -186,3 +191,17 @@ def test_labels_of_chunks_are_checked_and_merged_as_fit_merges_them():
         AttentionMoEClassifier(epochs=1).fit_chunks(
             [(X.iloc[:20], ["u", "v"] * 10), (X.iloc[20:].assign(b=1).to_numpy(), ["u"] * 20)]
         )
+
+
+def test_the_chunks_example_of_docs_scale_runs_as_written(tmp_path, monkeypatch):
+    doc = Path(__file__).resolve().parents[2] / "docs" / "scale.md"
+    section = doc.read_text(encoding="utf-8").split("## 4c.", 1)[1]
+    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert "fit_chunks(chunks)" in block
+    monkeypatch.chdir(tmp_path)  # the example writes big.csv where it runs
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(block, str(doc), "exec"), {})
+    score = float(out.getvalue())
+    quoted = float(re.search(r"# (0\.\d+)", block).group(1))
+    assert score > 0.95 and abs(score - quoted) < 0.01  # the comment quotes the output
