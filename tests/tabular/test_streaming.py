@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from attnmoe.tabular import AttentionMoEClassifier
+from attnmoe.tabular import AttentionMoEClassifier, AttentionMoEImputer
 from attnmoe.tabular.encoding import TableEncoder
 from attnmoe.tabular.streaming import CodeTable, TargetMaskedRows, chunk_passes
 
@@ -205,3 +205,19 @@ def test_the_chunks_example_of_docs_scale_runs_as_written(tmp_path, monkeypatch)
     score = float(out.getvalue())
     quoted = float(re.search(r"# (0\.\d+)", block).group(1))
     assert score > 0.95 and abs(score - quoted) < 0.01  # the comment quotes the output
+
+
+def test_imputer_from_chunks_equals_the_imputer_of_the_whole_table():
+    X = _table(400).drop(columns=["empty", "flag"])
+    whole = AttentionMoEImputer(epochs=2, random_state=0).fit(X)
+    chunked = AttentionMoEImputer(epochs=2, random_state=0).fit_chunks(_cut(X, 150))
+    _assert_same_encoder(whole.encoder_, chunked.encoder_)
+    for p, q in zip(
+        whole.models_[0].state_dict().values(),
+        chunked.models_[0].state_dict().values(),
+        strict=True,
+    ):
+        assert torch.equal(p, q)
+    pd.testing.assert_frame_equal(whole.transform(X), chunked.transform(X))
+    with pytest.raises(ValueError, match=r"columns \['empty'\] have no observed values"):
+        AttentionMoEImputer(epochs=1).fit_chunks(_cut(_table(100)[["few", "empty"]], 50))

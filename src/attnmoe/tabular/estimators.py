@@ -531,6 +531,14 @@ class _TableMLM(BaseEstimator):
             steps = min(steps, self.max_steps)
         return steps * self.n_ensembles
 
+    def _chunk_bar(self, chunks: Iterable, what: str, total: int | None) -> Iterable:
+        """``chunks`` with a progress bar when ``verbose`` (the pass named by ``what``)."""
+        passes = {"encoder": "1/2 encoder", "codes": "2/2 codes"}
+        return tqdm(
+            chunks, desc=f"chunks {passes[what]}", unit="chunk", total=total,
+            disable=self.verbose <= 0, leave=False,
+        )  # fmt: skip
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
@@ -928,14 +936,6 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         self.gate_baseline_ = gate_baseline(self, TargetMaskedRows(tokens, n_rows, self.mask_id_))
         return self
 
-    def _chunk_bar(self, chunks: Iterable, what: str, total: int | None) -> Iterable:
-        """``chunks`` with a progress bar when ``verbose`` (the pass named by ``what``)."""
-        passes = {"encoder": "1/2 encoder", "codes": "2/2 codes"}
-        return tqdm(
-            chunks, desc=f"chunks {passes[what]}", unit="chunk", total=total,
-            disable=self.verbose <= 0, leave=False,
-        )  # fmt: skip
-
     @staticmethod
     def _chunk_labels(y, n_rows: int, chunk: int) -> np.ndarray:
         """The distinct labels of one chunk's ``y`` (checked as :meth:`fit` checks ``y``)."""
@@ -1191,6 +1191,38 @@ class AttentionMoEImputer(TransformerMixin, _TableMLM):
         if row_weights is None:
             weights = None  # unweighted, as before sample weights existed
         self.models_, self.histories_ = self._fit_models(tokens, self.mask_id_, weights)
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit_chunks(self, chunks) -> AttentionMoEImputer:
+        """Train the row model on a table given in chunks of rows, never held whole.
+
+        As :meth:`AttentionMoEClassifier.fit_chunks`, with chunks of rows alone
+        (DataFrames or array-likes with the same columns, missing cells allowed):
+        read twice, the encoder learnt in one pass, the codes kept in one compact
+        array. No sample weights.
+        """
+        passes = chunk_passes(chunks)
+        self._check_combinations()
+        n_rows = n_chunks = 0
+
+        def frames():  # the first pass: each chunk's rows, checked
+            nonlocal n_rows, n_chunks
+            for k, X in enumerate(self._chunk_bar(passes(), "encoder", count_chunks(chunks))):
+                frame = self._frame(X, reset=k == 0)
+                n_rows, n_chunks = n_rows + len(frame), k + 1
+                yield frame
+
+        self.encoder_ = TableEncoder(self.n_bins, self.max_categories).fit_chunks(frames())
+        empty = [c.name for c in self.encoder_.columns_ if c.n_codes == 0]
+        if empty:  # no value to learn or to fill with
+            raise ValueError(f"columns {empty} have no observed values; drop them before fitting")
+        self.mask_id_ = self.encoder_.n_codes
+        table = CodeTable(n_rows, self.n_features_in_, self.mask_id_)
+        for X in self._chunk_bar(passes(), "codes", n_chunks):
+            frame = self._frame(X, reset=False)
+            table.append(self.encoder_.encode(frame, self.mask_id_, warn=False))
+        self.models_, self.histories_ = self._fit_models(table.result(), self.mask_id_, None)
         return self
 
     @torch.no_grad()
