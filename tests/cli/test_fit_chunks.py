@@ -125,3 +125,14 @@ def test_an_empty_column_read_in_chunks_is_said(tmp_path, capsys):
     _frame().assign(e=np.nan).to_csv(path, index=False)
     assert _fit(path, tmp_path / "m", "--chunk-rows", "100") == 0
     assert "column 'e' is empty" in capsys.readouterr().err
+
+
+def test_chunks_train_on_the_data_parallel_trainer_too(tmp_path):
+    path = tmp_path / "t.csv"
+    _frame().to_csv(path, index=False)
+    for name, extra in (("whole", []), ("chunks", ["--chunk-rows", "150"])):
+        ckpt = ["--checkpoint-dir", str(tmp_path / f"ckpt_{name}")]
+        assert _fit(path, tmp_path / name, *ckpt, *extra) == 0
+    whole = AttentionMoEClassifier.from_pretrained(tmp_path / "whole")
+    chunks = AttentionMoEClassifier.from_pretrained(tmp_path / "chunks")
+    assert _same_weights(whole, chunks)

@@ -221,3 +221,19 @@ def test_imputer_from_chunks_equals_the_imputer_of_the_whole_table():
     pd.testing.assert_frame_equal(whole.transform(X), chunked.transform(X))
     with pytest.raises(ValueError, match=r"columns \['empty'\] have no observed values"):
         AttentionMoEImputer(epochs=1).fit_chunks(_cut(_table(100)[["few", "empty"]], 50))
+
+
+@pytest.mark.parametrize(("column", "dtype"), [("few", np.int16), ("real", np.float64)])
+def test_the_models_train_on_the_compact_code_array(monkeypatch, column, dtype):
+    seen = {}
+    fit_models = AttentionMoEClassifier._fit_models
+
+    def spy(self, tokens, vocab_size, weights):
+        seen["dtype"] = tokens.dtype
+        return fit_models(self, tokens, vocab_size, weights)
+
+    monkeypatch.setattr(AttentionMoEClassifier, "_fit_models", spy)
+    X = _table(200)[[column]]
+    y = np.arange(200) % 2
+    AttentionMoEClassifier(epochs=1, random_state=0).fit_chunks(_pairs(X, y, 64))
+    assert seen["dtype"] == dtype  # whole codes of a small vocabulary: two bytes a cell
