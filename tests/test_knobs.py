@@ -55,7 +55,8 @@ CASES = [
     (
         ("fit",),
         set(AttentionMoEClassifier().get_params()),
-        {"target", "out", "drop", "use_unlabeled", "unlabeled", "categorical", "params", "sep"},
+        {"target", "out", "drop", "use_unlabeled", "unlabeled", "categorical", "params", "sep",
+         "chunk_rows"},
     ),
     (("impute",), set(AttentionMoEImputer().get_params()), {"out", "keep", "params", "sep"}),
     # --rows and --bootstrap set n_explained and n_bootstrap (not training knobs; left as they are)

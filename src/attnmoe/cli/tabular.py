@@ -25,6 +25,7 @@ from ..training.distributed.launch import _launched_by_torchrun
 from .csv_files import add_sep, empty_columns, labels_as_written, read_table, spell_filled
 from .options import add_checkpoint_options, add_device, add_out, add_random_state
 from .outputs import check_output, say_replaced, write_csv
+from .table_chunks import CHUNK_ROWS, TableChunks, read_in_chunks
 
 
 def _columns(frame: pd.DataFrame, names: list[str], what: str) -> None:
@@ -106,6 +107,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     inputs = [args.data] if args.unlabeled is None else [args.data, args.unlabeled]
     check_output(args.out, inputs=inputs, folder=True)
     check_replaceable(args.out, "classifier.json")  # before training, not after
+    if read_in_chunks(args.data, args.chunk_rows):
+        return _fit_chunked(args)
     data, text = read_table(args.data, args.sep)
     _columns(data, [args.target, *args.drop, *args.categorical], "--target/--drop/--categorical")
     for name in args.categorical:  # unordered: categories, not numbers with knots
@@ -136,17 +139,56 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     clf = _fit(AttentionMoEClassifier(**params), X, y, unlabeled)
     seconds = time.perf_counter() - start
+    without = "" if unlabeled is None else f" (and {len(unlabeled):,} without a label)"
+    _save_fitted(clf, args, f"{len(X):,} rows{without}", seconds)
+    return 0
+
+
+def _save_fitted(clf, args: argparse.Namespace, rows: str, seconds: float) -> None:
+    """Save the fitted classifier to ``--out`` (rank 0 only under torchrun) and say so."""
     if _launched_by_torchrun() and os.environ["RANK"] != "0":  # rank 0 saves the model
-        return 0
+        return
     replaced = say_replaced(args.out)
     clf.save_pretrained(args.out)
     replaced()
+    columns = [str(c) for c in clf.feature_names_in_]
     print(
-        f"fitted on {len(X):,} rows"
-        + ("" if unlabeled is None else f" (and {len(unlabeled):,} without a label)")
-        + f", {X.shape[1]} columns ({', '.join(map(str, X.columns))}), "
+        f"fitted on {rows}, {len(columns)} columns ({', '.join(columns)}), "
         f"{len(clf.classes_)} classes of {args.target!r}, in {seconds:.1f} s; saved to {args.out}"
     )
+
+
+def _fit_chunked(args: argparse.Namespace) -> int:
+    """``attnmoe fit`` on a file read in chunks (``fit_chunks``): a Parquet file, a large
+    file, or ``--chunk-rows``."""
+    from ..tabular import AttentionMoEClassifier
+
+    if args.use_unlabeled or args.unlabeled is not None:
+        raise ValueError(
+            "--use-unlabeled and --unlabeled need the table in memory: not with a file read "
+            "in chunks (--chunk-rows, a Parquet file, or a CSV of 256 MiB or more)"
+        )
+    chunk_rows = CHUNK_ROWS if args.chunk_rows is None else args.chunk_rows
+    chunks = TableChunks(args.data, args.target, args.drop, args.categorical, args.sep, chunk_rows)
+    print(f"{args.data}: read in chunks of {chunk_rows:,} rows, twice (the encoder, the codes)")
+    clf = AttentionMoEClassifier(**_settings(args, AttentionMoEClassifier))
+    start = time.perf_counter()
+    try:
+        clf.fit_chunks(chunks)
+    except TypeError as err:  # e.g. --params '{"epochs": "x"}'
+        raise ValueError(f"cannot fit with these --params: {err}") from None
+    finally:  # a chunk's error (a column's type) comes while a bar is drawn: a line of its own
+        _end_progress_line(clf)
+    seconds = time.perf_counter() - start
+    if chunks.n_unlabelled:
+        print(f"{chunks.n_unlabelled:,} rows without a {args.target!r} label are left out")
+    for name in chunks.empty:  # known only once read: the model keeps the column
+        warnings.warn(
+            f"column {name!r} is empty (every cell missing): read in chunks, it stays in the "
+            "model, always masked (--drop it)",
+            stacklevel=2,
+        )
+    _save_fitted(clf, args, f"{chunks.n_labelled:,} rows", seconds)
     return 0
 
 
@@ -336,9 +378,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Rows without a target label are left out, or with --use-unlabeled train their "
         "columns only.",
     )
-    p.add_argument("data", help="CSV: feature columns and the target column")
+    p.add_argument(
+        "data", help="CSV or Parquet (.parquet, .pq): feature columns and the target column"
+    )
     add_sep(p)
     p.add_argument("--target", required=True, help="column to predict")
+    p.add_argument(
+        "--chunk-rows",
+        type=int,
+        default=None,
+        metavar="N",
+        help="read DATA in chunks of N rows (fit_chunks: the table never whole in memory); "
+        f"Parquet files and files of 256 MiB or more are read in chunks of {CHUNK_ROWS:,} "
+        "without it",
+    )
     add_out(
         p,
         "model folder to write; an existing one is replaced only if it holds a saved model",

@@ -13,6 +13,7 @@ import numbers
 import time
 import warnings
 import weakref
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
 from pathlib import Path
@@ -32,6 +33,7 @@ from sklearn.utils.validation import (
     column_or_1d,
     validate_data,
 )
+from tqdm.auto import tqdm
 
 from ..model import AttentionConfig, BidirectionalAttention
 from ..model.attention import MultiHeadSelfAttention
@@ -47,7 +49,7 @@ from ..training.options import (
     check_averaging_without_stopping,
     check_context_needs_copies,
 )
-from .encoding import TableEncoder
+from .encoding import TableEncoder, label_indices
 from .model_files import (
     CLASSIFIER_NAME,
     check_params,
@@ -55,6 +57,7 @@ from .model_files import (
     restore_classifier,
     save_classifier,
 )
+from .streaming import CodeTable, TargetMaskedRows, chunk_passes, count_chunks
 
 _PREDICT_CHUNK = 4096
 
@@ -549,6 +552,14 @@ class _TableMLM(BaseEstimator):
             steps = min(steps, self.max_steps)
         return steps * self.n_ensembles
 
+    def _chunk_bar(self, chunks: Iterable, what: str, total: int | None) -> Iterable:
+        """``chunks`` with a progress bar when ``verbose`` (the pass named by ``what``)."""
+        passes = {"encoder": "1/2 encoder", "codes": "2/2 codes"}
+        return tqdm(
+            chunks, desc=f"chunks {passes[what]}", unit="chunk", total=total,
+            disable=self.verbose <= 0, leave=False,
+        )  # fmt: skip
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
@@ -859,16 +870,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         targets = np.full(len(table), self.mask_id_)
         targets[: len(frame)] = y_codes
         tokens = np.column_stack([codes, targets])  # float64 where a code is fractional
-        n_extra = round(self.independent_rows * len(frame))
-        if n_extra:  # each column's cells drawn from the labelled rows, independently
-            rng = check_random_state(self.random_state)
-            picks = rng.randint(0, len(frame), size=(n_extra, codes.shape[1]))
-            extra = np.take_along_axis(codes[: len(frame)], picks, axis=0)
-            extra = np.column_stack([extra, np.full(n_extra, self.mask_id_)])
-            tokens = np.vstack([tokens, extra])
-        locations = np.ones(tokens.shape[1])
-        locations[-1] = self.target_weight
-        weights = self._loss_weights(row_weights, len(tokens), locations)
+        tokens, weights = self._training_rows(tokens, len(frame), row_weights)
         self.models_, self.histories_ = self._fit_models(tokens, self.mask_id_, weights)
         from ..explain.usage import gate_baseline  # deferred: explain reads this module
 
@@ -876,6 +878,125 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         training[:, -1] = self.mask_id_  # the target masked, as at prediction
         self.gate_baseline_ = gate_baseline(self, training)
         return self
+
+    def _training_rows(
+        self, tokens: np.ndarray, n_labelled: int, row_weights: np.ndarray | None
+    ) -> tuple[np.ndarray, torch.Tensor | None]:
+        """The rows to train on (``tokens`` and its ``independent_rows``) and their loss
+        weights; ``tokens``' first ``n_labelled`` rows are the labelled ones."""
+        n_extra = round(self.independent_rows * n_labelled)
+        if n_extra:  # each column's cells drawn from the labelled rows, independently
+            rng = check_random_state(self.random_state)
+            picks = rng.randint(0, n_labelled, size=(n_extra, tokens.shape[1] - 1))
+            extra = np.take_along_axis(tokens[:n_labelled, :-1], picks, axis=0)
+            extra = np.column_stack([extra, np.full(n_extra, self.mask_id_)])
+            tokens = np.vstack([tokens, extra])
+        locations = np.ones(tokens.shape[1])
+        locations[-1] = self.target_weight
+        return tokens, self._loss_weights(row_weights, len(tokens), locations)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit_chunks(self, chunks) -> AttentionMoEClassifier:
+        """Train on a table given in chunks of rows, never held whole as a DataFrame.
+
+        The chunks are read twice. The first pass learns the column encoder
+        (:meth:`TableEncoder.fit_chunks <attnmoe.tabular.encoding.TableEncoder.fit_chunks>`:
+        categories as a running set, numeric knots from a bounded sample of each
+        column, seeded by a fixed seed, not ``random_state``) and the classes; the
+        second writes every row's codes into one compact array
+        (:class:`~attnmoe.tabular.streaming.CodeTable`: int16 ids where the vocabulary
+        allows), on which the models train as :meth:`fit` trains them. The model
+        then equals ``fit(pandas.concat(Xs), numpy.concatenate(ys))`` whenever no
+        numeric column has more values than the encoder's sample holds
+        (:data:`~attnmoe.tabular.encoding.KNOT_SAMPLE`); beyond, its knots are the
+        sample's quantiles. Memory grows with the rows by the code array (two bytes
+        per cell with few codes) and training's own arrays, not by the DataFrame.
+        ``max_steps`` caps the training of a long table.
+
+        Parameters
+        ----------
+        chunks : iterable of (X, y) pairs
+            ``X`` a DataFrame or array-like of rows with the same columns in every
+            chunk, ``y`` its labels (none missing). A re-iterable: a list, a reader
+            whose ``iter()`` starts again at the first chunk, or a function that
+            returns a fresh iterator; a one-shot iterator (a generator) is refused
+            (``TypeError``). Both readings must give the same rows.
+
+        Returns
+        -------
+        self : AttentionMoEClassifier
+
+        Notes
+        -----
+        Not taken here: rows without a label (``X_unlabeled``) and sample weights.
+        A separate method rather than chunks passed to :meth:`fit`, so that ``fit``
+        keeps scikit-learn's contract (arrays and DataFrames only).
+        """
+        passes = chunk_passes(chunks)
+        self._check_combinations()
+        labels: list[np.ndarray] = []
+        n_rows = 0
+
+        def frames():  # the first pass: each chunk's rows, checked, and its labels
+            nonlocal n_rows
+            for k, (X, y) in enumerate(self._chunk_bar(passes(), "encoder", count_chunks(chunks))):
+                frame = self._frame(X, reset=k == 0)
+                labels.append(self._chunk_labels(y, len(frame), k))
+                n_rows += len(frame)
+                yield frame
+
+        self.encoder_ = TableEncoder(self.n_bins, self.max_categories).fit_chunks(frames())
+        self.classes_ = self._chunk_classes(labels)
+        self.mask_id_ = max(self.encoder_.n_codes, len(self.classes_))
+        table = CodeTable(n_rows, self.n_features_in_ + 1, self.mask_id_)
+        for X, y in self._chunk_bar(passes(), "codes", len(labels)):
+            frame = self._frame(X, reset=False)
+            codes = self.encoder_.encode(frame, self.mask_id_, warn=False)
+            y_codes = self._label_codes(_target_labels(y))
+            table.append(np.column_stack([codes, y_codes]))
+        tokens, weights = self._training_rows(table.result(), n_rows, None)
+        self.models_, self.histories_ = self._fit_models(tokens, self.mask_id_, weights)
+        from ..explain.usage import gate_baseline  # deferred: explain reads this module
+
+        self.gate_baseline_ = gate_baseline(self, TargetMaskedRows(tokens, n_rows, self.mask_id_))
+        return self
+
+    @staticmethod
+    def _chunk_labels(y, n_rows: int, chunk: int) -> np.ndarray:
+        """The distinct labels of one chunk's ``y`` (checked as :meth:`fit` checks ``y``)."""
+        if y is None:
+            raise ValueError(f"chunk {chunk}: y is None; every chunk is a pair (X, y)")
+        y = _target_labels(y)
+        if len(y) != n_rows:
+            raise ValueError(f"chunk {chunk}: X has {n_rows} rows but y has {len(y)}")
+        if pd.isna(y).any():
+            raise ValueError(f"chunk {chunk}: y contains missing labels")
+        _check_target_labels(y)
+        return _unique_labels(y)[0]
+
+    @staticmethod
+    def _chunk_classes(labels: list[np.ndarray]) -> np.ndarray:
+        """The classes of all chunks' distinct labels, as :meth:`fit` orders them."""
+        if len({part.dtype for part in labels}) > 1:  # numpy would turn 1 and "a" into text
+            labels = [part.astype(object) for part in labels]
+        distinct = np.concatenate(labels)
+        _check_target_labels(distinct)
+        return _unique_labels(distinct)[0]
+
+    def _label_codes(self, y: np.ndarray) -> np.ndarray:
+        """Each label's index in ``classes_`` (every label is one of them)."""
+        classes = self.classes_
+        if y.dtype == classes.dtype and y.dtype != object:  # classes_ is sorted
+            index = np.clip(np.searchsorted(classes, y), 0, len(classes) - 1)
+            if np.array_equal(classes[index], y):
+                return index
+        index = label_indices(classes, y)
+        if (index < 0).any():  # a label the first reading did not have
+            raise ValueError(
+                f"the chunks' second reading has label {y[index < 0][0]!r}, which the first "
+                "did not: they must give the same rows each time"
+            )
+        return index
 
     def _with_unlabeled(self, frame: pd.DataFrame, X_unlabeled) -> pd.DataFrame:
         """``frame`` with the rows of ``X_unlabeled`` below it, read with ``frame``'s dtypes."""
@@ -1116,6 +1237,38 @@ class AttentionMoEImputer(TransformerMixin, _TableMLM):
         if row_weights is None:
             weights = None  # unweighted, as before sample weights existed
         self.models_, self.histories_ = self._fit_models(tokens, self.mask_id_, weights)
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit_chunks(self, chunks) -> AttentionMoEImputer:
+        """Train the row model on a table given in chunks of rows, never held whole.
+
+        As :meth:`AttentionMoEClassifier.fit_chunks`, with chunks of rows alone
+        (DataFrames or array-likes with the same columns, missing cells allowed):
+        read twice, the encoder learnt in one pass, the codes kept in one compact
+        array. No sample weights.
+        """
+        passes = chunk_passes(chunks)
+        self._check_combinations()
+        n_rows = n_chunks = 0
+
+        def frames():  # the first pass: each chunk's rows, checked
+            nonlocal n_rows, n_chunks
+            for k, X in enumerate(self._chunk_bar(passes(), "encoder", count_chunks(chunks))):
+                frame = self._frame(X, reset=k == 0)
+                n_rows, n_chunks = n_rows + len(frame), k + 1
+                yield frame
+
+        self.encoder_ = TableEncoder(self.n_bins, self.max_categories).fit_chunks(frames())
+        empty = [c.name for c in self.encoder_.columns_ if c.n_codes == 0]
+        if empty:  # no value to learn or to fill with
+            raise ValueError(f"columns {empty} have no observed values; drop them before fitting")
+        self.mask_id_ = self.encoder_.n_codes
+        table = CodeTable(n_rows, self.n_features_in_, self.mask_id_)
+        for X in self._chunk_bar(passes(), "codes", n_chunks):
+            frame = self._frame(X, reset=False)
+            table.append(self.encoder_.encode(frame, self.mask_id_, warn=False))
+        self.models_, self.histories_ = self._fit_models(table.result(), self.mask_id_, None)
         return self
 
     @torch.no_grad()
