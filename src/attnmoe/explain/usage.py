@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..model.tables import MemberTables, covered
+
 _CHUNK = 4096
 
 
@@ -77,15 +79,11 @@ def gate_baseline(clf, tokens: torch.Tensor) -> dict[str, Any]:
         the ensemble members: the shares sum to one); ``heads`` (per head, the
         same averaged over the rows and the members); ``n_rows``.
     """
-    target = tokens.shape[1] - 1
     heads = 0.0
     for model in clf.models_:
         was_training = model.training
         model.eval()
-        total = 0.0
-        for first in range(0, len(tokens), _CHUNK):
-            weights = model.attention_weights(tokens[first : first + _CHUNK])[-1]
-            total = total + weights[:, :, target].double().sum(0).numpy()  # (H, L)
+        total = _target_gate_sums(model, tokens)
         model.train(was_training)
         heads = heads + total / max(len(tokens), 1)
     heads = np.asarray(heads) / len(clf.models_)
@@ -95,6 +93,33 @@ def gate_baseline(clf, tokens: torch.Tensor) -> dict[str, Any]:
         "heads": heads.tolist(),
         "n_rows": len(tokens),
     }
+
+
+def _target_gate_sums(model: torch.nn.Module, tokens: torch.Tensor) -> np.ndarray:
+    """The final layer's gates at the target (last) location, summed over the rows
+    ``(H, L)``. One-layer models read them from their experts-form score table: only the
+    target's query is needed, not every location's (a million rows in minutes less)."""
+    target = tokens.shape[1] - 1
+    total = np.zeros((model.config.n_heads, tokens.shape[1]))
+    if covered(model):
+        scores = MemberTables.of(model, n_classes=1).scores  # (H, L, V+1)
+        heads = np.arange(scores.shape[0])[None, :, None]
+        locations = np.arange(tokens.shape[1])[None, None, :]
+        for first in range(0, len(tokens), _CHUNK):
+            x = tokens[first : first + _CHUNK].numpy().astype(np.float64)
+            x[:, target] = model.config.mask_id
+            low = np.floor(x).astype(np.int64)
+            t = (x - low)[:, None, :]  # fractional codes mix two words' scores
+            high = np.where(t[:, 0] > 0, low + 1, low)[:, None, :]
+            low = low[:, None, :]
+            gate = (1 - t) * scores[heads, locations, low] + t * scores[heads, locations, high]
+            gate = np.exp(gate - gate.max(-1, keepdims=True))  # (B, H, L)
+            total += (gate / gate.sum(-1, keepdims=True)).sum(0)
+        return total
+    for first in range(0, len(tokens), _CHUNK):
+        weights = model.attention_weights(tokens[first : first + _CHUNK])[-1]
+        total += weights[:, :, target].double().sum(0).numpy()  # (H, L)
+    return total
 
 
 def expert_names(clf) -> list[str]:
