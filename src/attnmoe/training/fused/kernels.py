@@ -643,23 +643,20 @@ if HAVE_NUMBA:
             out[r] = acc
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
-    def rows_step(  # pragma: no cover - compiled
-        x, frac, fractional, rows, locs, W, G, T, R, columns, g_tables, pred_w, mask_id,
+    def _mixture_to_loss_and_back(  # pragma: no cover - compiled
+        x, frac, fractional, rows, locs, W, G, residual, R, columns, g_residual, pred_w, mask_id,
         inv_total, bert, eps,
     ):  # fmt: skip
-        # forward and backward of the predictions (sentence rows[p] of x, location
-        # locs[p] masked, loss weight pred_w[p]), given the tables: writes the
-        # per-prediction weights' gradients G (in _ROW_GRADIENTS order) and the
-        # tables'; returns the loss share. fractional: x holds the floors of codes
-        # whose fractions are frac (else frac is not read and x holds word ids)
+        # the part shared by both paths: from the mixtures O (R[1]) through W_O, the
+        # link, the output layer and the loss, and back to d loss / d O (R[3]); writes
+        # the per-prediction weights' gradients G and adds the masked locations' input
+        # gradient to g_residual; returns the loss share
         Wo, bo, Wout, bout = W[8], W[9], W[10], W[11]
         g1, b1, W1, c1, W2, c2, g2, b2 = W[12], W[13], W[14], W[15], W[16], W[17], W[18], W[19]
         gWo, gbo, gWout, gbout, gg1, gb1, gW1, gc1, gW2, gc2, gg2, gb2 = G
-        residual, values, scores, scores_exp = T[1], T[4], T[5], T[6]
-        g_scores, g_values, g_residual = g_tables
         n = rows.size  # predictions
         d, n_ff = Wo.shape[0], W1.shape[0]
-        A, O, GL, GO = R[0][:n], R[1][:n], R[2][:n], R[3][:n]
+        O, GL, GO = R[1][:n], R[2][:n], R[3][:n]
         C, N1 = _rows_of(columns[0], d, n), _rows_of(columns[1], d, n)
         H1, U = _rows_of(columns[2], d, n), _rows_of(columns[3], n_ff, n)
         RELU, N2 = _rows_of(columns[4], n_ff, n), _rows_of(columns[5], d, n)
@@ -667,16 +664,8 @@ if HAVE_NUMBA:
         GH, GF = _rows_of(columns[8], d, n), _rows_of(columns[9], d, n)
         GU, GC = _rows_of(columns[10], n_ff, n), _rows_of(columns[11], d, n)
         drop = _rows_of(columns[12], 2 * d, n)
-        g_scores[:] = 0.0
-        g_values[:] = 0.0
-        g_residual[:] = 0.0
         for a in (gg1, gb1, gg2, gb2):
             a[:] = 0.0
-        # forward: mixture (per prediction), W_O, link (per feature), output layer, loss
-        if fractional:
-            _mix_forward_codes(x, frac, rows, locs, mask_id, scores, scores_exp, T[8], values, A, O)
-        else:
-            _mix_forward(x, rows, locs, mask_id, scores, scores_exp, values, A, O)
         np.dot(Wo, O.T, C)  # (d, h dh) @ (h dh, P)
         _add_columns(C, bo)
         _link_forward(
@@ -705,6 +694,34 @@ if HAVE_NUMBA:
         np.dot(GC.T, Wo, GO)  # (P, d) @ (d, h dh)
         np.dot(GC, O, gWo)
         _row_sums(GC, gbo)
+        return loss
+
+    @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
+    def rows_step(  # pragma: no cover - compiled
+        x, frac, fractional, rows, locs, W, G, T, R, columns, g_tables, pred_w, mask_id,
+        inv_total, bert, eps,
+    ):  # fmt: skip
+        # forward and backward of the predictions (sentence rows[p] of x, location
+        # locs[p] masked, loss weight pred_w[p]), given the tables: writes the
+        # per-prediction weights' gradients G (in _ROW_GRADIENTS order) and the
+        # tables'; returns the loss share. fractional: x holds the floors of codes
+        # whose fractions are frac (else frac is not read and x holds word ids)
+        residual, values, scores, scores_exp = T[1], T[4], T[5], T[6]
+        g_scores, g_values, g_residual = g_tables
+        n = rows.size  # predictions
+        A, O, GO = R[0][:n], R[1][:n], R[3][:n]
+        g_scores[:] = 0.0
+        g_values[:] = 0.0
+        g_residual[:] = 0.0
+        # forward: mixture (per prediction), then W_O, link, output layer, loss and back
+        if fractional:
+            _mix_forward_codes(x, frac, rows, locs, mask_id, scores, scores_exp, T[8], values, A, O)
+        else:
+            _mix_forward(x, rows, locs, mask_id, scores, scores_exp, values, A, O)
+        loss = _mixture_to_loss_and_back(
+            x, frac, fractional, rows, locs, W, G, residual, R, columns, g_residual, pred_w,
+            mask_id, inv_total, bert, eps,
+        )  # fmt: skip
         if fractional:
             _mix_backward_codes(x, frac, rows, locs, mask_id, values, A, GO, g_scores, g_values)
         else:
