@@ -515,3 +515,23 @@ def test_the_tokens_path_in_float32_matches_to_float32_rounding():
         assert abs(fused_mlm_step(model, codes, path="tokens").item() - expected_loss) < 1e-5
         for name, param in model.named_parameters():
             assert torch.allclose(param.grad, expected[name], atol=1e-6, rtol=0), name
+
+
+def test_the_kernels_blas_runs_on_one_thread_while_any_fused_work_runs():
+    from threadpoolctl import threadpool_info
+
+    from attnmoe.training.fused import engine
+
+    def blas_threads():
+        found = threadpool_info()
+        return {i["filepath"]: i["num_threads"] for i in found if i["user_api"] == "blas"}
+
+    fused_mlm_step(_tabular_model(), torch.randint(0, 10, (4, 6)))  # loads the kernels' BLAS
+    before = blas_threads()
+    with engine._one_blas_thread():
+        with engine._one_blas_thread():  # e.g. ensemble members training at once
+            inside = blas_threads()
+        still = blas_threads()  # one user left: still one thread
+    assert before and set(inside.values()) == {1}
+    assert still == inside
+    assert blas_threads() == before  # restored after the last
