@@ -4,10 +4,11 @@ over table sizes (columns x distinct values per column).
 The paper's model (one BERT block, 5 heads of 4, d = 20, batches of 128 masked copies)
 on random tables of 2,000 rows, one thread. Each engine trains a few steps after a
 warm-up (numba's compilation is cached). The fused engine is timed on each path
-(:func:`attnmoe.training.fused.fused_path` forced): "tables", the old fused engine's
-only path (which it refused past 2,048 (location, word) pairs and 65,536 gate-table
-entries; timed here anyway), and "tokens"; the new fused engine takes the path the rule
-chooses. Prints a
+(:func:`attnmoe.training.fused.fused_path` forced): "tables" and "tokens"; the new
+fused engine takes the path the rule chooses. "Old fused" is the engine before the
+tokens path: the tables path with its BLAS calls on OpenBLAS's default threads (it
+refused tables past 2,048 (location, word) pairs and 65,536 gate-table entries; timed
+here anyway). Prints a
 Markdown table and writes it to ``--out``
 (``benchmarks/results/table_scale/fused_limit.md``)::
 
@@ -17,6 +18,7 @@ Markdown table and writes it to ``--out``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import time
 from pathlib import Path
@@ -29,6 +31,7 @@ from attnmoe.training import train_mlm
 from attnmoe.training.fused import engine as fused_engine
 
 RULE = fused_engine.fused_path
+ONE_BLAS_THREAD = fused_engine._one_blas_thread
 OUT = Path(__file__).resolve().parent / "results" / "table_scale" / "fused_limit.md"
 COLUMNS = (5, 10, 22, 32, 64)
 VALUES = (2, 10, 46, 128, 256)
@@ -58,9 +61,11 @@ def fused_bytes(length: int, vocab: int) -> float:
     return 4.0 * length * length * (vocab + 1) * (5 + 20)
 
 
-def forced_path(path: str | None) -> None:
-    """Make the fused engine take ``path`` (None: the rule's choice)."""
+def forced_path(path: str | None, old: bool = False) -> None:
+    """Make the fused engine take ``path`` (None: the rule's choice); ``old``: with its
+    BLAS calls on OpenBLAS's default threads, as before."""
     fused_engine.fused_path = RULE if path is None else (lambda model, length=None: path)
+    fused_engine._one_blas_thread = contextlib.nullcontext if old else ONE_BLAS_THREAD
 
 
 def seconds_per_step(engine: str, data: np.ndarray, vocab: int, steps: int) -> float:
@@ -99,12 +104,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    seconds_per_step("torch", tokens(300, 2, 3), 9, 2)  # imports and first calls
+    _difference("torch", tokens(300, 2, 3), 9, 2, repeats=1)  # imports and first calls
     lines = [
-        "| columns | values | pairs L·(V+1) | table L·h·L·(V+1) | old fused (tables) ms/step "
-        "| tokens path ms/step | new fused: path | new fused ms/step | torch ms/step "
-        "| torch / new fused |",
-        "|---:|---:|---:|---:|---:|---:|:---|---:|---:|---:|",
+        "| columns | values | pairs L·(V+1) | table L·h·L·(V+1) | old fused ms/step "
+        "| tables path ms/step | tokens path ms/step | new fused: path | new fused ms/step "
+        "| torch ms/step | torch / new fused |",
+        "|---:|---:|---:|---:|---:|---:|---:|:---|---:|---:|---:|",
     ]
     print(lines[0], flush=True)
     for n_columns in args.columns:
@@ -113,19 +118,20 @@ def main() -> None:
             vocab, length = max(n_values, 3), n_columns + 1
             table = length * 5 * length * (vocab + 1)
             torch_s = seconds_per_step("torch", data, vocab, args.steps)
-            times = {"tables": float("nan")}
-            for path in ("tables", "tokens"):
+            times = {"old": float("nan"), "tables": float("nan")}
+            for name, path in (("old", "tables"), ("tables", "tables"), ("tokens", "tokens")):
                 if path == "tables" and fused_bytes(length, vocab) > MAX_BYTES:
                     continue
-                forced_path(path)
+                forced_path(path, old=name == "old")
                 seconds_per_step("fused", data, vocab, 1)  # compile / warm up
-                times[path] = seconds_per_step("fused", data, vocab, args.steps)
+                times[name] = seconds_per_step("fused", data, vocab, args.steps)
             forced_path(None)
             chosen = RULE(model(vocab, length), length)
             new_s = times[chosen]
             line = (
                 f"| {n_columns} | {n_values} | {length * (vocab + 1):,} | {table:,} | "
-                f"{_ms(times['tables'])} | {_ms(times['tokens'])} | {chosen} | {_ms(new_s)} | "
+                f"{_ms(times['old'])} | {_ms(times['tables'])} | {_ms(times['tokens'])} | "
+                f"{chosen} | {_ms(new_s)} | "
                 f"{_ms(torch_s)} | {torch_s / new_s:.1f} |"
             )
             lines.append(line)

@@ -76,14 +76,15 @@ MAX_FUSED_D_MODEL = 64
 
 # The tables path's step follows the (location, word) pairs L x (V + 1), the tokens
 # path's the batch. Measured with the paper's model (one BERT block, 5 heads of 4,
-# d = 20), batches of 128 masked copies, float32, one thread, on a shared 2-core machine
-# (FusedMLM.train_epoch; tables / tokens ms per step): up to 282 pairs the tables path
-# is the faster, 1.4-4x (24 pairs: 0.09 / 0.37; 66: 0.11 / 0.24; 132:
-# 0.45 / 1.38; 260: 1.22 / 1.94; 282: 0.21 / 0.29), with one draw at parity (121: 0.40 /
-# 0.36); from 363 pairs on the tokens path is, 1.1-46x (363: 1.19 / 1.01; 517: 0.44 /
-# 0.40; 715: 2.87 / 1.98; 1,081, 22 columns and one of 46 values: 1.48 / 0.77; 1,542:
-# 10.4 / 0.62; 16,705, 64 columns of 256 values: 205 / 4.4). The rule: the tables path
-# up to this many pairs.
+# d = 20), batches of 128 masked copies, float32, one thread, on the shared 2-core
+# machine (benchmarks/probe_fused_limit.py, results in
+# benchmarks/results/table_scale/fused_limit.md; tables / tokens ms per step): up to
+# 282 pairs the tables path is the faster, 1.2-3x (24 pairs: 0.15 / 0.30; 66, the
+# paper's simulation: 0.17 / 0.35; 260: 1.77 / 2.60; 282: 0.33 / 0.40); at 363-517
+# pairs they are even (0.88 / 0.97, 0.53 / 0.54); from 715 pairs on the tokens path is
+# the faster, 1.2-15x (715: 5.98 / 3.60; 1,081, 22 columns and one of 46 values: 2.22 /
+# 1.12; 16,705, 64 columns of 256 values: 51.4 / 3.38). The rule: the tables path up to
+# this many pairs.
 MAX_TABLE_PATH_PAIRS = 300
 
 
