@@ -12,7 +12,7 @@ import torch
 
 from attnmoe.tabular import AttentionMoEClassifier
 from attnmoe.tabular.estimators import MAX_STEPS, SlowEngineWarning
-from attnmoe.training.fused import MAX_FUSED_PAIRS, MAX_FUSED_TABLE
+from attnmoe.training.fused import fused_path
 
 
 def _table(n_rows: int, n_columns: int, n_values: int = 4, seed: int = 0):
@@ -67,19 +67,19 @@ def test_auto_warns_once_when_it_must_take_the_torch_engine():
     assert caught[0].filename == __file__  # points at the caller's fit
 
 
-def test_a_table_past_the_fused_limit_warns_with_the_table_size(monkeypatch):
+def test_a_model_past_the_fused_limit_warns_with_the_size(monkeypatch):
+    # the table's size no longer limits the fused engine (its tokens path); the width does
     import attnmoe.training.fused.engine as engine
 
-    monkeypatch.setattr(engine, "MAX_FUSED_TABLE", 100)
-    monkeypatch.setattr(engine, "MAX_FUSED_PAIRS", 10)
+    monkeypatch.setattr(engine, "MAX_FUSED_D_MODEL", 10)
     X, y = _table(60, 3)
-    with pytest.warns(SlowEngineWarning, match=r"4 locations x \d+ words = \d+ \(location, word\)"):
+    with pytest.warns(SlowEngineWarning, match=r"d_model=20 is above its 10"):
         AttentionMoEClassifier(epochs=1, random_state=0).fit(X, y)
 
 
 def test_many_columns_of_few_values_train_on_the_fused_engine(capsys):
     """Issue 24: 22 columns, one of 46 values (a test score as whole numbers): past the
-    gate-table limit, but few (location, word) pairs, so fused."""
+    old gate-table limit, fused (its tokens path)."""
     X, y = _table(230, 22, n_values=2)
     X["c21"] = np.arange(230) % 46
     with warnings.catch_warnings():
@@ -87,8 +87,23 @@ def test_many_columns_of_few_values_train_on_the_fused_engine(capsys):
         clf = AttentionMoEClassifier(epochs=1, verbose=1, random_state=0).fit(X, y)
     model = clf.models_[0]
     length, words = 23, model.config.vocab_size + 1
-    assert length * 5 * length * words > MAX_FUSED_TABLE  # refused before the pairs' limit
-    assert length * words <= MAX_FUSED_PAIRS
+    assert length * 5 * length * words > 2**16  # the gate table: past the old limit
+    assert fused_path(model, length) == "tokens"
+    assert "MLM fused:" in capsys.readouterr().err
+
+
+def test_the_default_model_of_64_columns_of_256_values_trains_fused(capsys):
+    """Issue 24, item 1: the estimator's default model of a table of 64 columns of 256
+    distinct values each trains on the fused engine, without a SlowEngineWarning."""
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({f"c{j}": rng.permutation(300) % 256 for j in range(64)}).astype(str)
+    y = (rng.integers(0, 256, 300) % 3).astype(str)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SlowEngineWarning)
+        clf = AttentionMoEClassifier(epochs=1, verbose=1, random_state=0).fit(X, y)
+    model = clf.models_[0]
+    assert model.config.max_len == 65 and model.config.vocab_size >= 256
+    assert fused_path(model, 65) == "tokens"
     assert "MLM fused:" in capsys.readouterr().err
 
 

@@ -6,10 +6,12 @@ import torch
 
 from attnmoe import AttentionConfig, BidirectionalAttention, mlm_loss, train_mlm
 from attnmoe.training.fused import (
+    MAX_TABLE_PATH_PAIRS,
     DropoutStream,
     FusedAdam,
     FusedMLM,
     fused_mlm_step,
+    fused_path,
     fused_supported,
 )
 
@@ -370,3 +372,166 @@ def test_float32_models_take_fractional_codes_to_float32_rounding():
         assert abs(fused_mlm_step(model, codes).item() - expected_loss) < 1e-5
         for name, param in model.named_parameters():
             assert torch.allclose(param.grad, expected[name], atol=1e-6, rtol=0), name
+
+
+# -- wide tables: the tokens path (issue 24) ----------------------------------------
+
+#: (locations, words): the paper's size, 22 columns with one of 46 values (and the
+#: target), and 64 columns of 256 values
+WIDTHS = [(6, 10), (23, 46), (65, 256)]
+
+
+def _wide(length: int, vocab: int, seed: int = 0, **overrides) -> BidirectionalAttention:
+    return _tabular_model(seed=seed, vocab_size=vocab, max_len=length, **overrides)
+
+
+def _codes(n: int, length: int, vocab: int, seed: int, fractional: bool) -> torch.Tensor:
+    """Random rows with missing values (the mask id, ``vocab``); with ``fractional``,
+    most codes below ``vocab - 1`` get a fraction (floor + 1 must stay below the mask)."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, vocab + 1, (n, length), generator=generator)
+    if not fractional:
+        return x
+    fraction = torch.rand(x.shape, generator=generator, dtype=torch.float64)
+    fraction[torch.rand(x.shape, generator=generator) < 0.3] = 0.0
+    return torch.where(x < vocab - 1, x + fraction, x.double())
+
+
+@pytest.mark.parametrize("path", ["tables", "tokens"])
+@pytest.mark.parametrize(("length", "vocab"), WIDTHS)
+@pytest.mark.parametrize("codes", ["ids", "fractional"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_both_paths_equal_the_reference_at_every_width(path, length, vocab, codes, weighted):
+    model = _wide(length, vocab, block="bert" if weighted else "pure")
+    x = _codes(9, length, vocab, seed=length + vocab, fractional=codes == "fractional")
+    generator = torch.Generator().manual_seed(3)
+    weights = torch.rand(length, generator=generator, dtype=torch.float64) + 0.5
+    weights = weights if weighted else None
+    expected_loss, expected = _reference(model, x, weights)
+    for threads in (1, 3):
+        model.zero_grad(set_to_none=True)
+        loss = fused_mlm_step(model, x, weights, num_threads=threads, path=path)
+        assert abs(loss.item() - expected_loss) < 1e-10
+        for name, param in model.named_parameters():
+            assert torch.allclose(param.grad, expected[name], atol=1e-10, rtol=0), name
+
+
+@pytest.mark.parametrize("codes", ["ids", "fractional"])
+def test_the_tokens_path_takes_large_gates_exactly(codes):
+    # each prediction's softmax is shifted by its own max: no underflow to fall back from
+    model = _wide(23, 46, seed=13)
+    with torch.no_grad():
+        for layer in (model.layers[0].attention.query, model.layers[0].attention.key):
+            layer.weight.mul_(12.0)
+    x = _codes(6, 23, 46, seed=14, fractional=codes == "fractional")
+    expected_loss, expected = _reference(model, x, None)
+    model.zero_grad(set_to_none=True)
+    loss = fused_mlm_step(model, x, path="tokens")
+    assert abs(loss.item() - expected_loss) < 1e-10 * max(1.0, abs(expected_loss))
+    for name, param in model.named_parameters():
+        scale = max(1.0, float(expected[name].abs().max()))
+        assert torch.allclose(param.grad, expected[name], atol=1e-10 * scale, rtol=0), name
+
+
+def test_the_path_follows_the_pairs_and_wide_tables_are_fused():
+    paths = {(length, vocab): fused_path(_wide(length, vocab)) for length, vocab in WIDTHS}
+    assert paths == {(6, 10): "tables", (23, 46): "tokens", (65, 256): "tokens"}
+    assert fused_path(_wide(10, MAX_TABLE_PATH_PAIRS // 10 - 1)) == "tables"  # 10 x 30 pairs
+    assert fused_path(_wide(10, MAX_TABLE_PATH_PAIRS // 10)) == "tokens"
+    assert fused_path(_wide(65, 50), length=3) == "tables"  # short sentences: 3 x 51 pairs
+    assert fused_supported(_wide(65, 256))
+    assert fused_supported(_wide(65, 5000))  # the tokens path's cost follows the batch
+    wide = FusedMLM(_wide(65, 256), 65, 4)
+    assert wide.path == "tokens"
+    assert wide.tables[6].size == 0  # no (location, word) tables are built
+    assert FusedMLM(_wide(65, 256), 65, 4, path="tables").path == "tables"
+    with pytest.raises(ValueError, match="path must be"):
+        FusedMLM(_wide(6, 10), 6, 4, path="rows")
+
+
+def _engines_agree_wide(x, length, vocab, epochs, **train_kwargs):
+    """_assert_engines_agree on a wide model (the tokens path)."""
+    weights = torch.linspace(0.5, 2.0, length, dtype=torch.float64)
+    runs = []
+    for engine in ("torch", "fused"):
+        model = _wide(length, vocab, seed=9)
+        history = train_mlm(
+            model, x, epochs=epochs, position_weights=weights, seed=1, verbose=0, engine=engine,
+            **train_kwargs,
+        )  # fmt: skip
+        runs.append((np.array(history.train_loss), model.output.weight.detach()))
+    assert np.allclose(runs[0][0], runs[1][0], rtol=1e-6, atol=0)
+    assert torch.allclose(runs[0][1], runs[1][1], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("codes", ["ids", "fractional"])
+def test_the_tokens_path_trains_as_the_torch_engine(codes):
+    length, vocab = 23, 46
+    x = _codes(24, length, vocab, seed=31, fractional=codes == "fractional")
+    assert fused_path(_wide(length, vocab)) == "tokens"
+    for kwargs in (
+        dict(batch_size=8),
+        dict(batch_size=40, masking="copies"),
+        dict(batch_size=40, masking="copies", context_mask_rate=0.3),  # context hidden
+        dict(batch_size=8, num_threads=2),  # steps on two threads, torch's Adam
+    ):
+        _engines_agree_wide(x, length, vocab, epochs=2, **kwargs)
+
+
+def test_the_tokens_path_trains_a_table_of_64_columns_of_256_values():
+    x = _codes(6, 65, 256, seed=32, fractional=False)
+    _engines_agree_wide(x, 65, 256, epochs=1, batch_size=100, masking="copies")
+
+
+def test_tokens_path_epochs_mixing_word_id_and_fractional_batches_equal_python_steps():
+    # train_epoch's tokens path (Adam compiled) against step() + torch's Adam
+    length, vocab = 23, 46
+    x = _codes(24, length, vocab, seed=33, fractional=False).double()
+    x[8:16] = _codes(8, length, vocab, seed=34, fractional=True)  # the second batch only
+    compiled, reference = _wide(length, vocab, seed=23), _wide(length, vocab, seed=23)
+    fused = FusedMLM(compiled, length, 8)
+    assert fused.path == "tokens"
+    adam = FusedAdam(fused, lr=1e-2)
+    losses = fused.train_epoch(x.numpy(), np.arange(24), 8, adam)
+    stepper = FusedMLM(reference, length, 8)
+    optimizer = torch.optim.Adam(reference.parameters(), lr=1e-2)
+    expected = []
+    for first in range(0, 24, 8):
+        model_loss = mlm_loss(reference, x[first : first + 8])
+        expected.append(stepper.step(x[first : first + 8]))
+        assert abs(expected[-1] - model_loss.item()) < 1e-10
+        optimizer.step()
+    assert np.allclose(losses, expected, rtol=1e-9, atol=0)
+    for (name, a), b in zip(compiled.named_parameters(), reference.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-9, rtol=0), name
+
+
+def test_the_tokens_path_in_float32_matches_to_float32_rounding():
+    x = _codes(8, 23, 46, seed=35, fractional=True)
+    for codes in (x, x.float()):
+        model = _wide(23, 46, seed=26).float()
+        expected_loss, expected = _reference(model, codes, None)
+        model.zero_grad(set_to_none=True)
+        assert abs(fused_mlm_step(model, codes, path="tokens").item() - expected_loss) < 1e-5
+        for name, param in model.named_parameters():
+            assert torch.allclose(param.grad, expected[name], atol=1e-6, rtol=0), name
+
+
+def test_the_kernels_blas_runs_on_one_thread_while_any_fused_work_runs():
+    from threadpoolctl import threadpool_info
+
+    from attnmoe.training.fused import engine
+
+    def blas_threads():
+        found = threadpool_info()
+        return {i["filepath"]: i["num_threads"] for i in found if i["user_api"] == "blas"}
+
+    fused_mlm_step(_tabular_model(), torch.randint(0, 10, (4, 6)))  # loads the kernels' BLAS
+    before = blas_threads()
+    with engine._one_blas_thread():
+        with engine._one_blas_thread():  # e.g. ensemble members training at once
+            inside = blas_threads()
+        still = blas_threads()  # one user left: still one thread
+    assert before and set(inside.values()) == {1}
+    assert still == inside
+    assert blas_threads() == before  # restored after the last

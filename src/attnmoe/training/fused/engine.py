@@ -2,17 +2,29 @@
 
 The reference math is :mod:`attnmoe.model.attention` with
 :func:`~attnmoe.model.functional.mix_experts_one_pass`; this module computes the
-same loss and every gradient (tests hold them equal to 1e-10 in float64) but
-reads the model in its continuous-word-experts form. Per step it builds, once,
-the gate score table ``S[i, h, j, w]`` (masked location ``i``, head ``h``, expert
-location ``j`` holding word ``w``) and the expert table ``V[j, w, h, :]``, for the
-(location, word) pairs the batch holds; compiled loops (numba) then gather from
-them per prediction and mix, run the bert link and the output softmax over all
-predictions at once, and go back the same way, with the dense products
-(``W_O``, the output layer, weight gradients) as BLAS calls. Gradients of the
-tables are chained back to the embeddings and projections by hand, also once
-per step. :meth:`FusedMLM.train_epoch` runs a whole epoch of such steps, Adam
-included, in one compiled call.
+same loss and every gradient (tests hold them equal to 1e-10 in float64) with
+compiled loops (numba) and BLAS calls, in one of two ways (:func:`fused_path`):
+
+- ``"tables"`` reads the model in its continuous-word-experts form. Per step it
+  builds, once, the gate score table ``S[i, h, j, w]`` (masked location ``i``,
+  head ``h``, expert location ``j`` holding word ``w``), its exponentials, and the
+  expert table ``V[j, w, h, :]``, for the (location, word) pairs the batch holds;
+  each prediction then gathers its gates and experts from them. A step costs
+  about L x heads x L x (V + 1): the way for small tables.
+- ``"tokens"`` computes each prediction's gates from the batch's own tokens: keys
+  and values are affine in a token's input ``E[w] + P[j]``, so per step it
+  projects the words (``E Wk^T``) and the locations (``P Wk^T + bk``) apart, and a
+  sentence's keys and values are sums of those rows; each prediction scores its
+  L keys, takes its softmax (shifted by its own max) and mixes. The gradients of
+  the keys and values go back to the word and location rows the batch read. A
+  step costs about predictions x L x heads x d_head, whatever the vocabulary.
+
+Both then run the bert link and the output softmax over all predictions at
+once, and go back the same way, with the dense products (``W_O``, the output
+layer, weight gradients) as BLAS calls; the gradients of the tables (or of the
+word and location rows) are chained back to the embeddings and projections by
+hand, once per step. :meth:`FusedMLM.train_epoch` runs a whole epoch of such
+steps, Adam included, in one compiled call.
 
 Why: tabular models are tiny (L = 6 locations, d = 20) and trained in batches of
 ~21 rows. torch then spends its time dispatching a hundred small operators per
@@ -26,48 +38,59 @@ feature across all predictions (``(d, P)`` arrays), so its loops run over P, not
 over d = 20.
 
 Continuous codes (:mod:`attnmoe.model.functional`): a batch may hold floating
-codes. A fractional code (floor ``lo``, fraction ``t``) reads the tables at
-``lo`` and ``lo + 1``: its gate is ``exp((1 - t) S[.., lo] + t S[.., lo + 1] - max)``
-(the scores interpolated, as the model interpolates the key), its expert
-``(1 - t) V[j, lo] + t V[j, lo + 1]``, and as a target its loss is
-``(1 - t) CE(lo) + t CE(lo + 1)``; the backward splits each table gradient
-between ``lo`` and ``lo + 1`` by ``(1 - t, t)``. A batch without a fractional
-code runs the word-id kernels unchanged.
+codes. A fractional code (floor ``lo``, fraction ``t``) stands for the input
+``(1 - t) E[lo] + t E[lo + 1]``. The tables path reads the tables at ``lo`` and
+``lo + 1``: its gate is ``exp((1 - t) S[.., lo] + t S[.., lo + 1] - max)`` (the
+scores interpolated, as the model interpolates the key), its expert
+``(1 - t) V[j, lo] + t V[j, lo + 1]``; the tokens path interpolates the word rows
+of its key and value the same way. As a target its loss is
+``(1 - t) CE(lo) + t CE(lo + 1)``; the backward splits each gradient between
+``lo`` and ``lo + 1`` by ``(1 - t, t)``. A batch without a fractional code runs
+the word-id kernels unchanged.
 
 Eligible models (:func:`fused_supported`): one layer, ReLU feed-forward, biases,
-dense gates, no padding, CPU. Everything else trains with the reference path.
+dense gates, no padding, CPU, ``d_model`` up to :data:`MAX_FUSED_D_MODEL`.
+Everything else trains with the reference path.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 import torch
+from threadpoolctl import ThreadpoolController
 from torch import Tensor
 
 from ...model.attention import BidirectionalAttention
 from ...model.functional import split_codes
 from . import kernels
 
-# The kernel loops per prediction over d and reads (location, word) tables; for
-# text-sized models torch's BLAS path is the faster one. A model is fused when its gate
-# table (L x heads x L x (V + 1)) fits MAX_FUSED_TABLE, or its (location, word) pairs
-# (L x (V + 1)) fit MAX_FUSED_PAIRS: the step's cost follows the pairs. Measured with the
-# paper's model on one thread (benchmarks/probe_fused_limit.py, results in
-# benchmarks/results/table_scale/fused_limit.md): the fused step is 9-86x faster than torch's up to
-# 1,081 pairs (22 columns, one of 46 values, and the target: past the table limit),
-# 1.3-2.9x at 1,419-1,551 pairs, and from 2,827 pairs on 0.46-1.6x (slower at 10-32
-# columns, a little faster at 64, where torch's step is slow too): no clear gain there.
+# The kernels loop per prediction over d; for wider models torch's BLAS path is the
+# faster one.
 MAX_FUSED_D_MODEL = 64
-MAX_FUSED_TABLE = 2**16
-MAX_FUSED_PAIRS = 2048
+
+# The tables path's step follows the (location, word) pairs L x (V + 1), the tokens
+# path's the batch. Measured with the paper's model (one BERT block, 5 heads of 4,
+# d = 20), batches of 128 masked copies, float32, one thread, on the shared 2-core
+# machine (benchmarks/probe_fused_limit.py, results in
+# benchmarks/results/table_scale/fused_limit.md; tables / tokens ms per step): up to
+# 282 pairs the tables path is the faster, 1.2-3x (24 pairs: 0.15 / 0.30; 66, the
+# paper's simulation: 0.17 / 0.35; 260: 1.77 / 2.60; 282: 0.33 / 0.40); at 363-517
+# pairs they are even (0.88 / 0.97, 0.53 / 0.54); from 715 pairs on the tokens path is
+# the faster, 1.2-15x (715: 5.98 / 3.60; 1,081, 22 columns and one of 46 values: 2.22 /
+# 1.12; 16,705, 64 columns of 256 values: 51.4 / 3.38). The rule: the tables path up to
+# this many pairs.
+MAX_TABLE_PATH_PAIRS = 300
 
 
 def fused_supported(model: torch.nn.Module, length: int | None = None) -> bool:
     """Whether :class:`FusedMLM` computes exactly this model's MLM loss, and the
-    model is small enough for it to be the faster path."""
+    model is narrow enough (``d_model``) for it to be the faster path."""
     return fused_refusal(model, length) is None
 
 
@@ -81,19 +104,10 @@ def fused_refusal(model: torch.nn.Module, length: int | None = None) -> str | No
     cfg = model.config
     param = model.output.weight
     length = cfg.max_len if length is None else length
-    # beyond both sizes the fused step costs more than torch's (benchmarks/probe_fused_limit.py)
-    pairs = length * (cfg.vocab_size + 1)
-    table = pairs * cfg.n_heads * length
     checks = [
         (
             cfg.d_model <= MAX_FUSED_D_MODEL,
             f"d_model={cfg.d_model} is above its {MAX_FUSED_D_MODEL}",
-        ),
-        (
-            table <= MAX_FUSED_TABLE or pairs <= MAX_FUSED_PAIRS,
-            f"{length} locations x {cfg.vocab_size + 1} words = {pairs:,} (location, word) "
-            f"pairs are above its {MAX_FUSED_PAIRS:,} and the gate table, {table:,} "
-            f"entries, above its {MAX_FUSED_TABLE:,}",
         ),
         (cfg.n_layers == 1, f"n_layers={cfg.n_layers}, and it trains one layer"),
         (cfg.activation == "relu", f"activation={cfg.activation!r}, and it computes ReLU"),
@@ -113,6 +127,19 @@ def fused_refusal(model: torch.nn.Module, length: int | None = None) -> str | No
         ),
     ]
     return next((why for ok, why in checks if not ok), None)
+
+
+PATHS = ("tables", "tokens")
+
+
+def fused_path(model: torch.nn.Module, length: int | None = None) -> str:
+    """How :class:`FusedMLM` computes the mixtures of this model on sentences of
+    ``length`` locations: ``"tables"`` (gate scores and experts of the (location, word)
+    pairs, built once per step) up to :data:`MAX_TABLE_PATH_PAIRS` pairs, else
+    ``"tokens"`` (from the batch's own tokens); the same loss and gradients."""
+    cfg = model.config
+    length = cfg.max_len if length is None else length
+    return "tables" if length * (cfg.vocab_size + 1) <= MAX_TABLE_PATH_PAIRS else "tokens"
 
 
 class DropoutStream:
@@ -187,10 +214,21 @@ class _Workspace:
         self.columns = tuple(np.zeros(size * n_pred, z) for size in columns.values())
         self.drop = self.columns[-1]
         self.drop.fill(1.0)
-        self.g_scores = np.zeros((length, h, length, n_words), z)
-        self.g_values = np.zeros((length, n_words, h * dh), z)
-        self.g_residual = np.zeros((length, d), z)
-        self.table_grads = (self.g_scores, self.g_values, self.g_residual)
+        if fused.per_token:  # the word and location parts' gradients; no tables
+            empty = (np.zeros((0, 0, 0, 0), z), np.zeros((0, 0, 0), z), np.zeros((0, 0), z))
+            self.table_grads = empty
+            self.token_grads = (
+                *(np.zeros(a.shape, z) for a in fused.token_tables[:4]),
+                np.zeros((length, h * dh), z),  # the scaled queries'
+                np.zeros((length, d), z),  # the residual's (the mask's input)
+            )
+        else:
+            self.table_grads = (
+                np.zeros((length, h, length, n_words), z),  # gate scores
+                np.zeros((length, n_words, h * dh), z),  # experts (values)
+                np.zeros((length, d), z),  # the residual
+            )
+            self.token_grads = tuple(np.zeros((0, 0), z) for _ in range(6))
         self.grads = {k: np.zeros(fused.params[k].shape, z) for k in _ROW_GRADIENTS}
         self.row_grads = tuple(self.grads[k] for k in _ROW_GRADIENTS)
 
@@ -215,6 +253,14 @@ class _Workspace:
         loss share. ``frac``: the fractions of the codes whose floors ``tokens`` holds
         (None: word ids)."""
         n_pred = tokens.size
+        if fused.per_token:
+            return kernels.tokens_step(
+                tokens, fused.no_frac if frac is None else frac, frac is not None,
+                fused.pred_rows[:n_pred], fused.pred_locs[:n_pred], fused.model.config.n_heads,
+                fused.weight_arrays, self.row_grads, fused.token_tables, self.row_arrays,
+                self.columns, self.token_grads, weights, fused.model.config.mask_id, inv_total,
+                fused.bert, fused.eps,
+            )  # fmt: skip
         return kernels.rows_step(
             tokens, fused.no_frac if frac is None else frac, frac is not None,
             fused.pred_rows[:n_pred], fused.pred_locs[:n_pred], fused.weight_arrays,
@@ -249,6 +295,9 @@ class FusedMLM:
         The batch's sentences are split into this many slices computed at once
         on as many threads (the compiled parts release the GIL); results equal
         one thread's up to the order of floating-point sums.
+    path
+        ``"tables"`` or ``"tokens"``: how the mixtures are computed (the same loss
+        and gradients up to rounding); None takes :func:`fused_path`'s choice.
     """
 
     def __init__(
@@ -259,10 +308,15 @@ class FusedMLM:
         position_weights: Tensor | None = None,
         dropout: DropoutStream | None = None,
         num_threads: int = 1,
+        path: str | None = None,
     ) -> None:
         if not fused_supported(model, length):
             raise ValueError("this model is not supported by the fused kernel (fused_supported)")
         cfg = model.config
+        if path not in (None, *PATHS):
+            raise ValueError(f"path must be one of {PATHS} or None, got {path!r}")
+        self.path = fused_path(model, length) if path is None else path
+        self.per_token = self.path == "tokens"
         self.model, self.length, self.max_rows = model, length, max_rows
         self.dropout, self.num_threads = dropout, max(1, min(int(num_threads), max_rows))
         self.dtype = model.output.weight.dtype
@@ -314,21 +368,33 @@ class FusedMLM:
         h, dh, d = cfg.n_heads, cfg.d_head, cfg.d_model
         n_words, z = cfg.vocab_size + 1, self.np_dtype
         self.scale = 1.0 / math.sqrt(dh)
-        self.inputs = np.zeros((length, n_words, d), z)  # E[w] + P[j]
-        self.residual = np.zeros((length, d), z)  # the masked location's input
-        self.queries = np.zeros((length, h * dh), z)  # scaled, at the mask
-        self.keys = np.zeros((length, n_words, h * dh), z)
-        self.values = np.zeros((length, n_words, h * dh), z)
-        self.scores = np.zeros((length, h, length, n_words), z)
-        # exp(score - max over the (i, h) slice), repeated over the head's dh units so
-        # that the mixture runs over whole h * dh rows
-        self.scores_exp = np.zeros((length, length, n_words, h * dh), z)
-        self.used = np.zeros((length, n_words), np.bool_)  # (location, word) pairs in the batch
-        self.score_tops = np.zeros((length, h), z)  # the max of each (i, h) score slice
+        # each path's per-step arrays; the other path's are empty placeholders (the
+        # compiled epoch takes both)
+        pairs = (0, 0) if self.per_token else (length, n_words)
+        words, lengths, hd = (n_words, length, h * dh) if self.per_token else (0, 0, 0)
         self.tables = (
-            self.inputs, self.residual, self.queries, self.keys, self.values, self.scores,
-            self.scores_exp, self.used, self.score_tops,
-        )  # fmt: skip
+            np.zeros((*pairs, d), z),  # inputs E[w] + P[j]
+            np.zeros((length, d), z),  # the residual: the masked location's input
+            np.zeros((length, h * dh), z),  # queries, scaled, at the mask
+            np.zeros((*pairs, h * dh), z),  # keys
+            np.zeros((*pairs, h * dh), z),  # values
+            np.zeros((pairs[0], h, *pairs), z),  # gate scores
+            # exp(score - max over the (i, h) slice), repeated over the head's dh units
+            # so that the mixture runs over whole h * dh rows
+            np.zeros((pairs[0], *pairs, h * dh), z),
+            np.zeros(pairs, np.bool_),  # the (location, word) pairs the batch reads
+            np.zeros((length, h), z),  # the max of each (i, h) score slice
+        )
+        self.token_tables = (
+            np.zeros((words, hd), z),  # word parts of the keys, E[w] Wk^T
+            np.zeros((words, hd), z),  # and of the values
+            np.zeros((lengths, hd), z),  # location parts, P[j] Wk^T + bk
+            np.zeros((lengths, hd), z),
+            np.zeros((length, d), z),  # the residual: the mask's input E[m] + P[i]
+            np.zeros((lengths, hd), z),  # the mask's scaled query at each location
+            np.zeros((lengths, hd), z),  # the mask's key
+            np.zeros((lengths, hd), z),  # the mask's value
+        )
         self.no_frac = np.zeros((1, length), z)  # the fractions' argument of word-id batches
         self.weight_arrays = tuple(self.params[k] for k in _WEIGHTS)
         self.table_weight_grads = tuple(self.grads[k] for k in _TABLE_WEIGHTS)
@@ -373,11 +439,25 @@ class FusedMLM:
         total = float(((tokens != cfg.mask_id) * batch_weights).sum())
         if total <= 0:
             raise ValueError("nothing to predict: every location holds the mask token")
+        with _one_blas_thread():
+            return self._step(tokens, frac, flat_weights, total)
+
+    def _step(
+        self, tokens: np.ndarray, frac: np.ndarray | None, flat_weights: np.ndarray, total: float
+    ) -> float:
+        cfg = self.model.config
+        n, length = tokens.shape
         rate = self._dropout_rate()
-        kernels.mark_used(tokens, cfg.mask_id, self.used)
-        if frac is not None:
-            kernels.mark_neighbours(tokens, frac, self.used)
-        kernels.tables_forward(self.weight_arrays, cfg.mask_id, self.scale, self.tables)
+        if self.per_token:
+            kernels.token_tables_forward(
+                self.weight_arrays, cfg.mask_id, self.scale, self.token_tables
+            )
+        else:
+            used = self.tables[7]
+            kernels.mark_used(tokens, cfg.mask_id, used)
+            if frac is not None:
+                kernels.mark_neighbours(tokens, frac, used)
+            kernels.tables_forward(self.weight_arrays, cfg.mask_id, self.scale, self.tables)
 
         # each thread takes a contiguous slice of sentences (and their dropout masks)
         bounds = [n * k // self.num_threads for k in range(self.num_threads + 1)]
@@ -405,12 +485,15 @@ class FusedMLM:
             losses = [f.result() for f in futures]
         spaces = [job[0] for job in jobs]
 
-        table_grads = spaces[0].table_grads
+        kind = "token_grads" if self.per_token else "table_grads"
+        table_grads = getattr(spaces[0], kind)
         if len(spaces) > 1:
-            parts = zip(*(ws.table_grads for ws in spaces), strict=True)
+            parts = zip(*(getattr(ws, kind) for ws in spaces), strict=True)
             table_grads = tuple(sum(part) for part in parts)
-        kernels.tables_backward(
-            table_grads, self.weight_arrays, cfg.mask_id, self.scale, self.tables,
+        backward = kernels.token_tables_backward if self.per_token else kernels.tables_backward
+        tables = self.token_tables if self.per_token else self.tables
+        backward(
+            table_grads, self.weight_arrays, cfg.mask_id, self.scale, tables,
             self.table_weight_grads,
         )  # fmt: skip
         for name in _ROW_GRADIENTS:
@@ -483,13 +566,15 @@ class FusedMLM:
         grads = self.table_weight_grads + ws.row_grads
         groups = tuple(zip(self.weight_arrays, grads, adam.first, adam.second, strict=True))
         losses = np.zeros(-(-len(order) // per_step))
-        steps, status = kernels.train_epoch(
-            tokens, self.no_frac if frac is None else frac, frac is not None, order, per_step,
-            copies, stride, self.weight_arrays, grads, groups, self.tables,
-            ws.row_arrays, ws.columns, ws.table_grads, self.loss_weights,
-            self.model.config.mask_id, self.bert, self.eps, self.scale, state, threshold,
-            65536.0 / (65536 - threshold), adam.hyper(), losses,
-        )  # fmt: skip
+        with _one_blas_thread():
+            steps, status = kernels.train_epoch(
+                tokens, self.no_frac if frac is None else frac, frac is not None, order,
+                per_step, copies, stride, self.weight_arrays, grads, groups, self.tables,
+                ws.row_arrays, ws.columns, ws.table_grads, self.loss_weights,
+                self.model.config.mask_id, self.bert, self.eps, self.scale, state, threshold,
+                65536.0 / (65536 - threshold), adam.hyper(), losses, self.per_token,
+                self.model.config.n_heads, self.token_tables, ws.token_grads,
+            )  # fmt: skip
         adam.steps += steps
         if status == 1:
             raise FloatingPointError(f"the MLM loss became {losses[steps]} at step {steps + 1}")
@@ -542,6 +627,33 @@ class FusedAdam:
         )
 
 
+_BLAS: dict = {"controller": None, "users": 0, "limiter": None}
+_BLAS_LOCK = threading.Lock()
+
+
+@contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """Run the kernels' BLAS calls (numba's ``np.dot``: SciPy's OpenBLAS) on one thread
+    while any fused step or epoch runs; the setting before is restored after the last."""
+    # OpenBLAS runs a product on every core by default, next to the engine's own
+    # threads; on a loaded 2-core machine a step's projections took 30 ms instead of 0.1
+    with _BLAS_LOCK:
+        if _BLAS["controller"] is None:
+            import scipy.linalg.cython_blas  # noqa: F401 - loaded, so that the scan finds it
+
+            _BLAS["controller"] = ThreadpoolController()
+        if _BLAS["users"] == 0:
+            _BLAS["limiter"] = _BLAS["controller"].limit(limits=1, user_api="blas")
+        _BLAS["users"] += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS["users"] -= 1
+            if _BLAS["users"] == 0:
+                _BLAS["limiter"].restore_original_limits()
+
+
 _POOL: tuple[int, ThreadPoolExecutor] | None = None
 
 
@@ -567,14 +679,15 @@ def fused_mlm_step(
     position_weights: Tensor | None = None,
     dropout: DropoutStream | None = None,
     num_threads: int = 1,
+    path: str | None = None,
 ) -> Tensor:
     """One-off :meth:`FusedMLM.step`: the loss of every location of ``x`` masked
     alone, its gradients written to ``.grad`` (replacing what was there).
 
     Equals ``mlm_loss(model, x, position_weights=...)`` followed by ``backward()``
     (in training mode the dropout masks come from ``dropout``); ``x`` holds word
-    ids or floating codes. Training loops
+    ids or floating codes; ``path`` as :class:`FusedMLM`'s. Training loops
     should build one :class:`FusedMLM` and call its ``step``.
     """
-    fused = FusedMLM(model, x.shape[1], len(x), position_weights, dropout, num_threads)
+    fused = FusedMLM(model, x.shape[1], len(x), position_weights, dropout, num_threads, path)
     return torch.tensor(fused.step(x), dtype=model.output.weight.dtype)

@@ -643,23 +643,20 @@ if HAVE_NUMBA:
             out[r] = acc
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
-    def rows_step(  # pragma: no cover - compiled
-        x, frac, fractional, rows, locs, W, G, T, R, columns, g_tables, pred_w, mask_id,
+    def _mixture_to_loss_and_back(  # pragma: no cover - compiled
+        x, frac, fractional, rows, locs, W, G, residual, R, columns, g_residual, pred_w, mask_id,
         inv_total, bert, eps,
     ):  # fmt: skip
-        # forward and backward of the predictions (sentence rows[p] of x, location
-        # locs[p] masked, loss weight pred_w[p]), given the tables: writes the
-        # per-prediction weights' gradients G (in _ROW_GRADIENTS order) and the
-        # tables'; returns the loss share. fractional: x holds the floors of codes
-        # whose fractions are frac (else frac is not read and x holds word ids)
+        # the part shared by both paths: from the mixtures O (R[1]) through W_O, the
+        # link, the output layer and the loss, and back to d loss / d O (R[3]); writes
+        # the per-prediction weights' gradients G and adds the masked locations' input
+        # gradient to g_residual; returns the loss share
         Wo, bo, Wout, bout = W[8], W[9], W[10], W[11]
         g1, b1, W1, c1, W2, c2, g2, b2 = W[12], W[13], W[14], W[15], W[16], W[17], W[18], W[19]
         gWo, gbo, gWout, gbout, gg1, gb1, gW1, gc1, gW2, gc2, gg2, gb2 = G
-        residual, values, scores, scores_exp = T[1], T[4], T[5], T[6]
-        g_scores, g_values, g_residual = g_tables
         n = rows.size  # predictions
         d, n_ff = Wo.shape[0], W1.shape[0]
-        A, O, GL, GO = R[0][:n], R[1][:n], R[2][:n], R[3][:n]
+        O, GL, GO = R[1][:n], R[2][:n], R[3][:n]
         C, N1 = _rows_of(columns[0], d, n), _rows_of(columns[1], d, n)
         H1, U = _rows_of(columns[2], d, n), _rows_of(columns[3], n_ff, n)
         RELU, N2 = _rows_of(columns[4], n_ff, n), _rows_of(columns[5], d, n)
@@ -667,16 +664,8 @@ if HAVE_NUMBA:
         GH, GF = _rows_of(columns[8], d, n), _rows_of(columns[9], d, n)
         GU, GC = _rows_of(columns[10], n_ff, n), _rows_of(columns[11], d, n)
         drop = _rows_of(columns[12], 2 * d, n)
-        g_scores[:] = 0.0
-        g_values[:] = 0.0
-        g_residual[:] = 0.0
         for a in (gg1, gb1, gg2, gb2):
             a[:] = 0.0
-        # forward: mixture (per prediction), W_O, link (per feature), output layer, loss
-        if fractional:
-            _mix_forward_codes(x, frac, rows, locs, mask_id, scores, scores_exp, T[8], values, A, O)
-        else:
-            _mix_forward(x, rows, locs, mask_id, scores, scores_exp, values, A, O)
         np.dot(Wo, O.T, C)  # (d, h dh) @ (h dh, P)
         _add_columns(C, bo)
         _link_forward(
@@ -705,11 +694,288 @@ if HAVE_NUMBA:
         np.dot(GC.T, Wo, GO)  # (P, d) @ (d, h dh)
         np.dot(GC, O, gWo)
         _row_sums(GC, gbo)
+        return loss
+
+    @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
+    def rows_step(  # pragma: no cover - compiled
+        x, frac, fractional, rows, locs, W, G, T, R, columns, g_tables, pred_w, mask_id,
+        inv_total, bert, eps,
+    ):  # fmt: skip
+        # forward and backward of the predictions (sentence rows[p] of x, location
+        # locs[p] masked, loss weight pred_w[p]), given the tables: writes the
+        # per-prediction weights' gradients G (in _ROW_GRADIENTS order) and the
+        # tables'; returns the loss share. fractional: x holds the floors of codes
+        # whose fractions are frac (else frac is not read and x holds word ids)
+        residual, values, scores, scores_exp = T[1], T[4], T[5], T[6]
+        g_scores, g_values, g_residual = g_tables
+        n = rows.size  # predictions
+        A, O, GO = R[0][:n], R[1][:n], R[3][:n]
+        g_scores[:] = 0.0
+        g_values[:] = 0.0
+        g_residual[:] = 0.0
+        # forward: mixture (per prediction), then W_O, link, output layer, loss and back
+        if fractional:
+            _mix_forward_codes(x, frac, rows, locs, mask_id, scores, scores_exp, T[8], values, A, O)
+        else:
+            _mix_forward(x, rows, locs, mask_id, scores, scores_exp, values, A, O)
+        loss = _mixture_to_loss_and_back(
+            x, frac, fractional, rows, locs, W, G, residual, R, columns, g_residual, pred_w,
+            mask_id, inv_total, bert, eps,
+        )  # fmt: skip
         if fractional:
             _mix_backward_codes(x, frac, rows, locs, mask_id, values, A, GO, g_scores, g_values)
         else:
             _mix_backward(x, rows, locs, mask_id, values, A, GO, g_scores, g_values)
         return loss
+
+    # -- the token path: gates from the batch's own tokens, no (location, word) tables --
+
+    @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
+    def token_tables_forward(W, mask_id, scale, K):  # pragma: no cover - compiled
+        # keys and values are affine in a token's input E[w] + P[j], so they split into a
+        # word part E[w] Wk^T and a location part P[j] Wk^T + bk: vocabulary- and
+        # length-sized products per step, summed per token when the mixture reads them.
+        # Also the mask's input (the residual), scaled query, key and value at every location
+        E, P, Wq, bq, Wk, bk, Wv, bv = W[0], W[1], W[2], W[3], W[4], W[5], W[6], W[7]
+        word_keys, word_values, loc_keys, loc_values, residual, queries, mask_keys, mask_values = K
+        length, d = residual.shape
+        hd = queries.shape[1]
+        positions = P[:length]
+        np.dot(E, Wk.T, word_keys)  # (W, d) @ (d, h dh)
+        np.dot(E, Wv.T, word_values)
+        np.dot(positions, Wk.T, loc_keys)  # (L, d) @ (d, h dh)
+        np.dot(positions, Wv.T, loc_values)
+        _add_rows(loc_keys, bk)
+        _add_rows(loc_values, bv)
+        for i in range(length):
+            for k in range(d):
+                residual[i, k] = E[mask_id, k] + P[i, k]
+        np.dot(residual, Wq.T, queries)
+        for i in range(length):
+            for o in range(hd):
+                queries[i, o] = (queries[i, o] + bq[o]) * scale
+                mask_keys[i, o] = word_keys[mask_id, o] + loc_keys[i, o]
+                mask_values[i, o] = word_values[mask_id, o] + loc_values[i, o]
+
+    @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy", inline="always")
+    def _token_rows(x, frac, fractional, b, words, locations, out):  # pragma: no cover
+        # out[j] = the word part of sentence b's token j (a fractional code's two words
+        # interpolated) plus location j's part
+        for j in range(x.shape[1]):
+            w = x[b, j]
+            t = frac[b, j] if fractional else 0.0
+            low, loc, row = words[w], locations[j], out[j]
+            if t == 0.0:
+                for o in range(row.size):
+                    row[o] = low[o] + loc[o]
+            else:
+                high = words[w + 1]
+                for o in range(row.size):
+                    row[o] = (1.0 - t) * low[o] + t * high[o] + loc[o]
+
+    @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy", inline="always")
+    def _scatter_rows(x, frac, fractional, b, g_rows, g_words, g_locations):  # pragma: no cover
+        # _token_rows backwards: adds g_rows[j] to its word(s) and location, then zeroes it
+        for j in range(x.shape[1]):
+            w = x[b, j]
+            t = frac[b, j] if fractional else 0.0
+            low, loc, row = g_words[w], g_locations[j], g_rows[j]
+            if t == 0.0:
+                for o in range(row.size):
+                    low[o] += row[o]
+                    loc[o] += row[o]
+                    row[o] = 0.0
+            else:
+                high = g_words[w + 1]
+                for o in range(row.size):
+                    low[o] += (1.0 - t) * row[o]
+                    high[o] += t * row[o]
+                    loc[o] += row[o]
+                    row[o] = 0.0
+
+    @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
+    def _mix_forward_tokens(  # pragma: no cover - compiled
+        x, frac, fractional, rows, locs, mask_id, n_heads, K, A, O
+    ):
+        # per prediction p (location i = locs[p] of sentence b = rows[p] masked): the
+        # sentence's keys and values (built once per sentence), the scores q_i . k_j per
+        # head (k_i the mask's), the softmax shifted by the prediction's own max, and
+        # o = sum_j gate v_j. A[p, j] holds the gates repeated over each head's dh units
+        word_keys, word_values, loc_keys, loc_values = K[0], K[1], K[2], K[3]
+        queries, mask_keys, mask_values = K[5], K[6], K[7]
+        length = x.shape[1]
+        hd = O.shape[1]
+        dh = hd // n_heads
+        keys = np.empty((length, hd), O.dtype)
+        values = np.empty((length, hd), O.dtype)
+        scores = np.empty((length, n_heads), O.dtype)
+        top = np.empty(n_heads, O.dtype)
+        z = np.empty(hd, O.dtype)
+        acc = np.empty(hd, O.dtype)
+        last = -1
+        for p in range(rows.size):
+            b, i = rows[p], locs[p]
+            if b != last:
+                _token_rows(x, frac, fractional, b, word_keys, loc_keys, keys)
+                _token_rows(x, frac, fractional, b, word_values, loc_values, values)
+                last = b
+            query = queries[i]
+            for hh in range(n_heads):
+                top[hh] = -np.inf
+            for j in range(length):
+                key = mask_keys[i] if j == i else keys[j]
+                for hh in range(n_heads):
+                    s = 0.0
+                    for o in range(hh * dh, (hh + 1) * dh):
+                        s += query[o] * key[o]
+                    scores[j, hh] = s
+                    top[hh] = max(top[hh], s)
+            for o in range(hd):
+                z[o] = 0.0
+                acc[o] = 0.0
+            for j in range(length):
+                value = mask_values[i] if j == i else values[j]
+                gates = A[p, j]
+                for hh in range(n_heads):
+                    gate = math.exp(scores[j, hh] - top[hh])
+                    for o in range(hh * dh, (hh + 1) * dh):
+                        gates[o] = gate
+                for o in range(hd):
+                    z[o] += gates[o]
+                    acc[o] += gates[o] * value[o]
+            out = O[p]
+            for o in range(hd):
+                z[o] = 1.0 / z[o]
+                out[o] = acc[o] * z[o]
+            for j in range(length):
+                gates = A[p, j]
+                for o in range(hd):
+                    gates[o] *= z[o]
+
+    @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
+    def _mix_backward_tokens(  # pragma: no cover - compiled
+        x, frac, fractional, rows, locs, mask_id, n_heads, K, A, GO, g_tok
+    ):
+        # d loss / d o (GO) back to the word and location parts of the keys and values
+        # and to the queries (adds to g_tok). A sentence's token gradients are summed
+        # over its predictions, then scattered to its words and locations once
+        word_keys, word_values, loc_keys, loc_values = K[0], K[1], K[2], K[3]
+        queries, mask_keys, mask_values = K[5], K[6], K[7]
+        g_word_keys, g_word_values, g_loc_keys, g_loc_values, g_queries = g_tok[:5]
+        length = x.shape[1]
+        hd = GO.shape[1]
+        dh = hd // n_heads
+        keys = np.empty((length, hd), GO.dtype)
+        values = np.empty((length, hd), GO.dtype)
+        g_keys = np.zeros((length, hd), GO.dtype)
+        g_values = np.zeros((length, hd), GO.dtype)
+        g_mask_keys = np.zeros((length, hd), GO.dtype)
+        g_mask_values = np.zeros((length, hd), GO.dtype)
+        g_gate = np.empty((length, n_heads), GO.dtype)
+        dot = np.empty(n_heads, GO.dtype)
+        prod = np.empty(hd, GO.dtype)
+        n_pred = rows.size
+        last = -1
+        for p in range(n_pred):
+            b, i = rows[p], locs[p]
+            if b != last:
+                _token_rows(x, frac, fractional, b, word_keys, loc_keys, keys)
+                _token_rows(x, frac, fractional, b, word_values, loc_values, values)
+                last = b
+            grad, query, g_query = GO[p], queries[i], g_queries[i]
+            for hh in range(n_heads):
+                dot[hh] = 0.0
+            for j in range(length):
+                value = mask_values[i] if j == i else values[j]
+                target = g_mask_values[i] if j == i else g_values[j]
+                gates = A[p, j]
+                for o in range(hd):
+                    prod[o] = grad[o] * value[o]
+                    target[o] += gates[o] * grad[o]
+                for hh in range(n_heads):
+                    acc = prod[hh * dh]
+                    for o in range(hh * dh + 1, (hh + 1) * dh):
+                        acc += prod[o]
+                    g_gate[j, hh] = acc
+                    dot[hh] += gates[hh * dh] * acc
+            for j in range(length):
+                key = mask_keys[i] if j == i else keys[j]
+                g_key = g_mask_keys[i] if j == i else g_keys[j]
+                gates = A[p, j]
+                for hh in range(n_heads):
+                    g_score = gates[hh * dh] * (g_gate[j, hh] - dot[hh])
+                    for o in range(hh * dh, (hh + 1) * dh):
+                        g_key[o] += g_score * query[o]
+                        g_query[o] += g_score * key[o]
+            if p + 1 == n_pred or rows[p + 1] != b:  # the sentence's last prediction
+                _scatter_rows(x, frac, fractional, b, g_keys, g_word_keys, g_loc_keys)
+                _scatter_rows(x, frac, fractional, b, g_values, g_word_values, g_loc_values)
+        for i in range(length):  # the mask's key and value: E[mask] + P[i]
+            for o in range(hd):
+                g_word_keys[mask_id, o] += g_mask_keys[i, o]
+                g_loc_keys[i, o] += g_mask_keys[i, o]
+                g_word_values[mask_id, o] += g_mask_values[i, o]
+                g_loc_values[i, o] += g_mask_values[i, o]
+
+    @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
+    def tokens_step(  # pragma: no cover - compiled
+        x, frac, fractional, rows, locs, n_heads, W, G, K, R, columns, g_tok, pred_w, mask_id,
+        inv_total, bert, eps,
+    ):  # fmt: skip
+        # rows_step's work on the token path: the mixture from the batch's own tokens
+        # (K: token_tables_forward's projections); writes G and the gradients of K's
+        # word and location parts, queries and residual (g_tok); returns the loss share
+        n = rows.size  # predictions
+        A, O, GO = R[0][:n], R[1][:n], R[3][:n]
+        for g in g_tok:
+            g[:] = 0.0
+        _mix_forward_tokens(x, frac, fractional, rows, locs, mask_id, n_heads, K, A, O)
+        loss = _mixture_to_loss_and_back(
+            x, frac, fractional, rows, locs, W, G, K[4], R, columns, g_tok[5], pred_w,
+            mask_id, inv_total, bert, eps,
+        )  # fmt: skip
+        _mix_backward_tokens(x, frac, fractional, rows, locs, mask_id, n_heads, K, A, GO, g_tok)
+        return loss
+
+    @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
+    def token_tables_backward(g_tok, W, mask_id, scale, K, G):  # pragma: no cover - compiled
+        # chain rule from the word and location parts, the queries and the residual
+        # back to embeddings and projections (overwrites G)
+        g_word_keys, g_word_values, g_loc_keys, g_loc_values, g_queries, g_residual = g_tok
+        E, P, Wq, Wk, Wv = W[0], W[1], W[2], W[4], W[6]
+        residual = K[4]
+        gE, gP, gWq, gbq, gWk, gbk, gWv, gbv = G
+        length, d = residual.shape
+        positions = P[:length]
+        np.dot(g_word_keys.T, E, gWk)  # (h dh, W) @ (W, d)
+        np.dot(g_word_values.T, E, gWv)
+        g_pos_keys = np.dot(g_loc_keys.T, positions)  # (h dh, L) @ (L, d)
+        g_pos_values = np.dot(g_loc_values.T, positions)
+        for o in range(gWk.shape[0]):
+            for k in range(d):
+                gWk[o, k] += g_pos_keys[o, k]
+                gWv[o, k] += g_pos_values[o, k]
+        _column_sums(g_loc_keys, gbk)
+        _column_sums(g_loc_values, gbv)
+        g_query = np.empty_like(g_queries)  # the queries were scaled after the projection
+        for i in range(length):
+            for o in range(g_query.shape[1]):
+                g_query[i, o] = g_queries[i, o] * scale
+        np.dot(g_query.T, residual, gWq)
+        _column_sums(g_query, gbq)
+        np.dot(g_word_keys, Wk, gE)  # (W, h dh) @ (h dh, d)
+        g_word_in = np.dot(g_word_values, Wv)
+        g_mask_in = np.dot(g_query, Wq)  # the mask's input at each location
+        g_loc_in = np.dot(g_loc_keys, Wk) + np.dot(g_loc_values, Wv)
+        gP[:] = 0.0
+        for w in range(gE.shape[0]):
+            for k in range(d):
+                gE[w, k] += g_word_in[w, k]
+        for i in range(length):
+            for k in range(d):
+                g = g_mask_in[i, k] + g_residual[i, k]
+                gE[mask_id, k] += g
+                gP[i, k] = g_loc_in[i, k] + g
 
     @numba.njit(cache=True, fastmath=_FAST, nogil=True, error_model="numpy")
     def _adam_update(groups, hyper):  # pragma: no cover - compiled
@@ -733,7 +999,7 @@ if HAVE_NUMBA:
     def train_epoch(  # pragma: no cover - compiled
         tokens, token_frac, has_frac, order, per_step, copies, stride, W, G, groups, T, R,
         columns, g_tables, weights, mask_id, bert, eps, scale, state, threshold, keep, hyper,
-        losses,
+        losses, per_token, n_heads, K, g_tok,
     ):  # fmt: skip
         # every step of one pass: batch gather, dropout, tables, rows, tables'
         # gradients, Adam. Rows: order permutes sentences, a step takes per_step of
@@ -743,7 +1009,8 @@ if HAVE_NUMBA:
         # 1: every copy written out). weights: (1, L) loss weight per location, or
         # (N, L) per sentence and location. has_frac: tokens are the floors of codes
         # whose fractions are token_frac (same shape); a batch without a fractional
-        # code takes the word-id path.
+        # code takes the word-id path. per_token: the token path (K, g_tok: its
+        # projections and their gradients; T and g_tables are not read), else the tables'.
         # Returns (steps applied, 0 | 1 non-finite loss | 2 nothing to predict)
         length = tokens.shape[1]
         max_pred = per_step if copies else per_step * length
@@ -790,21 +1057,32 @@ if HAVE_NUMBA:
                     total += pred_w[p]
             if total <= 0.0:
                 return steps, 2
-            mark_used(x, mask_id, T[7])
-            if fractional:
-                mark_neighbours(x, batch_frac[:n], T[7])
             if threshold > 0:
                 dropout_masks(state, columns[12][: 2 * W[8].shape[0] * n_pred], threshold, keep)
-            tables_forward(W, mask_id, scale, T)
-            loss = rows_step(
-                x, batch_frac[:n], fractional, rows[:n_pred],
-                locs[:n_pred], W, row_grads, T, R, columns, g_tables, pred_w[:n_pred], mask_id,
-                1.0 / total, bert, eps,
-            )  # fmt: skip
+            if per_token:
+                token_tables_forward(W, mask_id, scale, K)
+                loss = tokens_step(
+                    x, batch_frac[:n], fractional, rows[:n_pred], locs[:n_pred], n_heads, W,
+                    row_grads, K, R, columns, g_tok, pred_w[:n_pred], mask_id, 1.0 / total,
+                    bert, eps,
+                )  # fmt: skip
+            else:
+                mark_used(x, mask_id, T[7])
+                if fractional:
+                    mark_neighbours(x, batch_frac[:n], T[7])
+                tables_forward(W, mask_id, scale, T)
+                loss = rows_step(
+                    x, batch_frac[:n], fractional, rows[:n_pred],
+                    locs[:n_pred], W, row_grads, T, R, columns, g_tables, pred_w[:n_pred],
+                    mask_id, 1.0 / total, bert, eps,
+                )  # fmt: skip
             losses[steps] = loss
             if not math.isfinite(loss):
                 return steps, 1
-            tables_backward(g_tables, W, mask_id, scale, T, table_grads)
+            if per_token:
+                token_tables_backward(g_tok, W, mask_id, scale, K, table_grads)
+            else:
+                tables_backward(g_tables, W, mask_id, scale, T, table_grads)
             step_hyper[5] = hyper[5] + steps + 1
             _adam_update(groups, step_hyper)
             steps += 1
