@@ -18,7 +18,6 @@ reported as ``approx_logit_contribution``.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -29,6 +28,7 @@ from torch import Tensor
 
 from ..model import BidirectionalAttention, ContinuousWordExperts
 from ..model.base import MaskedWordModel
+from ..model.tables import experts_copy
 from ..tabular.encoding import label_indices
 
 Method = Literal["integrated_gradients", "linearization"]
@@ -56,12 +56,10 @@ COLUMNS = [
 
 
 def as_experts(model: MaskedWordModel) -> ContinuousWordExperts:
-    """A float64, eval-mode experts-form copy of ``model`` (the conversion is exact)."""
-    if isinstance(model, BidirectionalAttention):
-        # convert in float64 so the additive decomposition holds to ~1e-12
-        return copy.deepcopy(model).double().eval().to_experts()
-    if isinstance(model, ContinuousWordExperts):
-        return copy.deepcopy(model).double().eval()
+    """A float64, eval-mode experts-form copy of ``model`` (the conversion is exact, so
+    the additive decomposition holds to ~1e-12)."""
+    if isinstance(model, (BidirectionalAttention, ContinuousWordExperts)):
+        return experts_copy(model)
     raise TypeError(
         f"explain needs a BidirectionalAttention, ContinuousWordExperts or "
         f"AttentionMoEClassifier, got {type(model).__name__}"
