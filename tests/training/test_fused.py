@@ -346,20 +346,7 @@ def test_compiled_epochs_mixing_word_id_and_fractional_batches_equal_python_step
     x = torch.randint(0, 11, (48, 6), generator=torch.Generator().manual_seed(21)).double()
     x[16:32] = _fractional(x[16:32].long(), seed=22)  # the second batch only
     compiled, reference = _tabular_model(seed=23), _tabular_model(seed=23)
-    fused = FusedMLM(compiled, 6, 16)
-    adam = FusedAdam(fused, lr=1e-2)
-    losses = fused.train_epoch(x.numpy(), np.arange(48), 16, adam)
-    stepper = FusedMLM(reference, 6, 16)
-    optimizer = torch.optim.Adam(reference.parameters(), lr=1e-2)
-    expected = []
-    for first in range(0, 48, 16):
-        model_loss = mlm_loss(reference, x[first : first + 16])
-        expected.append(stepper.step(x[first : first + 16]))
-        assert abs(expected[-1] - model_loss.item()) < 1e-10
-        optimizer.step()
-    assert np.allclose(losses, expected, rtol=1e-9, atol=0)
-    for (name, a), b in zip(compiled.named_parameters(), reference.parameters(), strict=True):
-        assert torch.allclose(a, b, atol=1e-9, rtol=0), name
+    _epoch_equals_steps(FusedMLM(compiled, 6, 16), compiled, reference, x, 6, 16)
 
 
 def test_float32_models_take_fractional_codes_to_float32_rounding():
@@ -491,19 +478,7 @@ def test_tokens_path_epochs_mixing_word_id_and_fractional_batches_equal_python_s
     compiled, reference = _wide(length, vocab, seed=23), _wide(length, vocab, seed=23)
     fused = FusedMLM(compiled, length, 8)
     assert fused.path == "tokens"
-    adam = FusedAdam(fused, lr=1e-2)
-    losses = fused.train_epoch(x.numpy(), np.arange(24), 8, adam)
-    stepper = FusedMLM(reference, length, 8)
-    optimizer = torch.optim.Adam(reference.parameters(), lr=1e-2)
-    expected = []
-    for first in range(0, 24, 8):
-        model_loss = mlm_loss(reference, x[first : first + 8])
-        expected.append(stepper.step(x[first : first + 8]))
-        assert abs(expected[-1] - model_loss.item()) < 1e-10
-        optimizer.step()
-    assert np.allclose(losses, expected, rtol=1e-9, atol=0)
-    for (name, a), b in zip(compiled.named_parameters(), reference.parameters(), strict=True):
-        assert torch.allclose(a, b, atol=1e-9, rtol=0), name
+    _epoch_equals_steps(fused, compiled, reference, x, length, 8)
 
 
 def test_the_tokens_path_in_float32_matches_to_float32_rounding():
@@ -535,3 +510,21 @@ def test_the_kernels_blas_runs_on_one_thread_while_any_fused_work_runs():
     assert before and set(inside.values()) == {1}
     assert still == inside
     assert blas_threads() == before  # restored after the last
+
+
+def _epoch_equals_steps(fused, compiled, reference, x, length, batch):
+    """One fused epoch over ``x`` in order equals torch's steps, batch by batch: the
+    losses to 1e-9 and every parameter after it to 1e-9."""
+    adam = FusedAdam(fused, lr=1e-2)
+    losses = fused.train_epoch(x.numpy(), np.arange(len(x)), batch, adam)
+    stepper = FusedMLM(reference, length, batch)
+    optimizer = torch.optim.Adam(reference.parameters(), lr=1e-2)
+    expected = []
+    for first in range(0, len(x), batch):
+        model_loss = mlm_loss(reference, x[first : first + batch])
+        expected.append(stepper.step(x[first : first + batch]))
+        assert abs(expected[-1] - model_loss.item()) < 1e-10
+        optimizer.step()
+    assert np.allclose(losses, expected, rtol=1e-9, atol=0)
+    for (name, a), b in zip(compiled.named_parameters(), reference.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-9, rtol=0), name
