@@ -3,9 +3,9 @@
 Usage: .venv/bin/python benchmarks/bench_serve.py [--requests 600] [--clients 1 8 32]
        [--batches 1 100] [--logs normal full off] [--out-dir benchmarks/results/serve]
 
-Fits the default classifier (the paper's model) on auto-mpg, starts ``attnmoe
-serve`` on 127.0.0.1 (a free port), with an SQLite log (``--log-sync normal``, the
-default, and ``full``) and without,
+Fits the default classifier (three averaged members of the paper's model) on
+auto-mpg, starts ``attnmoe serve`` on 127.0.0.1 (a free port), with an SQLite log
+(``--log-sync normal``, the default, and ``full``) and without,
 and for each number of concurrent clients and rows per request sends
 ``--requests`` requests (a bounded loop: no run is open ended; batches of 100
 send a tenth as many), measuring predictions per second and the p50 / p99
@@ -262,8 +262,9 @@ def _write(out_dir: Path, command: str, machine: str, results, kill: str | None)
         "",
         "<!-- written by benchmarks/bench_serve.py: edit the script, not this file -->",
         "",
-        f"Command: `{command}`. The default classifier (the paper's model, one layer, "
-        "fitted on auto-mpg) served on 127.0.0.1 by `attnmoe serve` (uvicorn, one process), "
+        f"Command: `{command}`. The default classifier (three averaged members of the "
+        "paper's one-layer model, fitted on auto-mpg) served on 127.0.0.1 by `attnmoe serve` "
+        "(uvicorn, one process), "
         "with an SQLite log (WAL mode, one transaction per group of requests, each "
         "answered once its records are committed; `--log-sync normal`, the default, leaves "
         "the disk syncs to the checkpoints, `full` syncs each commit) and without; the "
