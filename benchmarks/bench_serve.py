@@ -242,20 +242,16 @@ TABLE_HEAD = [
 def _write(out_dir: Path, command: str, machine: str, results, kill: str | None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     verdict = _verdict(results)
+    # the machine, the table, the verdict and the kill check: in serve.md and the section
+    body = [f"Machine: {machine}.", "", *TABLE_HEAD, *map(_row, results), "", verdict, ""]
+    body += [kill, ""] if kill else []
     lines = [
         "# `attnmoe serve` on loopback",
         "",
         f"Command: `{command}`",
         "",
-        f"Machine: {machine}.",
-        "",
-        *TABLE_HEAD,
-        *map(_row, results),
-        "",
-        verdict,
-        "",
+        *body,
     ]
-    lines += [kill, ""] if kill else []
     (out_dir / "serve.md").write_text("\n".join(lines), encoding="utf-8")
     section = [
         "## Serving: `attnmoe serve` under load",
@@ -273,15 +269,8 @@ def _write(out_dir: Path, command: str, machine: str, results, kill: str | None)
         "server. A request's latency is from sending it to reading its whole answer "
         "(class, probabilities and the top 3 experts per head of every row).",
         "",
-        f"Machine: {machine}.",
-        "",
-        *TABLE_HEAD,
-        *map(_row, results),
-        "",
-        verdict,
-        "",
+        *body,
     ]
-    section += [kill, ""] if kill else []
     section += ["The run's file: [`serve.md`](serve.md).", ""]
     (out_dir / "SECTION.md").write_text("\n".join(section), encoding="utf-8")
 
