@@ -566,14 +566,15 @@ class FusedMLM:
         grads = self.table_weight_grads + ws.row_grads
         groups = tuple(zip(self.weight_arrays, grads, adam.first, adam.second, strict=True))
         losses = np.zeros(-(-len(order) // per_step))
+        train_epoch = kernels.train_epoch_tokens if self.per_token else kernels.train_epoch_tables
         with _one_blas_thread():
-            steps, status = kernels.train_epoch(
+            steps, status = train_epoch(
                 tokens, self.no_frac if frac is None else frac, frac is not None, order,
                 per_step, copies, stride, self.weight_arrays, grads, groups, self.tables,
                 ws.row_arrays, ws.columns, ws.table_grads, self.loss_weights,
                 self.model.config.mask_id, self.bert, self.eps, self.scale, state, threshold,
-                65536.0 / (65536 - threshold), adam.hyper(), losses, self.per_token,
-                self.model.config.n_heads, self.token_tables, ws.token_grads,
+                65536.0 / (65536 - threshold), adam.hyper(), losses, self.model.config.n_heads,
+                self.token_tables, ws.token_grads,
             )  # fmt: skip
         adam.steps += steps
         if status == 1:

@@ -995,95 +995,105 @@ if HAVE_NUMBA:
                 v[k] = beta2 * v[k] + (1.0 - beta2) * gk * gk
                 w[k] -= step_size * m[k] / (math.sqrt(v[k]) / root_bias2 + eps)
 
-    @numba.njit(cache=True, nogil=True, error_model="numpy")
-    def train_epoch(  # pragma: no cover - compiled
-        tokens, token_frac, has_frac, order, per_step, copies, stride, W, G, groups, T, R,
-        columns, g_tables, weights, mask_id, bert, eps, scale, state, threshold, keep, hyper,
-        losses, per_token, n_heads, K, g_tok,
-    ):  # fmt: skip
-        # every step of one pass: batch gather, dropout, tables, rows, tables'
-        # gradients, Adam. Rows: order permutes sentences, a step takes per_step of
-        # them and predicts every location. Copies: order permutes (sentence,
-        # location) pairs as sentence * L + location, a step takes per_step pairs.
-        # An item's input is row order[.] // stride of tokens (stride L: sentences,
-        # 1: every copy written out). weights: (1, L) loss weight per location, or
-        # (N, L) per sentence and location. has_frac: tokens are the floors of codes
-        # whose fractions are token_frac (same shape); a batch without a fractional
-        # code takes the word-id path. per_token: the token path (K, g_tok: its
-        # projections and their gradients; T and g_tables are not read), else the tables'.
-        # Returns (steps applied, 0 | 1 non-finite loss | 2 nothing to predict)
-        length = tokens.shape[1]
-        max_pred = per_step if copies else per_step * length
-        batch = np.empty((per_step, length), tokens.dtype)
-        batch_frac = np.zeros((per_step if has_frac else 1, length), token_frac.dtype)
-        rows = np.empty(max_pred, np.int64)
-        locs = np.empty(max_pred, np.int64)
-        pred_w = np.empty(max_pred, weights.dtype)
-        sentences = np.zeros(per_step, np.int64)  # each batch row's row of weights
-        per_sentence = weights.shape[0] > 1
-        if not copies:
-            for p in range(max_pred):
-                rows[p] = p // length
-                locs[p] = p % length
-        row_grads = G[8:]
-        table_grads = G[:8]
-        step_hyper = hyper.copy()
-        steps = 0
-        for first in range(0, order.size, per_step):
-            n = min(per_step, order.size - first)
-            x = batch[:n]
-            n_pred = n if copies else n * length
-            for r in range(n):
-                item = order[first + r]
-                source = item // stride
-                for j in range(length):
-                    x[r, j] = tokens[source, j]
-                if copies:
-                    rows[r] = r
-                    locs[r] = item % length
-                if per_sentence:  # items are sentences, or copies sentence * L + location
-                    sentences[r] = item // length if copies else item
-            fractional = False
-            if has_frac:
+    def _make_train_epoch(per_token):
+        # per_token is a constant of the closure: numba prunes the other path's
+        # branches, so a fresh install's first fit compiles only the path it uses
+
+        @numba.njit(cache=True, nogil=True, error_model="numpy")
+        def train_epoch(  # pragma: no cover - compiled
+            tokens, token_frac, has_frac, order, per_step, copies, stride, W, G, groups, T,
+            R, columns, g_tables, weights, mask_id, bert, eps, scale, state, threshold, keep,
+            hyper, losses, n_heads, K, g_tok,
+        ):  # fmt: skip
+            # every step of one pass: batch gather, dropout, tables, rows, tables'
+            # gradients, Adam. Rows: order permutes sentences, a step takes per_step of
+            # them and predicts every location. Copies: order permutes (sentence,
+            # location) pairs as sentence * L + location, a step takes per_step pairs.
+            # An item's input is row order[.] // stride of tokens (stride L: sentences,
+            # 1: every copy written out). weights: (1, L) loss weight per location, or
+            # (N, L) per sentence and location. has_frac: tokens are the floors of codes
+            # whose fractions are token_frac (same shape); a batch without a fractional
+            # code takes the word-id path. per_token (the closure's): the token path (K,
+            # g_tok: its projections and their gradients; T and g_tables are not read),
+            # else the tables'.
+            # Returns (steps applied, 0 | 1 non-finite loss | 2 nothing to predict)
+            length = tokens.shape[1]
+            max_pred = per_step if copies else per_step * length
+            batch = np.empty((per_step, length), tokens.dtype)
+            batch_frac = np.zeros((per_step if has_frac else 1, length), token_frac.dtype)
+            rows = np.empty(max_pred, np.int64)
+            locs = np.empty(max_pred, np.int64)
+            pred_w = np.empty(max_pred, weights.dtype)
+            sentences = np.zeros(per_step, np.int64)  # each batch row's row of weights
+            per_sentence = weights.shape[0] > 1
+            if not copies:
+                for p in range(max_pred):
+                    rows[p] = p // length
+                    locs[p] = p % length
+            row_grads = G[8:]
+            table_grads = G[:8]
+            step_hyper = hyper.copy()
+            steps = 0
+            for first in range(0, order.size, per_step):
+                n = min(per_step, order.size - first)
+                x = batch[:n]
+                n_pred = n if copies else n * length
                 for r in range(n):
-                    source = order[first + r] // stride
+                    item = order[first + r]
+                    source = item // stride
                     for j in range(length):
-                        batch_frac[r, j] = token_frac[source, j]
-                        fractional = fractional or token_frac[source, j] > 0.0
-            total = 0.0
-            for p in range(n_pred):
-                pred_w[p] = weights[sentences[rows[p]], locs[p]]
-                if x[rows[p], locs[p]] != mask_id:
-                    total += pred_w[p]
-            if total <= 0.0:
-                return steps, 2
-            if threshold > 0:
-                dropout_masks(state, columns[12][: 2 * W[8].shape[0] * n_pred], threshold, keep)
-            if per_token:
-                token_tables_forward(W, mask_id, scale, K)
-                loss = tokens_step(
-                    x, batch_frac[:n], fractional, rows[:n_pred], locs[:n_pred], n_heads, W,
-                    row_grads, K, R, columns, g_tok, pred_w[:n_pred], mask_id, 1.0 / total,
-                    bert, eps,
-                )  # fmt: skip
-            else:
-                mark_used(x, mask_id, T[7])
-                if fractional:
-                    mark_neighbours(x, batch_frac[:n], T[7])
-                tables_forward(W, mask_id, scale, T)
-                loss = rows_step(
-                    x, batch_frac[:n], fractional, rows[:n_pred],
-                    locs[:n_pred], W, row_grads, T, R, columns, g_tables, pred_w[:n_pred],
-                    mask_id, 1.0 / total, bert, eps,
-                )  # fmt: skip
-            losses[steps] = loss
-            if not math.isfinite(loss):
-                return steps, 1
-            if per_token:
-                token_tables_backward(g_tok, W, mask_id, scale, K, table_grads)
-            else:
-                tables_backward(g_tables, W, mask_id, scale, T, table_grads)
-            step_hyper[5] = hyper[5] + steps + 1
-            _adam_update(groups, step_hyper)
-            steps += 1
-        return steps, 0
+                        x[r, j] = tokens[source, j]
+                    if copies:
+                        rows[r] = r
+                        locs[r] = item % length
+                    if per_sentence:  # items are sentences, or copies sentence * L + location
+                        sentences[r] = item // length if copies else item
+                fractional = False
+                if has_frac:
+                    for r in range(n):
+                        source = order[first + r] // stride
+                        for j in range(length):
+                            batch_frac[r, j] = token_frac[source, j]
+                            fractional = fractional or token_frac[source, j] > 0.0
+                total = 0.0
+                for p in range(n_pred):
+                    pred_w[p] = weights[sentences[rows[p]], locs[p]]
+                    if x[rows[p], locs[p]] != mask_id:
+                        total += pred_w[p]
+                if total <= 0.0:
+                    return steps, 2
+                if threshold > 0:
+                    dropout_masks(state, columns[12][: 2 * W[8].shape[0] * n_pred], threshold, keep)
+                if per_token:
+                    token_tables_forward(W, mask_id, scale, K)
+                    loss = tokens_step(
+                        x, batch_frac[:n], fractional, rows[:n_pred], locs[:n_pred], n_heads, W,
+                        row_grads, K, R, columns, g_tok, pred_w[:n_pred], mask_id, 1.0 / total,
+                        bert, eps,
+                    )  # fmt: skip
+                else:
+                    mark_used(x, mask_id, T[7])
+                    if fractional:
+                        mark_neighbours(x, batch_frac[:n], T[7])
+                    tables_forward(W, mask_id, scale, T)
+                    loss = rows_step(
+                        x, batch_frac[:n], fractional, rows[:n_pred],
+                        locs[:n_pred], W, row_grads, T, R, columns, g_tables, pred_w[:n_pred],
+                        mask_id, 1.0 / total, bert, eps,
+                    )  # fmt: skip
+                losses[steps] = loss
+                if not math.isfinite(loss):
+                    return steps, 1
+                if per_token:
+                    token_tables_backward(g_tok, W, mask_id, scale, K, table_grads)
+                else:
+                    tables_backward(g_tables, W, mask_id, scale, T, table_grads)
+                step_hyper[5] = hyper[5] + steps + 1
+                _adam_update(groups, step_hyper)
+                steps += 1
+            return steps, 0
+
+        return train_epoch
+
+    train_epoch_tables = _make_train_epoch(False)
+    train_epoch_tokens = _make_train_epoch(True)
