@@ -35,6 +35,22 @@ asks whether the same steadiness comes cheaper:
   difference to ``n_ensembles=3`` is above minus one standard error, the one with the
   smallest total fit time over the suite; ``n_ensembles=3`` if none qualifies.
 
+Round 3 (``--round 3``), its rule fixed before its runs: a whole-number column with at
+most ``max_categories`` (50) distinct values gets a knot at every value, so its expert
+may learn each value apart; on a column like computers' ``ads`` (a month's number of
+listings: one value per month) that is an identity of the month, and a new month's
+value falls between two unrelated ones (found on an inner split of computers' training
+rows by period, months 1-18 against 19-24). Round 3 asks whether smoother experts do
+better:
+
+- candidates (:data:`ROUND_3`): the default (three members) and the default with
+  ``max_categories=10`` (= ``n_bins``: a whole-number column with more than 10 values
+  gets 10 quantile knots, as other numbers do), both run anew with today's code;
+- tables: those where the two encoders differ (the others fit identically);
+- rule: ``max_categories=10`` becomes the default if its mean paired difference to the
+  default over those tables' (table, seed) pairs is above zero by more than one standard
+  error and its spread ratio is no higher; otherwise the default stays.
+
 The test rows are never loaded for fitting or scoring. Runs are appended to
 ``runs.csv`` in ``--out`` as they finish; a rerun resumes.
 """
@@ -55,6 +71,7 @@ from attnmoe.bench.machine import machine_description
 from attnmoe.bench.real_tables import REAL_TABLES, load_real_table
 from attnmoe.bench.runner import append_runs, recorded_runs
 from attnmoe.tabular import AttentionMoEClassifier, AtypicalHoldout
+from attnmoe.tabular.encoding import TableEncoder
 
 #: name -> AttentionMoEClassifier parameters. Revised once, after a smoke run of two
 #: tables (cowles, penguins; 2 seeds) showed that ensembles of shorter fits (5 x 40
@@ -82,7 +99,12 @@ ROUND_2: dict[str, dict] = {
         "patience": 10,
     },
 }
-ALL_CANDIDATES = {**CANDIDATES, **ROUND_2}
+#: Round 3: smoother experts of whole-number columns (rule in the module docstring).
+ROUND_3: dict[str, dict] = {
+    "n_ensembles=3, max_categories=50": {"n_ensembles": 3, "max_categories": 50},
+    "n_ensembles=3, max_categories=10": {"n_ensembles": 3, "max_categories": 10},
+}
+ALL_CANDIDATES = {**CANDIDATES, **ROUND_2, **ROUND_3}
 REFERENCE = "catboost"
 _KEY = ["table", "seed", "candidate"]
 _SD_FLOOR = 0.005
@@ -176,9 +198,45 @@ def choose_round_2(results: pd.DataFrame) -> tuple[str, list[str]]:
     return chosen, lines
 
 
+def round_3_tables(tables: list[str]) -> list[str]:
+    """The tables whose training rows ROUND_3's two encoders code differently."""
+    differ = []
+    for table in tables:
+        X = load_real_table(table).X_train
+        codings = [
+            TableEncoder(10, params["max_categories"]).fit(X).columns_
+            for params in ROUND_3.values()
+        ]
+        knots = [[c.knots for c in columns if c.kind == "numeric"] for columns in codings]
+        if any(len(a) != len(b) or np.any(a != b) for a, b in zip(*knots, strict=True)):
+            differ.append(table)
+    return differ
+
+
+def choose_round_3(results: pd.DataFrame) -> tuple[str, list[str]]:
+    """Round 3's rule (module docstring); returns the choice and one line per candidate."""
+    stats = per_table(results)
+    wide = results.pivot_table(index=["table", "seed"], columns="candidate", values="val_accuracy")
+    base, smooth = ROUND_3
+    diff = wide[smooth] - wide[base]
+    se = diff.std(ddof=1) / np.sqrt(len(diff))
+    ratios = {n: stats.loc[stats["candidate"] == n, "ratio"].mean() for n in ROUND_3}
+    means = {n: stats.loc[stats["candidate"] == n, "mean"].mean() for n in ROUND_3}
+    lines = [
+        f"{base}: mean validation accuracy {means[base]:.4f}, spread ratio {ratios[base]:.2f}",
+        f"{smooth}: mean validation accuracy {means[smooth]:.4f}, paired difference to "
+        f"{base} {diff.mean():+.4f} (SE {se:.4f}), spread ratio {ratios[smooth]:.2f}",
+    ]
+    better = diff.mean() > se and ratios[smooth] <= ratios[base]
+    return (smooth if better else base), lines
+
+
 def report(results: pd.DataFrame, command: str, round_: int = 1) -> str:
     stats = per_table(results)
-    if round_ == 2:
+    if round_ == 3:
+        names = [*ROUND_3, REFERENCE]
+        chosen, lines = choose_round_3(results)
+    elif round_ == 2:
         names = ["default", *ROUND_2, REFERENCE]
         chosen, lines = choose_round_2(results)
     else:
@@ -222,12 +280,18 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--tables", nargs="+", default=list(REAL_TABLES))
     parser.add_argument("--out", default="benchmarks/results/real_tables/defaults")
-    parser.add_argument("--round", type=int, choices=[1, 2], default=1, dest="round_")
+    parser.add_argument("--round", type=int, choices=[1, 2, 3], default=1, dest="round_")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     runs_csv = out / "runs.csv"
-    names = [*CANDIDATES, REFERENCE] if args.round_ == 1 else ["default", *ROUND_2, REFERENCE]
+    names = {
+        1: [*CANDIDATES, REFERENCE],
+        2: ["default", *ROUND_2, REFERENCE],
+        3: [*ROUND_3, REFERENCE],
+    }[args.round_]
+    if args.round_ == 3:
+        args.tables = round_3_tables(args.tables)
     seen = recorded_runs(runs_csv, _KEY)
     todo = [
         (t, s, c)
