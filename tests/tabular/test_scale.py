@@ -78,13 +78,14 @@ def test_a_model_past_the_fused_limit_warns_with_the_size(monkeypatch):
 
 
 def test_many_columns_of_few_values_train_on_the_fused_engine(capsys):
-    """Issue 24: 22 columns, one of 46 values (a test score as whole numbers): past the
-    old gate-table limit, fused (its tokens path)."""
+    """Issue 24: 22 columns, one of 46 values (a test score as whole numbers, a knot at
+    each level): past the old gate-table limit, fused (its tokens path)."""
     X, y = _table(230, 22, n_values=2)
     X["c21"] = np.arange(230) % 46
     with warnings.catch_warnings():
         warnings.simplefilter("error", SlowEngineWarning)
-        clf = AttentionMoEClassifier(epochs=1, verbose=1, random_state=0).fit(X, y)
+        clf = AttentionMoEClassifier(epochs=1, max_categories=50, verbose=1, random_state=0)
+        clf.fit(X, y)
     model = clf.models_[0]
     length, words = 23, model.config.vocab_size + 1
     assert length * 5 * length * words > 2**16  # the gate table: past the old limit
