@@ -55,6 +55,42 @@ def test_bench_real_end_to_end_then_a_rerun_skips_the_recorded_runs(tmp_path, mo
     assert pd.read_csv(tmp_path / "runs.csv").equals(runs)
 
 
+@needs_data
+def test_summary_only_fits_nothing_and_counts_the_runs_of_a_partial_cell(
+    tmp_path, monkeypatch, capsys
+):
+    def bench(models, seeds, *extra):
+        return main(["bench", "real", "--tables", "penguins", "--models", *models,
+                     "--seeds", str(seeds), "--protocols", "inductive", "--jobs", "1",
+                     "--out", str(tmp_path), *extra])  # fmt: skip
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("--summary-only fitted a model")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(real_bench, "run_real_one", refuse)
+        assert bench(["majority"], 1, "--summary-only") == 2  # nothing recorded yet
+    assert "error: none of the planned runs is recorded" in capsys.readouterr().err
+    assert bench(["majority"], 2) == 0
+    assert bench(["logistic_regression"], 1) == 0
+    monkeypatch.setattr(real_bench, "run_real_one", refuse)
+    assert bench(["majority", "logistic_regression"], 2, "--summary-only") == 0
+    summary = (tmp_path / "summary.md").read_text()
+    assert "--summary-only" in summary
+    assert "| penguins | 0.444 ± 0.000 | 1.000 (n=1) |" in summary  # one of two seeds
+    assert len(pd.read_csv(tmp_path / "runs.csv")) == 3
+
+
+def test_report_marks_a_cell_with_fewer_runs_than_the_others():
+    rows = [
+        {"table": "t", "seed": s, "model": m, "protocol": "inductive", "accuracy": 0.5,
+         "macro_f1": 0.5, "fit_seconds": 1.0}
+        for m, seeds in (("attnmoe", 3), ("tabm", 2)) for s in range(seeds)
+    ]  # fmt: skip
+    text = real_markdown_report(pd.DataFrame(rows))
+    assert "| t | 0.500 ± 0.000 | 0.500 ± 0.000 (n=2) |" in text
+
+
 def test_report_keeps_the_protocols_apart_and_gives_the_paired_gap():
     rows = []
     for seed, (ours, trans, best, other) in enumerate([(0.8, 0.9, 0.7, 0.6), (0.6, 0.7, 0.7, 0.5)]):

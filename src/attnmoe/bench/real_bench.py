@@ -139,13 +139,22 @@ def run_real_benchmark(
     jobs: int = 1,
     attnmoe_params: dict[str, Any] | None = None,
     progress: bool = True,
+    fit: bool = True,
 ) -> pd.DataFrame:
     """Run (or resume) the benchmark, appending each finished run to ``out_csv``.
+
+    ``fit=False`` runs nothing: the planned runs already recorded are returned (to
+    summarise a run still in progress elsewhere, or one left unfinished).
 
     Returns
     -------
     DataFrame
         The planned runs' rows of ``out_csv`` (a folder may hold others), each once.
+
+    Raises
+    ------
+    ValueError
+        ``fit=False`` and none of the planned runs is recorded.
     """
     runs = list(dict.fromkeys(runs))
     out_csv = Path(out_csv)
@@ -153,7 +162,11 @@ def run_real_benchmark(
     check_params_file(out_csv, attnmoe_params)  # one runs.csv, one attnmoe configuration
     seen = recorded_runs(out_csv, _KEY)
     todo = [r for r in runs if (r.table, str(r.seed), r.model, r.protocol) not in seen]
-    append_runs([delayed(run_real_one)(r, attnmoe_params) for r in todo], out_csv, jobs, progress)
+    if fit:
+        tasks = [delayed(run_real_one)(r, attnmoe_params) for r in todo]
+        append_runs(tasks, out_csv, jobs, progress)
+    elif len(todo) == len(runs):
+        raise ValueError(f"none of the planned runs is recorded in {out_csv}")
     results = pd.read_csv(out_csv).drop_duplicates(_KEY, keep="first")
     planned = {(r.table, r.seed, r.model, r.protocol) for r in runs}
     keys = results[_KEY].itertuples(index=False, name=None)
@@ -186,6 +199,8 @@ def _mean_sd(values: pd.Series) -> str:
 
 
 def _score_table(results: pd.DataFrame, metric: str, models: list[str]) -> list[str]:
+    # a cell with fewer runs than the fullest cell says how many it has (n=)
+    full = results.groupby(["table", "model", "protocol"]).size().max()
     inductive = results[results["protocol"] == "inductive"]
     transductive = results[results["protocol"] == "transductive"]
     trans_models = [m for m in models if m in set(transductive["model"])]
@@ -196,7 +211,8 @@ def _score_table(results: pd.DataFrame, metric: str, models: list[str]) -> list[
         for frame, names in ((inductive, models), (transductive, trans_models)):
             for m in names:
                 values = frame[(frame["table"] == table) & (frame["model"] == m)][metric]
-                cells.append(_mean_sd(values) if len(values) else "-")
+                n = f" (n={len(values)})" if 0 < len(values) < full else ""
+                cells.append(_mean_sd(values) + n if len(values) else "-")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 

@@ -60,7 +60,11 @@ def _cmd_bench_real(args: argparse.Namespace) -> int:
     runs = plan_real_runs(args.tables, args.models, args.seeds, args.protocols)
     out = Path(args.out)
     results = run_real_benchmark(
-        runs, out / "runs.csv", jobs=args.jobs, attnmoe_params=parse_params(args.attnmoe_params)
+        runs,
+        out / "runs.csv",
+        jobs=args.jobs,
+        attnmoe_params=parse_params(args.attnmoe_params),
+        fit=not args.summary_only,
     )
     facts = suite_facts(list(dict.fromkeys(results["table"])), out / "shift.csv")
     report = real_markdown_report(results, facts, command=_command_line(args))
@@ -170,6 +174,12 @@ def _register_bench_real(bench_sub: argparse._SubParsersAction) -> None:
     add_jobs(p, "parallel fits (one thread each)")
     p.add_argument("--attnmoe-params", default=None, help="JSON, e.g. '{\"n_ensembles\": 5}'")
     add_out(p, "output folder (resumable)", default="runs/bench-real")
+    p.add_argument(
+        "--summary-only",
+        action="store_true",
+        help="fit nothing: summarise the planned runs already recorded in the folder "
+        "(a cell with fewer runs says n=)",
+    )
     p.set_defaults(func=_cmd_bench_real)
 
 
