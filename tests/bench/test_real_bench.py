@@ -91,6 +91,35 @@ def test_report_marks_a_cell_with_fewer_runs_than_the_others():
     assert "| t | 0.500 ± 0.000 | 0.500 ± 0.000 (n=2) |" in text
 
 
+def test_the_tuned_variant_is_never_a_baseline_and_gets_its_own_gap():
+    rows = [
+        {"table": "t", "seed": seed, "model": model, "protocol": "inductive",
+         "accuracy": acc, "macro_f1": acc, "fit_seconds": 1.0}
+        for seed in range(2)
+        for model, acc in (("attnmoe", 0.6), ("attnmoe_tuned", 0.9 - 0.1 * seed),
+                           ("lightgbm", 0.7))
+    ]  # fmt: skip
+    report = real_markdown_report(pd.DataFrame(rows))
+    assert "| table | attnmoe | attnmoe_tuned | lightgbm |" in report
+    assert "| t | lightgbm 0.700 | inductive | -0.100 | 0.000 | 2 |" in report
+    assert "| t | lightgbm 0.700 | tuned, inductive | +0.150 | 0.050 | 2 |" in report
+    assert "- tuned, inductive: attnmoe at or above the best baseline on 1 of 1 tables" in report
+
+
+def test_the_tuned_variant_chooses_on_training_rows_and_refits():
+    run = RealRun("t", 0, "attnmoe_tuned")
+    model = real_bench._model(run, {"epochs": 2})
+    X, y = _tiny()
+    model.fit(X, y)
+    assert model.best_params_ in [
+        {k: v[0] for k, v in grid.items()} for grid in real_bench.TUNED_GRID
+    ]
+    assert model.best_estimator_.epochs == 2 and len(model.predict(X)) == len(X)
+    assert plan_real_runs(["penguins"], ["attnmoe_tuned"], 1, ["inductive", "transductive"]) == [
+        RealRun("penguins", 0, "attnmoe_tuned", "inductive")
+    ]  # no unlabeled rows through the search
+
+
 def test_report_keeps_the_protocols_apart_and_gives_the_paired_gap():
     rows = []
     for seed, (ours, trans, best, other) in enumerate([(0.8, 0.9, 0.7, 0.6), (0.6, 0.7, 0.7, 0.5)]):
