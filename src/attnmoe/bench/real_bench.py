@@ -123,14 +123,14 @@ def plan_real_runs(
 
 
 def _model(run: RealRun, attnmoe_params: dict[str, Any] | None) -> Any:
+    if run.model not in OUR_MODELS:
+        return make_mixed_baseline(run.model, random_state=run.seed, n_jobs=1)
+    ours = AttentionMoEClassifier(random_state=run.seed, **(attnmoe_params or {}))
     if run.model == OURS:
-        return AttentionMoEClassifier(random_state=run.seed, **(attnmoe_params or {}))
-    if run.model == TUNED:
-        ours = AttentionMoEClassifier(random_state=run.seed, **(attnmoe_params or {}))
-        return GridSearchCV(
-            ours, TUNED_GRID, scoring="accuracy", cv=AtypicalHoldout(0.25), error_score="raise"
-        )
-    return make_mixed_baseline(run.model, random_state=run.seed, n_jobs=1)
+        return ours
+    return GridSearchCV(
+        ours, TUNED_GRID, scoring="accuracy", cv=AtypicalHoldout(0.25), error_score="raise"
+    )
 
 
 def run_real_one(run: RealRun, attnmoe_params: dict[str, Any] | None = None) -> dict[str, Any]:
