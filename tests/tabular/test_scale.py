@@ -180,6 +180,7 @@ def test_two_processes_fit_the_model_of_one(tmp_path):
         ({"validation_fraction": 0.2}, "validation_fraction"),
         ({"target_weight": 2.0}, "target_weight"),
         ({"average_last": 0.5}, "average_last"),
+        ({"lr_schedule": "linear"}, "lr_schedule"),
         ({"engine": "fused"}, "engine='fused'"),
     ],
 )

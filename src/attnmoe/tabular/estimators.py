@@ -46,6 +46,7 @@ from ..training.fused import fused_refusal, fused_supported
 from ..training.options import (
     ADAM_FLAVOURS,
     ENGINES,
+    LR_SCHEDULES,
     check_averaging_without_stopping,
     check_context_needs_copies,
 )
@@ -336,6 +337,7 @@ class _TableMLM(BaseEstimator):
         "masking": [StrOptions(set(get_args(TableMasking)))],
         "context_mask_rate": [_share()],
         "learning_rate": [_NotBool(Real, 0, math.inf, closed="neither")],
+        "lr_schedule": [StrOptions(set(LR_SCHEDULES))],
         "weight_decay": [_NON_NEGATIVE],
         "adam": [StrOptions(set(ADAM_FLAVOURS))],
         "n_bins": [_at_least(1)],
@@ -457,6 +459,7 @@ class _TableMLM(BaseEstimator):
                 max_steps=self.max_steps,
                 batch_size=batch,
                 lr=self.learning_rate,
+                lr_schedule=self.lr_schedule,
                 weight_decay=self.weight_decay,
                 adam=self.adam,
                 masking="copies" if copies else "all",
@@ -496,6 +499,7 @@ class _TableMLM(BaseEstimator):
             and bool((weights != 1).any()),
             "validation_fraction > 0": self.validation_fraction > 0,
             "average_last > 0": self.average_last > 0,
+            "lr_schedule != 'constant'": self.lr_schedule != "constant",
             "context_mask_rate > 0": self.context_mask_rate > 0,
             "engine='fused'": self.engine == "fused",
         }
@@ -637,6 +641,11 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         paper's training) adds none; training time grows in proportion.
     learning_rate, weight_decay : float
         Adam settings.
+    lr_schedule : {"constant", "linear", "cosine"}
+        How the learning rate moves over the epochs: held (``"constant"``, the
+        paper's training) or lowered at each epoch's start from
+        ``learning_rate`` toward 0 after the last epoch, in a straight line or
+        half a cosine (see :func:`attnmoe.training.train_mlm`).
     adam : {"torch", "keras"}
         ``"torch"``: torch's Adam (epsilon 1e-8 on the bias-corrected second
         moment). ``"keras"``: Adam exactly as the paper's Keras code ran it
@@ -759,6 +768,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         context_mask_rate: float = 0.0,
         independent_rows: float = 0.0,
         learning_rate: float = 1e-3,
+        lr_schedule: str = "constant",
         weight_decay: float = 0.0,
         adam: str = "torch",
         n_bins: int = 10,
@@ -794,6 +804,7 @@ class AttentionMoEClassifier(ClassifierMixin, _TableMLM):
         self.context_mask_rate = context_mask_rate
         self.independent_rows = independent_rows
         self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
         self.weight_decay = weight_decay
         self.adam = adam
         self.n_bins = n_bins
@@ -1175,6 +1186,7 @@ class AttentionMoEImputer(TransformerMixin, _TableMLM):
         masking: TableMasking = "copies",
         context_mask_rate: float = 0.0,
         learning_rate: float = 1e-3,
+        lr_schedule: str = "constant",
         weight_decay: float = 0.0,
         adam: str = "torch",
         n_bins: int = 10,
@@ -1208,6 +1220,7 @@ class AttentionMoEImputer(TransformerMixin, _TableMLM):
         self.masking = masking
         self.context_mask_rate = context_mask_rate
         self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
         self.weight_decay = weight_decay
         self.adam = adam
         self.n_bins = n_bins

@@ -34,7 +34,9 @@ from .options import (
     check_context_mask_rate,
     check_engine,
     check_lr,
+    check_lr_schedule,
     check_patience,
+    lr_factor,
     resolve_masking,
 )
 from .steppers import (
@@ -98,6 +100,7 @@ def train_mlm(
     max_steps: int | None = None,
     batch_size: int = 64,
     lr: float = 1e-3,
+    lr_schedule: str = "constant",
     weight_decay: float = 0.0,
     masking: Masking = "auto",
     mask_prob: float = 0.15,
@@ -130,6 +133,12 @@ def train_mlm(
     epochs, batch_size, lr, weight_decay
         Optimisation budget; ``batch_size`` counts sentences (masked copies
         under ``masking="copies"``).
+    lr_schedule
+        ``"constant"`` (the paper's training) keeps ``lr`` throughout;
+        ``"linear"`` and ``"cosine"`` lower it at the start of each epoch, from
+        ``lr`` at the first toward 0 after the last (:func:`.options.lr_factor`),
+        over the epochs begun under ``max_steps``. Small steps at the end leave
+        the weights less to the last batches' draw.
     max_steps
         A cap on the optimizer steps over the whole training (None: no cap). The
         epochs run as usual until the cap; the last one may stop part-way through
@@ -239,6 +248,7 @@ def train_mlm(
     if len(train_x) == 0:
         raise ValueError("no training sentences left after the validation split")
     check_patience(patience, val_x is not None)
+    check_lr_schedule(lr_schedule)
     average_last = check_average_last(average_last, patience is not None)
     # the last n_average epochs' weights are summed (float64) and their mean returned
     train = _training_set(model, train_x, train_keys, train_weights, masking)
@@ -261,6 +271,7 @@ def train_mlm(
         )
         for epoch in bar:
             model.train()
+            _set_lr(stepper, lr * lr_factor(lr_schedule, epoch, epochs))
             order = torch.randperm(train.n_items, generator=generator)
             order = (order if train.items is None else train.items.cpu()[order]).to(train.x.device)
             if max_steps is not None:  # the budget's last epoch stops part-way
@@ -294,6 +305,16 @@ def train_mlm(
     _finish(model, best_state, weight_sums, history.averaged_epochs)
     history.seconds = time.perf_counter() - start
     return history
+
+
+def _set_lr(stepper, lr: float) -> None:
+    """Give the stepper's Adam the learning rate ``lr`` from its next step on."""
+    if isinstance(stepper, FusedEpochs):
+        stepper.adam.lr = lr
+        return
+    optimizer = getattr(stepper.optimizer, "optimizer", stepper.optimizer)  # KerasEpsilon
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 def _budget_epochs(epochs: int, max_steps: int | None, steps_per_epoch: int) -> int:

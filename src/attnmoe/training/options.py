@@ -43,6 +43,27 @@ def check_lr(lr: float) -> None:
         raise ValueError(f"lr must be a positive number, got {lr!r}")
 
 
+#: how the learning rate moves over the epochs (:func:`lr_factor`)
+LR_SCHEDULES = ("constant", "linear", "cosine")
+
+
+def check_lr_schedule(schedule: str) -> None:
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be {_one_of(LR_SCHEDULES)}, got {schedule!r}")
+
+
+def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
+    """The share of the learning rate that epoch ``epoch`` (from 0) of ``epochs`` trains
+    with: 1 throughout (``"constant"``), or falling from 1 at the first epoch toward 0
+    after the last, in a straight line (``"linear"``) or half a cosine (``"cosine"``)."""
+    done = epoch / epochs
+    if schedule == "linear":
+        return 1.0 - done
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * done))
+    return 1.0
+
+
 def check_adam(adam: str) -> None:
     """``"torch"`` or ``"keras"`` (:mod:`attnmoe.training.adam`)."""
     if adam not in ADAM_FLAVOURS:
