@@ -197,3 +197,16 @@ def test_report_gives_the_spread_against_catboost():
     # attnmoe's sd 0.141; CatBoost's 0, floored at 0.005: ratio 28.3
     assert "attnmoe 0.141, CatBoost 0.000; their ratio per table" in report
     assert "mean 28.3, median 28.3" in report
+
+
+def test_one_seed_says_the_spread_needs_two():
+    rows = [
+        {"table": "t", "seed": 0, "model": model, "protocol": "inductive",
+         "accuracy": 0.7, "macro_f1": 0.7, "fit_seconds": 1.0}
+        for model in ("attnmoe", "catboost")
+    ]  # fmt: skip
+    report = real_markdown_report(pd.DataFrame(rows))
+    assert "- seed-to-seed sd: needs at least two seeds (--seeds)" in report
+    assert "nan" not in report
+    two = pd.DataFrame([{**r, "seed": 1} for r in rows] + rows)
+    assert "their ratio per table" in real_markdown_report(two)

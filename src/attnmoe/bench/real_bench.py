@@ -303,7 +303,9 @@ def _suite_lines(results: pd.DataFrame) -> list[str]:
                 f"{gap.mean():+.3f}"
             )
     sds = inductive.groupby(["table", "model"])["accuracy"].std().unstack()
-    if "catboost" in sds and OURS in sds:
+    if "catboost" in sds and OURS in sds and sds[OURS].isna().all():
+        lines.append("- seed-to-seed sd: needs at least two seeds (--seeds)")
+    elif "catboost" in sds and OURS in sds:
         ratio = (sds[OURS] / sds["catboost"].clip(lower=_SD_FLOOR)).dropna()
         lines.append(
             f"- seed-to-seed sd (inductive), mean over tables: attnmoe {sds[OURS].mean():.3f}, "
