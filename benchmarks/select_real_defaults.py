@@ -255,44 +255,52 @@ def round_3_tables(tables: list[str]) -> list[str]:
     return differ
 
 
+def _against(results: pd.DataFrame, names) -> tuple[dict, dict, pd.DataFrame]:
+    """Per candidate in ``names``: the mean spread ratio and the mean validation accuracy
+    over the tables; and the accuracies per (table, seed) row, one column per candidate."""
+    stats = per_table(results)
+    ratios = {n: stats.loc[stats["candidate"] == n, "ratio"].mean() for n in names}
+    means = {n: stats.loc[stats["candidate"] == n, "mean"].mean() for n in names}
+    wide = results.pivot_table(index=["table", "seed"], columns="candidate", values="val_accuracy")
+    return ratios, means, wide
+
+
+def _paired(wide: pd.DataFrame, name: str, base: str) -> tuple[float, float]:
+    """The mean paired difference of ``name`` to ``base`` and its standard error."""
+    diff = wide[name] - wide[base]
+    return diff.mean(), diff.std(ddof=1) / np.sqrt(len(diff))
+
+
 def choose_smoother(results: pd.DataFrame, pair: dict[str, dict]) -> tuple[str, list[str]]:
     """Rounds 3 and 4's rule (module docstring): ``pair`` is (today's choice, the
     smoother candidate); returns the choice and one line per candidate."""
-    stats = per_table(results)
-    wide = results.pivot_table(index=["table", "seed"], columns="candidate", values="val_accuracy")
+    ratios, means, wide = _against(results, pair)
     base, smooth = pair
-    diff = wide[smooth] - wide[base]
-    se = diff.std(ddof=1) / np.sqrt(len(diff))
-    ratios = {n: stats.loc[stats["candidate"] == n, "ratio"].mean() for n in pair}
-    means = {n: stats.loc[stats["candidate"] == n, "mean"].mean() for n in pair}
+    diff, se = _paired(wide, smooth, base)
     lines = [
         f"{base}: mean validation accuracy {means[base]:.4f}, spread ratio {ratios[base]:.2f}",
         f"{smooth}: mean validation accuracy {means[smooth]:.4f}, paired difference to "
-        f"{base} {diff.mean():+.4f} (SE {se:.4f}), spread ratio {ratios[smooth]:.2f}",
+        f"{base} {diff:+.4f} (SE {se:.4f}), spread ratio {ratios[smooth]:.2f}",
     ]
-    better = diff.mean() > se and ratios[smooth] <= ratios[base]
+    better = diff > se and ratios[smooth] <= ratios[base]
     return (smooth if better else base), lines
 
 
 def choose_schedule(results: pd.DataFrame) -> tuple[str, list[str]]:
     """Round 5's rule (module docstring); returns the choice and one line per candidate."""
-    stats = per_table(results)
-    wide = results.pivot_table(index=["table", "seed"], columns="candidate", values="val_accuracy")
+    ratios, means, wide = _against(results, ROUND_5)
     base, *schedules = ROUND_5
-    ratios = {n: stats.loc[stats["candidate"] == n, "ratio"].mean() for n in ROUND_5}
-    means = {n: stats.loc[stats["candidate"] == n, "mean"].mean() for n in ROUND_5}
     lines = [f"{base}: mean validation accuracy {means[base]:.4f}, spread ratio {ratios[base]:.2f}"]
     qualified = []
     for name in schedules:
-        diff = wide[name] - wide[base]
-        se = diff.std(ddof=1) / np.sqrt(len(diff))
+        diff, se = _paired(wide, name, base)
         lines.append(
             f"{name}: mean validation accuracy {means[name]:.4f}, paired difference to "
-            f"{base} {diff.mean():+.4f} (SE {se:.4f}), spread ratio {ratios[name]:.2f}"
+            f"{base} {diff:+.4f} (SE {se:.4f}), spread ratio {ratios[name]:.2f}"
         )
         steadier = ratios[name] < ratios[base]
-        better = diff.mean() > se and ratios[name] <= ratios[base]
-        if diff.mean() > -se and (steadier or better):
+        better = diff > se and ratios[name] <= ratios[base]
+        if diff > -se and (steadier or better):
             qualified.append(name)
     return max(qualified, key=means.__getitem__, default=base), lines
 

@@ -302,17 +302,22 @@ def _suite_lines(results: pd.DataFrame) -> list[str]:
                 f"of {len(gap)} tables, within 0.01 on {int((gap >= -0.01).sum())}, mean gap "
                 f"{gap.mean():+.3f}"
             )
-    sds = inductive.groupby(["table", "model"])["accuracy"].std().unstack()
-    if "catboost" in sds and OURS in sds and sds[OURS].isna().all():
-        lines.append("- seed-to-seed sd: needs at least two seeds (--seeds)")
-    elif "catboost" in sds and OURS in sds:
-        ratio = (sds[OURS] / sds["catboost"].clip(lower=_SD_FLOOR)).dropna()
-        lines.append(
-            f"- seed-to-seed sd (inductive), mean over tables: attnmoe {sds[OURS].mean():.3f}, "
-            f"CatBoost {sds['catboost'].mean():.3f}; their ratio per table (CatBoost's sd "
-            f"floored at {_SD_FLOOR}): mean {ratio.mean():.1f}, median {ratio.median():.1f}"
-        )
+    lines += _spread_lines(inductive.groupby(["table", "model"])["accuracy"].std().unstack())
     return ["", "Over the suite:", "", *lines] if lines else []
+
+
+def _spread_lines(sds: pd.DataFrame) -> list[str]:
+    """attnmoe's seed sd against CatBoost's, from the sd per table (rows) and model."""
+    if "catboost" not in sds or OURS not in sds:
+        return []
+    if sds[OURS].isna().all():
+        return ["- seed-to-seed sd: needs at least two seeds (--seeds)"]
+    ratio = (sds[OURS] / sds["catboost"].clip(lower=_SD_FLOOR)).dropna()
+    return [
+        f"- seed-to-seed sd (inductive), mean over tables: attnmoe {sds[OURS].mean():.3f}, "
+        f"CatBoost {sds['catboost'].mean():.3f}; their ratio per table (CatBoost's sd "
+        f"floored at {_SD_FLOOR}): mean {ratio.mean():.1f}, median {ratio.median():.1f}"
+    ]
 
 
 def real_markdown_report(

@@ -23,6 +23,10 @@ class KerasEpsilon:
         self.eps = [group["eps"] for group in optimizer.param_groups]
         self.steps = 0
 
+    @property
+    def param_groups(self) -> list[dict]:
+        return self.optimizer.param_groups
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.optimizer.zero_grad(set_to_none=set_to_none)
 

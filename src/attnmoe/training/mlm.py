@@ -271,7 +271,8 @@ def train_mlm(
         )
         for epoch in bar:
             model.train()
-            _set_lr(stepper, lr * lr_factor(lr_schedule, epoch, epochs))
+            if lr_schedule != "constant":
+                stepper.set_lr(lr * lr_factor(lr_schedule, epoch, epochs))
             order = torch.randperm(train.n_items, generator=generator)
             order = (order if train.items is None else train.items.cpu()[order]).to(train.x.device)
             if max_steps is not None:  # the budget's last epoch stops part-way
@@ -305,16 +306,6 @@ def train_mlm(
     _finish(model, best_state, weight_sums, history.averaged_epochs)
     history.seconds = time.perf_counter() - start
     return history
-
-
-def _set_lr(stepper, lr: float) -> None:
-    """Give the stepper's Adam the learning rate ``lr`` from its next step on."""
-    if isinstance(stepper, FusedEpochs):
-        stepper.adam.lr = lr
-        return
-    optimizer = getattr(stepper.optimizer, "optimizer", stepper.optimizer)  # KerasEpsilon
-    for group in optimizer.param_groups:
-        group["lr"] = lr
 
 
 def _budget_epochs(epochs: int, max_steps: int | None, steps_per_epoch: int) -> int:

@@ -78,6 +78,11 @@ class BatchStepper:
     def loss(self, idx: Tensor, copies: np.ndarray | None) -> tuple[Tensor, int]:
         raise NotImplementedError
 
+    def set_lr(self, lr: float) -> None:
+        """Adam's learning rate from the next step on."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
     def epoch(self, order: Tensor, copies: np.ndarray | None, epoch: int) -> EpochResult:
         total, count, predictions = 0.0, 0, 0
         for first in range(0, len(order), self.per_step):
@@ -155,6 +160,10 @@ class FusedEpochs:
     def __init__(self, data: TrainingSet, per_step: int, fused: FusedMLM, adam: FusedAdam):
         self.data, self.per_step, self.fused, self.adam = data, per_step, fused, adam
         self.tokens = data.x.numpy()
+
+    def set_lr(self, lr: float) -> None:
+        """Adam's learning rate from the next step on."""
+        self.adam.lr = lr
 
     def epoch(self, order: Tensor, copies: np.ndarray | None, epoch: int) -> EpochResult:
         # the order may stop short of every item (the last epoch of a step budget)
